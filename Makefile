@@ -1,0 +1,37 @@
+# Two commands for a new user: `make demo` (the whole pipeline, offline) and `make test`.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: install demo test report clean
+
+install: $(STAMP)
+
+# torch first, from the CPU wheel; every later install constrained to it (see constraints.txt)
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import ecd, torch, trl, dvc; print('installed: torch', torch.__version__, 'trl', trl.__version__)"
+	touch $(STAMP)
+
+demo: install
+	dvc repro
+	ecd report
+
+report: install
+	ecd report
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf .ecd models data/rounds data/pairs data/eval metrics plots

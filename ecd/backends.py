@@ -1,0 +1,323 @@
+"""Model backends behind one interface, and cached, resumable execution of their calls.
+
+A backend turns a list of ``Request`` (chat messages, a per-request seed, and for the
+model-free teacher a structured task) into one ``Completion`` each. ``generate_cached`` puts the
+call cache under every backend, commits each batch as it finishes and shows a progress bar, so a
+stage that is killed half way resumes where it stopped.
+
+Backends here:
+- ``programmatic``: a deterministic teacher with no model. It evolves an instruction by appending a
+  templated requirement and answers by rewriting the seed's reference answer until it satisfies every
+  constraint. It is what lets the pipeline run offline on a CPU in minutes; it is not a language model.
+- ``transformers``: any local or hub causal LM, batched ``generate`` with the model's chat template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ecd import constraints as C
+from ecd.cache import CallCache, call_key
+from ecd.errors import EcdError
+from ecd.params import ModelParams
+from ecd.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Request:
+    messages: list[dict[str, str]]
+    seed: int = 0
+    #: what the programmatic teacher reads instead of the messages
+    task: dict[str, Any] | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class RunStats:
+    calls: int = 0
+    hits: int = 0
+    misses: int = 0
+    completion_tokens: int = 0
+    failed: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    name: str = "backend"
+    #: whether results go through the call cache (the programmatic teacher is cheaper than a lookup)
+    cacheable: bool = True
+
+    @abstractmethod
+    def identity(self) -> str:
+        """What makes this model's outputs what they are: name plus revision or weights hash."""
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling parameters that change results (part of every cache key)."""
+        return {}
+
+    @abstractmethod
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        """One completion per request, in order."""
+
+    @property
+    def batch_size(self) -> int:
+        return 64
+
+
+# ---------------------------------------------------------------------------------------------
+# programmatic
+
+
+class ProgrammaticBackend(Backend):
+    """The model-free teacher. Tasks:
+
+    - ``{"kind": "answer", "reference": str, "constraints": [...]}`` → the reference rewritten to
+      satisfy every constraint (empty text, finish reason ``unanswerable``, where a rewrite is missing)
+    - ``{"kind": "evolve", "instruction": str, "description": str}`` → JSON ``{"instruction": ...}``
+      with the requirement appended, the same reply format an LLM teacher is asked for.
+    """
+
+    name = "programmatic"
+    cacheable = False
+
+    def identity(self) -> str:
+        return "programmatic:v1"
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        out = []
+        for req in requests:
+            task = req.task or {}
+            if task.get("kind") == "answer":
+                cons = [C.Constraint.from_record(c) for c in task["constraints"]]
+                text = C.apply_rewrites(task["reference"], cons)
+                out.append(Completion("", "unanswerable") if text is None else Completion(text, "stop"))
+            elif task.get("kind") == "evolve":
+                evolved = f"{task['instruction'].rstrip()} {task['description']}"
+                out.append(Completion(json.dumps({"instruction": evolved}, ensure_ascii=False)))
+            else:
+                raise EcdError("the programmatic teacher got a request without a task it knows")
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers
+
+
+def weights_hash(path: Path) -> str:
+    """sha256 over the files of a local model directory (names and contents)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+_FALLBACK_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+class TransformersBackend(Backend):
+    """A causal LM through ``transformers``: batched, left-padded generation with a seed per request.
+
+    Sampling draws each row's next token from that row's own generator, so a request gives the same
+    text whatever batch it lands in.
+    """
+
+    name = "transformers"
+
+    def __init__(self, params: ModelParams) -> None:
+        self.params = params
+        self._model = None
+        self._tok = None
+        self._identity: str | None = None
+        local = Path(params.model).expanduser()
+        if local.exists():
+            if not (local / "config.json").exists():
+                raise EcdError(f"model path {local} has no config.json: not a transformers model directory")
+        elif params.model.startswith((".", "/", "~")) or params.model.count("/") > 1:
+            raise EcdError(f"model path not found: {params.model}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.params.batch_size
+
+    def identity(self) -> str:
+        if self._identity is None:
+            local = Path(self.params.model).expanduser()
+            if local.exists():
+                self._identity = f"transformers:{local.name}@sha256:{weights_hash(local)}"
+            else:
+                self._identity = f"transformers:{self.params.model}@{self.params.revision or 'main'}"
+        return self._identity
+
+    def sampling(self) -> dict[str, Any]:
+        p = self.params
+        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        p = self.params
+        device = p.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if p.dtype == "auto":
+            dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        else:
+            dtype = getattr(torch, p.dtype)
+        try:
+            tok = AutoTokenizer.from_pretrained(
+                p.model, revision=p.revision, padding_side="left", trust_remote_code=p.trust_remote_code
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                p.model, revision=p.revision, dtype=dtype, trust_remote_code=p.trust_remote_code
+            )
+        except OSError as exc:
+            raise EcdError(f"cannot load model {p.model!r}: {str(exc).splitlines()[0]}") from None
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        if not tok.chat_template:
+            warnings.warn(f"{p.model} has no chat template; using a plain 'User:/Assistant:' template", stacklevel=2)
+            tok.chat_template = _FALLBACK_TEMPLATE
+        model.to(device).eval()
+        model.config.use_cache = True
+        self._model, self._tok, self._device = model, tok, device
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        import torch
+
+        self._load()
+        tok, model, p = self._tok, self._model, self.params
+        texts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
+        kwargs: dict[str, Any] = dict(max_new_tokens=p.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        if p.temperature > 0:
+            kwargs["logits_processor"] = [SeededSampler([r.seed for r in requests], p.temperature, p.top_p)]
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1] :]
+        eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
+        results = []
+        for i in range(len(requests)):
+            ids = new[i].tolist()
+            stop = next((j for j, t in enumerate(ids) if t in eos), None)
+            kept = ids if stop is None else ids[:stop]
+            results.append(
+                Completion(
+                    text=tok.decode(kept, skip_special_tokens=True),
+                    finish_reason="length" if stop is None else "stop",
+                    prompt_tokens=int(enc["attention_mask"][i].sum()),
+                    completion_tokens=len(kept) + (0 if stop is None else 1),
+                )
+            )
+        return results
+
+
+def _as_list(x: Any) -> list[int]:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+class SeededSampler:
+    """A logits processor that samples each row with its own ``torch.Generator``.
+
+    It returns scores that are -inf everywhere but at the drawn token, so greedy decoding then
+    emits exactly that token; HF's own sampling would share one random stream across the batch.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float) -> None:
+        import torch
+
+        self.temperature, self.top_p = temperature, top_p
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
+        if self.top_p < 1.0:
+            sorted_p, idx = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p > self.top_p
+            sorted_p[drop] = 0.0
+            probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
+        out = torch.full_like(scores, float("-inf"))
+        for i, g in enumerate(self.generators):
+            tok = torch.multinomial(probs[i], 1, generator=g).item()
+            out[i, tok] = 0.0
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def make_backend(params: ModelParams) -> Backend:
+    if params.backend == "programmatic":
+        return ProgrammaticBackend()
+    if params.backend == "transformers":
+        return TransformersBackend(params)
+    raise EcdError(f"unknown backend {params.backend!r}")
+
+
+def generate_cached(
+    backend: Backend,
+    requests: list[Request],
+    *,
+    template_version: str,
+    description: str,
+    cache: CallCache | None = None,
+) -> tuple[list[Completion], RunStats]:
+    """Run requests through the cache and the backend, committing each batch as it finishes."""
+    stats = RunStats(calls=len(requests))
+    results: list[Completion | None] = [None] * len(requests)
+    if backend.cacheable:
+        cache = cache or CallCache()
+        identity = backend.identity()
+        sampling = backend.sampling()
+        keys = [
+            call_key(identity, {"messages": r.messages, "seed": r.seed, "sampling": sampling,
+                                "template": template_version})
+            for r in requests
+        ]
+        found = cache.get_many(list(dict.fromkeys(keys)))
+        for i, k in enumerate(keys):
+            if k in found:
+                results[i] = Completion(**found[k])
+        todo = [i for i, r in enumerate(results) if r is None]
+    else:
+        keys, todo = [], list(range(len(requests)))
+    stats.hits = len(requests) - len(todo)
+    stats.misses = len(todo) if backend.cacheable else 0
+    # longest prompts first: similar lengths share a batch, and the slowest batch runs while the bar is fresh
+    todo.sort(key=lambda i: -sum(len(m["content"]) for m in requests[i].messages))
+    with progress_bar(description, total=len(requests), completed=stats.hits, unit="calls") as bar:
+        for start in range(0, len(todo), backend.batch_size):
+            batch = todo[start : start + backend.batch_size]
+            outs = backend.generate([requests[i] for i in batch])
+            for i, c in zip(batch, outs):
+                results[i] = c
+                stats.completion_tokens += c.completion_tokens
+            if backend.cacheable:
+                cache.put_many(backend.identity(), {keys[i]: asdict(c) for i, c in zip(batch, outs)})
+            bar.advance(len(batch), tokens=sum(c.completion_tokens for c in outs))
+    return [r for r in results if r is not None], stats

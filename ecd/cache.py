@@ -1,0 +1,83 @@
+"""A content-addressed cache of model calls, kept outside DVC's outputs.
+
+The key is a hash of what determines a call's result — the model's identity, the rendered request,
+the sampling parameters with the seed, and the prompt template's version — and of nothing else:
+batch size, concurrency or the number of GPUs change no result, so they change no key. Results are
+committed batch by batch, so a crash or a killed runner loses only the calls still in flight, and
+a changed parameter pays only for the calls it really changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecd.records import canonical_json
+
+DEFAULT_DIR = ".ecd/cache"
+
+
+def cache_dir() -> Path:
+    """``$ECD_CACHE_DIR`` or ``.ecd/cache`` under the working directory (git- and DVC-ignored)."""
+    return Path(os.environ.get("ECD_CACHE_DIR", DEFAULT_DIR))
+
+
+def call_key(model_identity: str, request: dict[str, Any]) -> str:
+    """sha256 over the model identity and the canonical JSON of the request."""
+    return hashlib.sha256(canonical_json([model_identity, request]).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+
+
+class CallCache:
+    """SQLite in WAL mode: one row per call, written in one transaction per batch."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else cache_dir() / "calls.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, result TEXT, created REAL)"
+        )
+        self._db.commit()
+        self.stats = CacheStats()
+
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, result in self._db.execute(f"SELECT key, result FROM calls WHERE key IN ({marks})", chunk):
+                found[key] = json.loads(result)
+        return found
+
+    def put_many(self, model: str, items: dict[str, dict[str, Any]]) -> None:
+        now = time.time()
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO calls (key, model, result, created) VALUES (?, ?, ?, ?)",
+                [(k, model, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()],
+            )
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def clear(self) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM calls")
+        self._db.execute("VACUUM")
+
+    def close(self) -> None:
+        self._db.close()

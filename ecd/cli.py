@@ -1,0 +1,85 @@
+"""The ``ecd`` command: reports and maintenance around the DVC pipeline (which ``dvc repro`` runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ecd import layout
+from ecd.errors import EcdError
+
+app = typer.Typer(help="Evolutionary Contrastive Distillation as a DVC pipeline.", no_args_is_help=True)
+cache_app = typer.Typer(help="The content-addressed call cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+out = Console()
+
+
+def _fail(msg: str) -> None:
+    Console(stderr=True).print(f"error: {msg}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
+
+
+@app.command()
+def report(metrics: Path = typer.Option(layout.METRICS / "evaluate.json", help="the evaluate stage's metrics")) -> None:
+    """Compare the students on the held-out instructions, with deltas against the SFT model."""
+    if not metrics.exists():
+        _fail(f"{metrics} not found: run `dvc repro` first")
+    data = json.loads(metrics.read_text())
+    ref = data.get("sft", {})
+    table = Table(title=f"Held-out instruction following ({next(iter(data.values()))['n_prompts']} prompts)")
+    table.add_column("model")
+    for col in METRIC_COLUMNS:
+        table.add_column(col, justify="right")
+    for name, row in data.items():
+        cells = []
+        for col in METRIC_COLUMNS:
+            cell = f"{row[col]:.3f}"
+            if name != "sft" and col in ref:
+                delta = row[col] - ref[col]
+                cell += f" ({delta:+.3f})"
+            cells.append(cell)
+        table.add_row(name, *cells)
+    out.print(table)
+    out.print("deltas are against the SFT student; metrics: " + str(metrics))
+
+
+@app.command("check-params")
+def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
+    """Validate a params file without running anything."""
+    from ecd.params import load_params
+
+    try:
+        load_params(path)
+    except EcdError as exc:
+        _fail(str(exc))
+    out.print(f"{path}: ok")
+
+
+@cache_app.command("stats")
+def cache_stats(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """How many calls the cache holds and how large it is."""
+    from ecd.cache import CallCache
+
+    cache = CallCache()
+    stats = {"entries": cache.count(), "bytes": cache.path.stat().st_size, "path": str(cache.path)}
+    out.print_json(json.dumps(stats)) if as_json else out.print(stats)
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Empty the call cache."""
+    from ecd.cache import CallCache
+
+    CallCache().clear()
+    out.print("call cache cleared")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,275 @@
+"""The params.yaml schema, validated at the start of every stage before any work.
+
+Each section belongs to one stage (or to the teacher that two stages share), as in DVC's example
+projects, so changing ``pair.*`` never pays for generation again. Unknown keys are errors that name
+the closest valid key: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ecd.errors import EcdError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SeedParams(_Section):
+    """Where the seed instructions I(0) and their reference answers R(0) come from."""
+
+    #: a local JSONL/JSON file, or anything ``datasets.load_dataset`` accepts (a hub id, a folder)
+    source: str = "data/self-instruct/seed_tasks.jsonl"
+    config: str | None = None
+    split: str = "train"
+    instruction_field: str = "instruction"
+    #: optional extra input appended to the instruction (Self-Instruct's ``instances[0].input``)
+    input_field: str | None = "input"
+    output_field: str = "output"
+    id_field: str | None = "id"
+    name_field: str | None = "name"
+    limit: int | None = Field(default=None, ge=1)
+
+
+class ModelParams(_Section):
+    """A model behind one of the backends."""
+
+    backend: Literal["programmatic", "transformers"] = "programmatic"
+    #: a hub id or a local directory (transformers backend)
+    model: str | None = None
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    batch_size: int = Field(default=16, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.7, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> "ModelParams":
+        if self.backend != "programmatic" and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs a model (a hub id or a local path)")
+        return self
+
+
+class EvolveParams(_Section):
+    """Evolution: how each round makes instructions harder."""
+
+    seed: int = 0
+    #: independent evolution chains started from every seed instruction
+    chains_per_seed: int = Field(default=4, ge=1)
+    #: constraints an instruction may carry at most
+    max_constraints: int = Field(default=6, ge=1)
+    #: constraint types the evolver may add (null: every type the teacher can answer)
+    types: list[str] | None = None
+    #: sampling weight of each taxonomy branch (content, style, format, ...)
+    branch_weights: dict[str, float] = Field(default_factory=lambda: {"content": 1.0, "style": 1.0, "format": 1.0})
+    #: draws per chain before the round gives up on finding a new, compatible constraint
+    attempts: int = Field(default=24, ge=1)
+    #: evolved instructions longer than this are eliminated
+    max_instruction_chars: int = Field(default=4000, ge=10)
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, v: list[str] | None) -> list[str] | None:
+        from ecd import constraints
+
+        for t in v or []:
+            try:
+                constraints.get(t)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+        return v
+
+
+class SampleParams(_Section):
+    #: responses sampled per instruction; the verifier keeps the best
+    n: int = Field(default=1, ge=1)
+
+
+class VerifyParams(_Section):
+    #: a response containing one of these (case-insensitive) is a refusal and is eliminated
+    refusal_markers: list[str] = Field(
+        default_factory=lambda: ["i'm sorry, but", "i cannot help", "i can't help", "as an ai language model"]
+    )
+    #: responses shorter than this (after stripping) are eliminated as degenerate
+    min_chars: int = Field(default=1, ge=1)
+
+
+class PairParams(_Section):
+    strategy: Literal["ecd"] = "ecd"
+    test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+    #: a rejected R(t-1) must miss at least this many of I(t)'s constraints ...
+    min_missed: int = Field(default=1, ge=1)
+    #: ... and still pass at least this fraction of them (the "barely misses" property)
+    min_rejected_pass_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class StudentParams(_Section):
+    """The tiny Llama-shaped student built from scratch (or a model to start from)."""
+
+    #: a hub id or local path to start from; null builds a tiny model from the config below
+    model: str | None = None
+    vocab_size: int = Field(default=4000, ge=300)
+    hidden_size: int = Field(default=128, ge=8)
+    intermediate_size: int = Field(default=256, ge=8)
+    num_layers: int = Field(default=2, ge=1)
+    num_heads: int = Field(default=4, ge=1)
+    num_kv_heads: int = Field(default=2, ge=1)
+    max_position_embeddings: int = Field(default=1024, ge=64)
+    seed: int = 0
+
+
+class SFTParams(_Section):
+    steps: int = Field(default=400, ge=0)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    batch_size: int = Field(default=16, ge=1)
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = Field(default=20, ge=0)
+
+
+#: TRL 1.16's DPO loss names. DPOConfig does not validate them (a wrong one fails at the first
+#: training step), so we do, before any work.
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+    "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)
+
+
+class DPOParams(_Section):
+    epochs: float = Field(default=1.0, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    batch_size: int = Field(default=16, ge=1)
+    beta: float = Field(default=0.1, gt=0)
+    #: TRL loss names; several are summed with ``loss_weights`` (["sigmoid", "sft"] is RPO)
+    loss_type: list[str] = Field(default_factory=lambda: ["sigmoid", "sft"])
+    loss_weights: list[float] | None = None
+
+    @field_validator("loss_type")
+    @classmethod
+    def _known_losses(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("give at least one loss type")
+        for name in v:
+            if name not in DPO_LOSS_TYPES:
+                close = difflib.get_close_matches(name, DPO_LOSS_TYPES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown loss {name!r}{hint}; valid: {', '.join(DPO_LOSS_TYPES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> "DPOParams":
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(
+                f"loss_weights has {len(self.loss_weights)} values for {len(self.loss_type)} loss types"
+            )
+        return self
+
+
+class TrainParams(_Section):
+    seed: int = 0
+    #: pairs whose prompt plus answer exceed this many tokens are left out (and counted)
+    max_length: int = Field(default=384, ge=16)
+    sft: SFTParams = SFTParams()
+    dpo: DPOParams = DPOParams()
+
+
+class EvaluateParams(_Section):
+    max_new_tokens: int = Field(default=192, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+
+
+class RoundItem(_Section):
+    #: the round whose accepted chains this round evolves
+    prev: str
+
+
+class Params(_Section):
+    seed: SeedParams = SeedParams()
+    teacher: ModelParams = ModelParams()
+    evolve: EvolveParams = EvolveParams()
+    sample: SampleParams = SampleParams()
+    verify: VerifyParams = VerifyParams()
+    pair: PairParams = PairParams()
+    student: StudentParams = StudentParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    #: evolution rounds as DVC foreach items: ``r1: {prev: r0}``, ``r2: {prev: r1}``, ...
+    rounds: dict[str, RoundItem] = Field(default_factory=dict)
+
+    @field_validator("rounds")
+    @classmethod
+    def _chain(cls, v: dict[str, RoundItem]) -> dict[str, RoundItem]:
+        for i, (name, item) in enumerate(v.items(), 1):
+            if name != f"r{i}" or item.prev != f"r{i - 1}":
+                raise ValueError(
+                    f"rounds must be r1: {{prev: r0}}, r2: {{prev: r1}}, ... in order; "
+                    f"item {i} is {name}: {{prev: {item.prev}}}"
+                )
+        return v
+
+    @property
+    def round_names(self) -> list[str]:
+        """All rounds including the seed round r0."""
+        return ["r0", *self.rounds]
+
+
+def _closest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, str | None]:
+    """The dotted name of an unknown key and the closest valid key at the same level."""
+    cls: Any = model
+    for part in loc[:-1]:
+        field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        annotation = field.annotation if field else None
+        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if cls is None:
+            break
+    valid = list(cls.model_fields) if cls is not None else []
+    match = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+    dotted = ".".join(str(p) for p in loc)
+    if match:
+        return dotted, ".".join([*map(str, loc[:-1]), match[0]])
+    return dotted, None
+
+
+def validate_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; the first problem becomes a one-line EcdError."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise EcdError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            dotted, close = _closest_key(Params, loc)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            raise EcdError(f"{source}: unknown key {dotted!r}{hint}") from None
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        msg = re.sub(r"^Value error, ", "", err["msg"])
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        raise EcdError(f"{source}: {dotted}: {msg}{got}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise EcdError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise EcdError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return validate_params(raw, str(path))

@@ -1,0 +1,116 @@
+"""Rich progress bars for long steps: done/total, rate, tokens/s and time left."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+console = Console(stderr=True)
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second and, where the task counts them, tokens per second."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        done = task.completed - task.fields.get("skipped", 0)
+        if elapsed <= 0 or done <= 0:
+            return Text("")
+        parts = [f"{done / elapsed:.1f} {self.unit}/s"]
+        tokens = task.fields.get("tokens", 0)
+        if tokens:
+            parts.append(f"{tokens / elapsed:.0f} tok/s")
+        return Text("  ".join(parts), style="progress.data.speed")
+
+
+class Bar:
+    def __init__(self, progress: Progress, task_id: int) -> None:
+        self._p, self._t = progress, task_id
+        self._tokens = 0
+
+    def advance(self, n: int = 1, tokens: int = 0) -> None:
+        self._tokens += tokens
+        self._p.update(self._t, advance=n, tokens=self._tokens)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, completed: int = 0, unit: str = "it") -> Iterator[Bar]:
+    """A progress bar on stderr; ``completed`` items (cache hits) start it part way."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task_id = progress.add_task(description, total=total, completed=completed, start=True)
+        progress.update(task_id, skipped=completed, tokens=0)
+        yield Bar(progress, task_id)
+
+
+@contextmanager
+def timed(label: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    console.print(f"{label}: {time.perf_counter() - start:.1f} s")
+
+
+class TrainerProgress:
+    """A transformers ``TrainerCallback`` that shows one rich bar with the latest loss.
+
+    (TRL's own ``RichProgressCallback`` prints a full table per log line, too much for a stage log.)
+    """
+
+    def __new__(cls):  # built lazily so that importing ecd.progress does not import transformers
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def __init__(self) -> None:
+                self._cm = None
+                self._bar = None
+                self._progress = None
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self._progress = Progress(
+                    TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                )
+                self._progress.start()
+                self._bar = self._progress.add_task("train", total=state.max_steps, info="")
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self._progress.update(self._bar, completed=state.global_step)
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs and self._progress is not None:
+                    info = f"loss {float(logs['loss']):.3f}"
+                    if "rewards/accuracies" in logs:
+                        info += f"  acc {float(logs['rewards/accuracies']):.2f}"
+                    self._progress.update(self._bar, info=info)
+
+            def on_train_end(self, args, state, control, **kwargs):
+                if self._progress is not None:
+                    self._progress.stop()
+
+        return _Callback()

@@ -1,0 +1,135 @@
+"""Verification and elimination: check every response against its instruction's constraints, keep
+the best verified response per chain, and record the contrast step (I(t), R(t), R(t-1)).
+
+Code-checkable constraints are checked here with the constraint library and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from ecd import constraints as C
+from ecd.params import VerifyParams
+
+
+def degenerate(text: str, params: VerifyParams) -> str | None:
+    """Why a response is unusable whatever the constraints say, or None."""
+    if len(text.strip()) < params.min_chars:
+        return "empty"
+    low = text.lower()
+    if any(m in low for m in params.refusal_markers):
+        return "refusal"
+    return None
+
+
+def check_all(text: str, constraints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-constraint results for one response (strict IFEval semantics)."""
+    out = []
+    for rec in constraints:
+        c = C.Constraint.from_record(rec)
+        if not c.verifiable:
+            raise NotImplementedError(f"constraint {c.id} needs a judge model; none is configured")
+        out.append({"id": c.id, "kwargs": c.kwargs, "passed": C.check(c, text), "method": "code"})
+    return out
+
+
+def make_verdict(response: dict[str, Any], instruction: dict[str, Any], params: VerifyParams) -> dict[str, Any]:
+    results = check_all(response["text"], instruction["constraints"])
+    bad = degenerate(response["text"], params)
+    return {
+        "response_id": response["id"],
+        "instruction_id": instruction["id"],
+        "results": results,
+        "all_pass": bad is None and all(r["passed"] for r in results),
+        "degenerate": bad,
+    }
+
+
+def _best(verdicts: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+    """The first fully passing verdict (lowest sample index), or the reason there is none."""
+    for v in verdicts:
+        if v["all_pass"]:
+            return v, None
+    if verdicts and all(v["degenerate"] for v in verdicts):
+        return None, verdicts[0]["degenerate"]
+    return None, "response_fails" if verdicts else "no_response"
+
+
+def verify_round(
+    instructions: list[dict[str, Any]],
+    responses: list[dict[str, Any]],
+    chains: list[dict[str, Any]] | None,
+    params: VerifyParams,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Returns (verdicts, state, steps, metrics).
+
+    ``chains`` is None for the seed round r0: every seed with a usable response becomes a root state.
+    Otherwise every chain gets a state: its candidate's if a response verified, else its parent's.
+    """
+    inst_by_id = {i["id"]: i for i in instructions}
+    resp_by_id = {r["id"]: r for r in responses}
+    by_inst: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    verdicts = []
+    for r in sorted(responses, key=lambda r: (r["instruction_id"], r["sample"])):
+        v = make_verdict(r, inst_by_id[r["instruction_id"]], params)
+        verdicts.append(v)
+        by_inst[r["instruction_id"]].append(v)
+
+    causes: Counter[str] = Counter()
+    type_total: Counter[str] = Counter()
+    type_pass: Counter[str] = Counter()
+    for v in verdicts:
+        for res in v["results"]:
+            type_total[res["id"]] += 1
+            type_pass[res["id"]] += res["passed"]
+
+    state, steps = [], []
+    if chains is None:
+        for inst in instructions:
+            best, cause = _best(by_inst.get(inst["id"], []))
+            if best is None:
+                causes[cause] += 1
+                continue
+            state.append({"chain": None, "root_id": inst["root_id"], "round": 0, "instruction": inst,
+                          "response": resp_by_id[best["response_id"]]})
+    else:
+        for ch in chains:
+            parent = {"chain": ch["chain"], "root_id": ch["root_id"], **ch["parent"]}
+            if ch["candidate_id"] is None:
+                causes["not_evolved"] += 1
+                state.append(parent)
+                continue
+            inst = inst_by_id[ch["candidate_id"]]
+            best, cause = _best(by_inst.get(inst["id"], []))
+            if best is None:
+                causes[cause] += 1
+                state.append(parent)
+                continue
+            chosen = resp_by_id[best["response_id"]]
+            rejected = ch["parent"]["response"]
+            n_old = len(ch["parent"]["instruction"]["constraints"])
+            state.append({"chain": ch["chain"], "root_id": ch["root_id"], "round": inst["round"],
+                          "instruction": inst, "response": chosen})
+            steps.append(
+                {
+                    "chain": ch["chain"],
+                    "root_id": ch["root_id"],
+                    "round": inst["round"],
+                    "instruction": inst,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "chosen_results": best["results"],
+                    "rejected_results": check_all(rejected["text"], inst["constraints"]),
+                    "new_constraints": [c["id"] for c in inst["constraints"][n_old:]],
+                }
+            )
+    metrics = {
+        "instructions": len(instructions),
+        "responses": len(responses),
+        "responses_all_pass": sum(v["all_pass"] for v in verdicts),
+        "accepted": len(steps) if chains is not None else len(state),
+        "eliminated_by_cause": dict(sorted(causes.items())),
+        "pass_rate_by_type": {t: round(type_pass[t] / type_total[t], 4) for t in sorted(type_total)},
+    }
+    return verdicts, state, steps, metrics

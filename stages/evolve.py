@@ -1,0 +1,25 @@
+"""evolve ROUND: the teacher rewrites every chain's accepted instruction into a harder one."""
+
+from ecd import layout
+from ecd.backends import make_backend
+from ecd.evolve import evolve_round
+from ecd.params import load_params
+from ecd.records import read_jsonl, write_json, write_jsonl
+from ecd.stage import round_arg, stage
+
+
+@stage
+def main() -> None:
+    params = load_params()
+    rnd = round_arg(params, evolving=True)
+    state = read_jsonl(layout.round_file(params.rounds[rnd].prev, "state.jsonl"))
+    backend = make_backend(params.teacher)
+    candidates, chains, metrics = evolve_round(state, params.evolve, backend, rnd, int(rnd[1:]))
+    write_jsonl(layout.round_file(rnd, "instructions.jsonl"), candidates)
+    write_jsonl(layout.round_file(rnd, "chains.jsonl"), chains)
+    write_json(layout.round_metrics(rnd, "evolve"), metrics)
+    print(f"evolve {rnd}: {metrics['evolved']}/{metrics['chains']} chains evolved; eliminated {metrics['eliminated_by_cause']}")
+
+
+if __name__ == "__main__":
+    main()

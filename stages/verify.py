@@ -1,0 +1,27 @@
+"""verify ROUND: check responses, eliminate failed steps, record contrast steps and chain state."""
+
+from ecd import layout
+from ecd.params import load_params
+from ecd.records import read_jsonl, write_json, write_jsonl
+from ecd.stage import round_arg, stage
+from ecd.verification import verify_round
+
+
+@stage
+def main() -> None:
+    params = load_params()
+    rnd = round_arg(params)
+    instructions = read_jsonl(layout.round_file(rnd, "instructions.jsonl"))
+    responses = read_jsonl(layout.round_file(rnd, "responses.jsonl"))
+    chains = None if rnd == "r0" else read_jsonl(layout.round_file(rnd, "chains.jsonl"))
+    verdicts, state, steps, metrics = verify_round(instructions, responses, chains, params.verify)
+    write_jsonl(layout.round_file(rnd, "verdicts.jsonl"), verdicts)
+    write_jsonl(layout.round_file(rnd, "state.jsonl"), state)
+    if chains is not None:
+        write_jsonl(layout.round_file(rnd, "steps.jsonl"), steps)
+    write_json(layout.round_metrics(rnd, "verify"), metrics)
+    print(f"verify {rnd}: {metrics['accepted']} accepted; eliminated {metrics['eliminated_by_cause']}")
+
+
+if __name__ == "__main__":
+    main()
