@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -19,7 +20,7 @@ out = Console()
 
 
 def _fail(msg: str) -> None:
-    Console(stderr=True).print(f"error: {msg}", markup=False, highlight=False)
+    print(f"error: {msg}", file=sys.stderr)
     raise typer.Exit(2)
 
 

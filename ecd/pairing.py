@@ -196,7 +196,8 @@ def save_pairs(out_dir: str | Path, train: list[dict], test: list[dict], card: s
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for name, rows in (("train", train), ("test", test)):
-            Dataset.from_list(rows, features=feats).to_parquet(str(tmp / f"{name}.parquet"))
+            columns = {k: [r[k] for r in rows] for k in feats}  # from_dict, unlike from_list, takes zero rows
+            Dataset.from_dict(columns, features=feats).to_parquet(str(tmp / f"{name}.parquet"))
         write_text(tmp / "README.md", card)
 
 

@@ -7,6 +7,7 @@ near-identical hard negatives is unstable for a tiny student) and ``["hinge"]`` 
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -22,12 +23,13 @@ def _precision() -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False, "fp16": False}
 
 
-def _common(params: TrainParams, out: Path) -> dict[str, Any]:
+def _common(params: TrainParams, out: Path, total_steps: int) -> dict[str, Any]:
     return dict(
         output_dir=str(out),
         report_to="none",
         save_strategy="no",
-        logging_steps=10,
+        # about ten points on a short run's curve, one every ten steps on a long one
+        logging_steps=max(1, min(10, total_steps // 10)),
         seed=params.seed,
         data_seed=params.seed,
         max_length=params.max_length,
@@ -166,7 +168,7 @@ def train_sft(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, 
         per_device_train_batch_size=s.batch_size,
         lr_scheduler_type=s.lr_scheduler,
         warmup_steps=s.warmup_steps,
-        **_common(params, work / "sft"),
+        **_common(params, work / "sft", s.steps),
     )
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=_callbacks())
     _drop_printer(trainer)
@@ -199,7 +201,7 @@ def train_dpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, 
         loss_type=list(d.loss_type),
         loss_weights=list(d.loss_weights) if d.loss_weights else None,
         lr_scheduler_type="constant",
-        **_common(params, work / "dpo"),
+        **_common(params, work / "dpo", math.ceil(len(rows) / d.batch_size * d.epochs)),
     )
     trainer = DPOTrainer(
         model=model, ref_model=ref, args=cfg, train_dataset=ds, processing_class=tok, callbacks=_callbacks()

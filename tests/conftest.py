@@ -1,0 +1,101 @@
+"""Shared fixtures: a copy of the project in a temporary git repo, and a tiny local model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = str(Path(sys.executable).parent)
+
+#: a fresh run: DVC's lock, metrics and plots of the committed run are left behind
+_SKIP = ("dvc.lock", "metrics/", "plots/")
+
+
+def env(cache_dir: Path) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(
+        PATH=VENV_BIN + os.pathsep + e.get("PATH", ""),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        DVC_NO_ANALYTICS="1",
+        ECD_CACHE_DIR=str(cache_dir),
+        PYTHONHASHSEED="0",
+        GIT_AUTHOR_NAME="ecd-test",
+        GIT_AUTHOR_EMAIL="ecd@example.invalid",
+        GIT_COMMITTER_NAME="ecd-test",
+        GIT_COMMITTER_EMAIL="ecd@example.invalid",
+    )
+    return e
+
+
+def deep_update(base: dict, over: dict) -> dict:
+    """Merge ``over`` into ``base``; ``rounds`` is replaced whole (it is a list of items)."""
+    for k, v in over.items():
+        if k != "rounds" and isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+class Project:
+    """A copy of the project's tracked files in a temporary git repo, with its own call cache."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.env = env(path.parent / f"{path.name}-cache")
+
+    def run(self, *cmd: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def params(self, overrides: dict) -> None:
+        p = self.path / "params.yaml"
+        data = yaml.safe_load(p.read_text())
+        p.write_text(yaml.safe_dump(deep_update(data, overrides), sort_keys=False))
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-qm", message, "--allow-empty")
+
+
+def make_project(dest: Path, overrides: dict | None = None) -> Project:
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    dest.mkdir(parents=True)
+    for f in files:
+        if f.startswith(_SKIP) or not (ROOT / f).exists():
+            continue
+        target = dest / f
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, target)
+    proj = Project(dest)
+    if overrides:
+        proj.params(overrides)
+    proj.run("git", "init", "-q")
+    proj.commit("project copy")
+    return proj
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny Llama with a BPE tokenizer trained on the seed texts, saved with save_pretrained."""
+    from ecd.params import SeedParams, StudentParams
+    from ecd.seeds import load_seeds
+    from ecd.student import build_student
+
+    seeds = load_seeds(SeedParams(source=str(ROOT / "data/self-instruct/seed_tasks.jsonl")))
+    texts = [s["text"] for s in seeds] + [s["reference"] for s in seeds]
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    build_student(texts, StudentParams(vocab_size=800, hidden_size=32, intermediate_size=64, num_layers=1,
+                                       num_heads=2, num_kv_heads=1), out)
+    return out

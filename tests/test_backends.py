@@ -1,0 +1,84 @@
+"""The transformers backend on a tiny local model, the call cache under it, and an LLM teacher in
+the pipeline whose gibberish is eliminated and counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_project
+from ecd.backends import Request, TransformersBackend, generate_cached
+from ecd.cache import CallCache
+from ecd.errors import EcdError
+from ecd.params import ModelParams
+from ecd.records import read_jsonl
+
+PROMPTS = [f"Write a note about item number {i}." for i in range(10)] + ["Hi", "Describe a red map in detail, please."]
+
+
+def backend(model: Path, **kw) -> TransformersBackend:
+    return TransformersBackend(ModelParams(backend="transformers", model=str(model), max_new_tokens=12, **kw))
+
+
+def requests() -> list[Request]:
+    return [Request(messages=[{"role": "user", "content": p}], seed=100 + i) for i, p in enumerate(PROMPTS)]
+
+
+def test_same_seed_same_text_whatever_the_batch(tiny_model: Path, tmp_path: Path) -> None:
+    one = generate_cached(backend(tiny_model, batch_size=1), requests(), template_version="t",
+                          description="b1", cache=CallCache(tmp_path / "a.sqlite"))[0]
+    many = generate_cached(backend(tiny_model, batch_size=5), requests(), template_version="t",
+                           description="b5", cache=CallCache(tmp_path / "b.sqlite"))[0]
+    assert [c.text for c in one] == [c.text for c in many]
+    assert len({c.text for c in one}) > 1  # sampling really varies across seeds
+    assert all(c.completion_tokens > 0 and c.finish_reason in {"stop", "length"} for c in one)
+
+
+def test_cache_serves_reruns_and_ignores_batch_size(tiny_model: Path, tmp_path: Path) -> None:
+    cache = CallCache(tmp_path / "c.sqlite")
+    first, s1 = generate_cached(backend(tiny_model, batch_size=4), requests(), template_version="t",
+                                description="cold", cache=cache)
+    again, s2 = generate_cached(backend(tiny_model, batch_size=7), requests(), template_version="t",
+                                description="warm", cache=cache)
+    assert (s1.hits, s1.misses) == (0, len(PROMPTS))
+    assert (s2.hits, s2.misses) == (len(PROMPTS), 0)
+    assert [c.text for c in first] == [c.text for c in again]
+    # a changed sampling parameter is a different call
+    _, s3 = generate_cached(backend(tiny_model, batch_size=4, temperature=0.9), requests(),
+                            template_version="t", description="new", cache=cache)
+    assert s3.misses == len(PROMPTS)
+
+
+def test_missing_model_path_is_named(tmp_path: Path) -> None:
+    with pytest.raises(EcdError, match=f"model path not found: {tmp_path}/nope"):
+        backend(tmp_path / "nope")
+
+
+@pytest.mark.slow
+def test_llm_teacher_gibberish_is_eliminated_and_counted(tiny_model: Path, tmp_path: Path) -> None:
+    proj = make_project(tmp_path / "proj", {
+        "seed": {"limit": 6},
+        "teacher": {"backend": "transformers", "model": str(tiny_model), "max_new_tokens": 24, "batch_size": 8},
+        "evolve": {"chains_per_seed": 2},
+        "sample": {"n": 2},
+        "rounds": {"r1": {"prev": "r0"}},
+    })
+    proj.commit("llm teacher")
+    proj.run("dvc", "repro", "pair")
+    evolve = json.loads((proj.path / "metrics/rounds/r1/evolve.json").read_text())
+    verify = json.loads((proj.path / "metrics/rounds/r1/verify.json").read_text())
+    assert evolve["chains"] == 12
+    assert evolve["evolved"] + sum(evolve["eliminated_by_cause"].values()) == 12
+    assert evolve["eliminated_by_cause"]  # a random tiny model does not write valid JSON
+    assert set(evolve["eliminated_by_cause"]) <= {"empty", "no_json", "bad_json", "missing_field", "unchanged",
+                                                  "too_long", "refusal", "near_duplicate"}
+    assert evolve["teacher_calls"] == evolve["cache_misses"] == 12
+    r0 = read_jsonl(proj.path / "data/rounds/r0/responses.jsonl")
+    assert len(r0) == 12 and all(r["model"].startswith("transformers:model@sha256:") for r in r0)
+    state = read_jsonl(proj.path / "data/rounds/r1/state.jsonl")
+    assert len(state) == 12 and sum(verify["eliminated_by_cause"].values()) + verify["accepted"] == 12
+    # a re-run of the round-0 sampling is served from the call cache
+    proc = proj.run("dvc", "repro", "-f", "-s", "sample_r0")
+    assert "cache 12 hits, 0 misses" in proc.stdout

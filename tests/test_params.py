@@ -1,0 +1,108 @@
+"""Params are validated before any work: one line naming the key, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT, make_project
+from ecd.errors import EcdError
+from ecd.params import Params, load_params, validate_params
+
+
+def test_defaults_match_committed_params() -> None:
+    assert load_params(ROOT / "params.yaml").round_names == ["r0", "r1", "r2", "r3"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"evolve": {"chain_per_seed": 3}}, "unknown key 'evolve.chain_per_seed' (did you mean 'evolve.chains_per_seed'?)"),
+        ({"evolv": {}}, "unknown key 'evolv' (did you mean 'evolve'?)"),
+        ({"train": {"dpo": {"betta": 0.1}}}, "unknown key 'train.dpo.betta' (did you mean 'train.dpo.beta'?)"),
+        ({"evolve": {"chains_per_seed": "many"}}, "evolve.chains_per_seed: Input should be a valid integer"),
+        ({"train": {"dpo": {"loss_type": ["slic"]}}}, "unknown loss 'slic'"),
+        ({"teacher": {"backend": "transformers"}}, "needs a model"),
+        ({"evolve": {"types": ["punctuation:no_coma"]}}, "did you mean 'punctuation:no_comma'?"),
+        ({"rounds": {"r1": {"prev": "r0"}, "r3": {"prev": "r1"}}}, "rounds must be r1: {prev: r0}"),
+    ],
+)
+def test_bad_params_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(EcdError) as info:
+        validate_params(raw)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_loss_error_lists_valid_choices() -> None:
+    with pytest.raises(EcdError, match="valid: sigmoid, hinge, ipo"):
+        validate_params({"train": {"dpo": {"loss_type": ["sigmoid", "kto_pair"]}}})
+
+
+def test_params_are_frozen() -> None:
+    p = Params()
+    with pytest.raises(Exception):
+        p.evolve.seed = 3  # type: ignore[misc]
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / "proj")
+
+
+def _stage(project, *args):
+    return project.run(sys.executable, *args, check=False)
+
+
+def test_stage_stops_on_misspelled_key(project) -> None:
+    project.params({"evolve": {"chain_per_seed": 3}})
+    proc = _stage(project, "stages/seed.py")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: params.yaml: unknown key 'evolve.chain_per_seed' (did you mean 'evolve.chains_per_seed'?)"
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not list((project.path / "data/rounds").rglob("*.jsonl"))
+
+
+def test_stage_names_missing_seed_file(project) -> None:
+    project.params({"seed": {"source": "data/nope.jsonl"}})
+    proc = _stage(project, "stages/seed.py")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: seed file not found: data/nope.jsonl (params seed.source)"
+    assert not list((project.path / "data/rounds").rglob("*.jsonl"))
+
+
+def test_malformed_seed_line_names_file_and_line(project) -> None:
+    bad = project.path / "data/bad.jsonl"
+    good = json.dumps({"id": "a", "name": "a", "instruction": "Say hi.", "instances": [{"input": "", "output": "Hi."}]})
+    bad.write_text(good + "\n" + good.replace('"a"', '"b"') + "\n{not json\n")
+    project.params({"seed": {"source": "data/bad.jsonl"}})
+    proc = _stage(project, "stages/seed.py")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: data/bad.jsonl:3: malformed JSON")
+    assert "Traceback" not in proc.stderr
+    assert not list((project.path / "data/rounds").rglob("*.jsonl"))
+
+
+def test_missing_field_names_file_and_line(project) -> None:
+    bad = project.path / "data/bad.jsonl"
+    bad.write_text(json.dumps({"id": "a", "prompt": "Say hi."}) + "\n")
+    project.params({"seed": {"source": "data/bad.jsonl"}})
+    proc = _stage(project, "stages/seed.py")
+    assert proc.stderr.strip() == "error: data/bad.jsonl:1: missing field 'instruction' (params seed)"
+
+
+def test_unknown_round_is_named(project) -> None:
+    proc = _stage(project, "stages/evolve.py", "r9")
+    assert proc.returncode == 2
+    assert "round 'r9' is not in params.yaml rounds (r0, r1, r2, r3)" in proc.stderr
+
+
+def test_check_params_command(project) -> None:
+    project.params({"pair": {"test_fracton": 0.1}})
+    proc = project.run("ecd", "check-params", check=False)
+    assert proc.returncode == 2
+    assert "did you mean 'pair.test_fraction'?" in proc.stderr

@@ -1,0 +1,166 @@
+"""End to end: the whole pipeline under DVC in a temporary git repo, on a small config.
+
+Asserts on the content of every stage's output, then on DVC's promises: a second repro does
+nothing, an experiment re-runs only what is downstream of its change, and push/pull through a
+local remote reproduces the pairs byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import Project, make_project
+from ecd import constraints as C
+from ecd.records import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "seed": {"limit": 24},
+    "evolve": {"chains_per_seed": 2},
+    "student": {"vocab_size": 600, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1,
+                "num_heads": 2, "num_kv_heads": 1},
+    "train": {"max_length": 256, "sft": {"steps": 4, "batch_size": 8, "warmup_steps": 0},
+              "dpo": {"epochs": 0.2, "batch_size": 8}},
+    "evaluate": {"max_new_tokens": 16},
+    "rounds": {"r1": {"prev": "r0"}, "r2": {"prev": "r1"}},
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    proj = make_project(tmp_path_factory.mktemp("e2e") / "proj", SMALL)
+    proj.commit("small config")
+    proj.run("dvc", "repro")
+    return proj
+
+
+def _passes(text: str, cons: list[dict]) -> list[bool]:
+    return [C.check(C.Constraint.from_record(c), text) for c in cons]
+
+
+def test_seed_and_round_zero(project: Project) -> None:
+    p = project.path
+    seeds = read_jsonl(p / "data/rounds/r0/instructions.jsonl")
+    assert len(seeds) == 24
+    assert all(s["round"] == 0 and s["constraints"] == [] and s["reference"] for s in seeds)
+    assert len({s["id"] for s in seeds}) == 24
+    responses = {r["instruction_id"]: r for r in read_jsonl(p / "data/rounds/r0/responses.jsonl")}
+    # the programmatic teacher answers a seed with its reference answer
+    assert all(responses[s["id"]]["text"] == s["reference"] for s in seeds)
+    state = read_jsonl(p / "data/rounds/r0/state.jsonl")
+    assert {e["root_id"] for e in state} <= {s["id"] for s in seeds} and len(state) >= 22
+
+
+def test_evolution_rounds(project: Project) -> None:
+    p = project.path
+    for r in ("r1", "r2"):
+        chains = read_jsonl(p / f"data/rounds/{r}/chains.jsonl")
+        cands = {c["id"]: c for c in read_jsonl(p / f"data/rounds/{r}/instructions.jsonl")}
+        metrics = json.loads((p / f"metrics/rounds/{r}/evolve.json").read_text())
+        assert metrics["chains"] == len(chains) and metrics["evolved"] == len(cands)
+        assert metrics["evolved"] + sum(metrics["eliminated_by_cause"].values()) == metrics["chains"]
+        for ch in chains:
+            if ch["candidate_id"] is None:
+                assert ch["eliminated"]
+                continue
+            cand, parent = cands[ch["candidate_id"]], ch["parent"]["instruction"]
+            # one operation: exactly one new constraint, appended to the parent's, text made longer
+            assert cand["constraints"][:-1] == parent["constraints"]
+            assert len(cand["constraints"]) == len(parent["constraints"]) + 1
+            assert cand["text"].startswith(parent["text"]) and len(cand["text"]) > len(parent["text"])
+            assert cand["parent_id"] == parent["id"] and cand["round"] == int(r[1:])
+            # the new requirement was not already met by the chain's current answer
+            assert not _passes(ch["parent"]["response"]["text"], cand["constraints"][-1:])[0]
+
+
+def test_verify_keeps_only_verified_steps(project: Project) -> None:
+    p = project.path
+    for r in ("r1", "r2"):
+        steps = read_jsonl(p / f"data/rounds/{r}/steps.jsonl")
+        state = read_jsonl(p / f"data/rounds/{r}/state.jsonl")
+        metrics = json.loads((p / f"metrics/rounds/{r}/verify.json").read_text())
+        assert steps and metrics["accepted"] == len(steps)
+        assert len(state) == json.loads((p / f"metrics/rounds/{r}/evolve.json").read_text())["chains"]
+        for s in steps:
+            cons = s["instruction"]["constraints"]
+            assert all(_passes(s["chosen"]["text"], cons))
+            assert [x["passed"] for x in s["rejected_results"]] == _passes(s["rejected"]["text"], cons)
+
+
+def test_pairs_dataset(project: Project) -> None:
+    from datasets import load_dataset
+
+    p = project.path
+    ds = load_dataset("parquet", data_dir=str(p / "data/pairs"))
+    train, test = ds["train"], ds["test"]
+    assert len(train) > 20 and len(test) > 0
+    assert not set(train["root_id"]) & set(test["root_id"])
+    for row in train:
+        assert [m["role"] for m in row["prompt"]] == ["user"]
+        assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
+        cons = [{"id": i, "kwargs": {k: v for k, v in kw.items() if v is not None}}
+                for i, kw in zip(row["instruction_id_list"], row["kwargs"])]
+        assert all(_passes(row["chosen"][0]["content"], cons))
+        missed = [c["id"] for c, ok in zip(cons, _passes(row["rejected"][0]["content"], cons)) if not ok]
+        assert missed == row["missed_constraints"] and set(missed) & set(row["new_constraints"])
+    card = (p / "data/pairs/README.md").read_text()
+    assert f"{len(train) + len(test)} ({len(train)} train, {len(test)} test" in card
+
+
+def test_training_and_evaluation(project: Project) -> None:
+    p = project.path
+    for name in ("base", "sft", "dpo"):
+        assert (p / f"models/{name}/model.safetensors").exists()
+        assert (p / f"models/{name}/tokenizer.json").exists()
+    sft = json.loads((p / "plots/sft.json").read_text())
+    assert sft and all("loss" in e and "step" in e for e in sft)
+    metrics = json.loads((p / "metrics/evaluate.json").read_text())
+    assert set(metrics) == {"base", "sft", "dpo"}
+    for m in metrics.values():
+        assert m["n_prompts"] > 0 and all(0.0 <= m[k] <= 1.0 for k in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose"))
+        assert m["prompt_loose"] >= m["prompt_strict"]
+    answers = read_jsonl(p / "data/eval/dpo.jsonl")
+    assert len(answers) == metrics["dpo"]["n_prompts"]
+    assert sum(a["follow_all_instructions"] for a in answers) / len(answers) == pytest.approx(metrics["dpo"]["prompt_strict"], abs=1e-4)
+    report = project.run("ecd", "report").stdout
+    assert "prompt_strict" in report and "dpo" in report
+
+
+def test_second_repro_does_nothing(project: Project) -> None:
+    out = project.run("dvc", "repro").stdout
+    assert "Data and pipelines are up to date" in out
+    assert "up to date" in project.run("dvc", "status").stdout
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def test_experiment_reruns_only_downstream(project: Project) -> None:
+    project.commit("first run")
+    out = project.run("dvc", "exp", "run", "--temp", "-n", "evolve-seed-1", "-S", "evolve.seed=1").stdout
+    ran = _ran(out)
+    assert {"evolve@r1", "pair", "train", "evaluate"} <= ran
+    assert not ran & {"seed", "sample_r0", "verify_r0"}
+    shown = json.loads(project.run("dvc", "exp", "show", "--json").stdout)
+    text = json.dumps(shown)
+    assert "evolve-seed-1" in text and "prompt_strict" in text
+
+
+def test_push_and_pull_reproduce_pairs(project: Project, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    project.run("dvc", "remote", "add", "-d", "local", str(remote))
+    project.commit("remote")
+    project.run("dvc", "push")
+    clone = tmp_path / "clone"
+    project.run("git", "clone", "-q", str(project.path), str(clone))
+    other = Project(clone)
+    other.run("dvc", "pull")
+    for f in ("train.parquet", "test.parquet", "README.md"):
+        assert (clone / "data/pairs" / f).read_bytes() == (project.path / "data/pairs" / f).read_bytes()
+    assert "up to date" in other.run("dvc", "status").stdout
