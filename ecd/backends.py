@@ -310,7 +310,7 @@ def generate_cached(
     stats.misses = len(todo) if backend.cacheable else 0
     # longest prompts first: similar lengths share a batch, and the slowest batch runs while the bar is fresh
     todo.sort(key=lambda i: -sum(len(m["content"]) for m in requests[i].messages))
-    with progress_bar(description, total=len(requests), completed=stats.hits, unit="calls") as bar:
+    with progress_bar(description, total=len(requests), completed=stats.hits) as bar:
         for start in range(0, len(todo), backend.batch_size):
             batch = todo[start : start + backend.batch_size]
             outs = backend.generate([requests[i] for i in batch])

@@ -25,20 +25,16 @@ console = Console(stderr=True)
 class _RateColumn(ProgressColumn):
     """Items per second and, where the task counts them, tokens per second."""
 
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
-
     def render(self, task: Task) -> Text:
         elapsed = task.elapsed or 0.0
         done = task.completed - task.fields.get("skipped", 0)
         if elapsed <= 0 or done <= 0:
             return Text("")
-        parts = [f"{done / elapsed:.1f} {self.unit}/s"]
+        parts = [f"{done / elapsed:.1f}/s"]
         tokens = task.fields.get("tokens", 0)
         if tokens:
             parts.append(f"{tokens / elapsed:.0f} tok/s")
-        return Text("  ".join(parts), style="progress.data.speed")
+        return Text(" ".join(parts), style="progress.data.speed", no_wrap=True)
 
 
 class Bar:
@@ -52,15 +48,14 @@ class Bar:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, completed: int = 0, unit: str = "it") -> Iterator[Bar]:
+def progress_bar(description: str, total: int, completed: int = 0) -> Iterator[Bar]:
     """A progress bar on stderr; ``completed`` items (cache hits) start it part way."""
     columns = [
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
-        _RateColumn(unit),
+        _RateColumn(),
         TimeElapsedColumn(),
-        TextColumn("eta"),
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
@@ -93,8 +88,8 @@ class TrainerProgress:
 
             def on_train_begin(self, args, state, control, **kwargs):
                 self._progress = Progress(
-                    TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                 )
                 self._progress.start()
                 self._bar = self._progress.add_task("train", total=state.max_steps, info="")
