@@ -168,46 +168,50 @@ def get(type_id: str) -> ConstraintType:
 # Case and punctuation (style branch)
 
 
-@register
-class EnglishLowercase(ConstraintType):
-    id = "change_case:english_lowercase"
+class _EnglishCase(ConstraintType):
+    """All letters in one case, and English as langdetect sees it (IFEval's rule)."""
+
     category = "style/case"
     phase = 85
+
+    @staticmethod
+    def in_case(text: str) -> bool:
+        raise NotImplementedError
+
+    @staticmethod
+    def to_case(text: str) -> str:
+        raise NotImplementedError
+
+    def check(self, response, kwargs):
+        if not self.in_case(response):
+            return False
+        lang = detect_language(response)
+        return lang is None or lang == "en"
+
+    def rewrite(self, text, kwargs):
+        return self.to_case(text)
+
+
+@register
+class EnglishLowercase(_EnglishCase):
+    id = "change_case:english_lowercase"
     conflicts = frozenset({"change_case:english_capital", "detectable_format:multiple_sections"})
+    in_case, to_case = staticmethod(str.islower), staticmethod(str.lower)
     templates = (
         "Your entire response should be in English, and in all lowercase letters. No capital letters are allowed.",
         "Write your whole answer in English using only lowercase letters; capital letters are not allowed.",
     )
 
-    def check(self, response, kwargs):
-        if not response.islower():
-            return False
-        lang = detect_language(response)
-        return lang is None or lang == "en"
-
-    def rewrite(self, text, kwargs):
-        return text.lower()
-
 
 @register
-class EnglishCapital(ConstraintType):
+class EnglishCapital(_EnglishCase):
     id = "change_case:english_capital"
-    category = "style/case"
-    phase = 85
     conflicts = frozenset({"change_case:english_lowercase", "detectable_format:multiple_sections"})
+    in_case, to_case = staticmethod(str.isupper), staticmethod(str.upper)
     templates = (
         "Your entire response should be in English, and in all capital letters.",
         "Respond in English, writing every letter of your answer in capitals.",
     )
-
-    def check(self, response, kwargs):
-        if not response.isupper():
-            return False
-        lang = detect_language(response)
-        return lang is None or lang == "en"
-
-    def rewrite(self, text, kwargs):
-        return text.upper()
 
 
 @register

@@ -139,11 +139,19 @@ def _callbacks() -> list[Any]:
     return [TrainerProgress()]
 
 
-def _drop_printer(trainer: Any) -> None:
-    """Our progress bar shows the loss; transformers would also print every log dict."""
+def _train_and_save(trainer: Any, tok: Any, out_dir: Path) -> list[dict[str, Any]]:
+    """Train, save model and tokenizer atomically, return the logged curve."""
     from transformers.trainer_callback import PrinterCallback
 
-    trainer.remove_callback(PrinterCallback)
+    from ecd.records import atomic_path
+
+    trainer.remove_callback(PrinterCallback)  # our bar shows the loss; this would print every log dict
+    trainer.train()
+    trainer.model.config.use_cache = True  # TRL saves use_cache=False; generation wants the KV cache
+    with atomic_path(out_dir) as tmp:
+        trainer.save_model(str(tmp))
+        tok.save_pretrained(tmp)
+    return _curve(trainer.state.log_history)
 
 
 def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -155,8 +163,6 @@ def train_sft(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, 
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
-
-    from ecd.records import atomic_path
 
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -171,13 +177,7 @@ def train_sft(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, 
         **_common(params, work / "sft", s.steps),
     )
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=_callbacks())
-    _drop_printer(trainer)
-    trainer.train()
-    trainer.model.config.use_cache = True
-    with atomic_path(out_dir) as tmp:
-        trainer.save_model(str(tmp))
-        tok.save_pretrained(tmp)
-    return _curve(trainer.state.log_history)
+    return _train_and_save(trainer, tok, out_dir)
 
 
 def train_dpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path):
@@ -185,8 +185,6 @@ def train_dpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, 
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
-
-    from ecd.records import atomic_path
 
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -206,13 +204,7 @@ def train_dpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, 
     trainer = DPOTrainer(
         model=model, ref_model=ref, args=cfg, train_dataset=ds, processing_class=tok, callbacks=_callbacks()
     )
-    _drop_printer(trainer)
-    trainer.train()
-    trainer.model.config.use_cache = True
-    with atomic_path(out_dir) as tmp:
-        trainer.save_model(str(tmp))
-        tok.save_pretrained(tmp)
-    return _curve(trainer.state.log_history)
+    return _train_and_save(trainer, tok, out_dir)
 
 
 def quiet_training_logs() -> None:

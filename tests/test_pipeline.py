@@ -78,6 +78,19 @@ def test_evolution_rounds(project: Project) -> None:
             assert not _passes(ch["parent"]["response"]["text"], cand["constraints"][-1:])[0]
 
 
+def test_sampling_answers_every_candidate(project: Project) -> None:
+    p = project.path
+    for r in ("r1", "r2"):
+        cands = read_jsonl(p / f"data/rounds/{r}/instructions.jsonl")
+        responses = {x["instruction_id"]: x for x in read_jsonl(p / f"data/rounds/{r}/responses.jsonl")}
+        assert set(responses) == {c["id"] for c in cands}
+        for c in cands:
+            # the programmatic teacher's answer: the reference rewritten for every constraint
+            want = C.apply_rewrites(c["reference"], [C.Constraint.from_record(x) for x in c["constraints"]])
+            assert responses[c["id"]]["text"] == (want or "")
+            assert responses[c["id"]]["model"] == "programmatic:v1"
+
+
 def test_verify_keeps_only_verified_steps(project: Project) -> None:
     p = project.path
     for r in ("r1", "r2"):
@@ -110,6 +123,20 @@ def test_pairs_dataset(project: Project) -> None:
         assert missed == row["missed_constraints"] and set(missed) & set(row["new_constraints"])
     card = (p / "data/pairs/README.md").read_text()
     assert f"{len(train) + len(test)} ({len(train)} train, {len(test)} test" in card
+
+
+def test_student(project: Project) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = project.path
+    info = json.loads((p / "metrics/student.json").read_text())
+    tok = AutoTokenizer.from_pretrained(p / "models/base")
+    model = AutoModelForCausalLM.from_pretrained(p / "models/base")
+    assert len(tok) == info["vocab_size"] <= 600
+    assert sum(x.numel() for x in model.parameters()) == info["parameters"]
+    assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 1
+    text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<|im_start|>assistant\n")
 
 
 def test_training_and_evaluation(project: Project) -> None:
