@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install demo test report clean
+.PHONY: install demo test report bench bench-reference clean
 
 install: $(STAMP)
 
@@ -32,6 +32,19 @@ report: install
 
 test: install
 	$(PY) -m pytest -q
+
+# performance and agreement checks; none of them is a unit test
+bench: install
+	$(PY) bench/ifeval_speed.py
+
+# the same, side by side with the reference implementation (lm-eval's port of IFEval) in its own venv
+REF := .venv-ref
+bench-reference:
+	test -x $(REF)/bin/python || python3 -m venv $(REF)
+	$(REF)/bin/pip install --quiet -c constraints.txt torch==2.13.0 lm-eval==0.4.13 langdetect==1.0.9 nltk==3.10.4 \
+		pydantic==2.14.3 rich==15.0.0 pyyaml==6.0.3 2>&1 | grep -v "is ignored" || true
+	$(REF)/bin/python bench/ifeval_speed.py
+	$(REF)/bin/python bench/ifeval_agreement.py 2>&1 | grep -v "Unable to detect language"
 
 clean:
 	rm -rf .ecd models data/rounds data/pairs data/eval metrics plots

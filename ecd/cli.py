@@ -51,6 +51,22 @@ def report(metrics: Path = typer.Option(layout.METRICS / "evaluate.json", help="
     out.print("deltas are against the SFT student; metrics: " + str(metrics))
 
 
+@app.command("ifeval")
+def ifeval_cmd(
+    responses: Path = typer.Option(..., "--responses", help='JSONL of {"prompt", "response"}, IFEval\'s format'),
+    output_dir: Path = typer.Option(..., "--output-dir", help="where eval_results_{strict,loose}.jsonl go"),
+    input_path: Path = typer.Option(None, "--input", help="IFEval input JSONL (default: the 541 shipped prompts)"),
+) -> None:
+    """Score responses to IFEval prompts with IFEval's strict and loose rules; print a JSON summary."""
+    from ecd.evaluation import IFEVAL_INPUT, ifeval
+
+    try:
+        summary = ifeval(input_path or IFEVAL_INPUT, responses, output_dir)
+    except EcdError as exc:
+        _fail(str(exc))
+    print(json.dumps(summary, indent=2))
+
+
 @app.command("check-params")
 def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
     """Validate a params file without running anything."""

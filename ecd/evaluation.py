@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ecd import constraints as C
-from ecd.backends import TransformersBackend, generate_cached, Request
+from ecd.backends import Request, TransformersBackend, generate_cached
+from ecd.errors import EcdError
 from ecd.params import EvaluateParams, ModelParams
+from ecd.records import iter_jsonl, write_jsonl
 
 TEMPLATE_VERSION = "evaluate-v1"
 
@@ -39,7 +41,7 @@ def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int], dict[str
         for it in items:
             follow = follow_list(it["response"], it["instruction_id_list"], it["kwargs"], loose=mode == "loose")
             results[mode].append(
-                {
+                {  # IFEval's output record, fields in its order
                     "instruction_id_list": it["instruction_id_list"],
                     "prompt": it["prompt"],
                     "response": it["response"],
@@ -54,12 +56,62 @@ def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int], dict[str
             if mode == "strict":
                 for i, f in zip(it["instruction_id_list"], follow):
                     by_category[C.get(i).category.split("/")[0]].append(f)
-        summary[f"prompt_{mode}"] = round(n_follow_all / max(n_prompts, 1), 4)
-        summary[f"inst_{mode}"] = round(n_inst_follow / max(n_inst, 1), 4)
+        summary[f"prompt_{mode}"] = n_follow_all / max(n_prompts, 1)
+        summary[f"inst_{mode}"] = n_inst_follow / max(n_inst, 1)
         summary["n_prompts"], summary["n_instructions"] = n_prompts, n_inst
     for cat, fs in sorted(by_category.items()):
-        summary[f"inst_strict_{cat}"] = round(sum(fs) / len(fs), 4)
+        summary[f"inst_strict_{cat}"] = sum(fs) / len(fs)
     return summary, results
+
+
+#: the 541 IFEval prompts shipped with ecd (Apache-2.0, data/ifeval/LICENSE)
+IFEVAL_INPUT = Path(__file__).resolve().parents[1] / "data" / "ifeval" / "input_data.jsonl"
+
+
+def read_ifeval_input(path: Path) -> list[dict[str, Any]]:
+    """IFEval's input format: ``key``, ``prompt``, ``instruction_id_list``, ``kwargs`` a line."""
+    out = []
+    for lineno, rec in iter_jsonl(path):
+        for field in ("key", "prompt", "instruction_id_list", "kwargs"):
+            if field not in rec:
+                raise EcdError(f"{path}:{lineno}: missing field {field!r}")
+        if len(rec["kwargs"]) != len(rec["instruction_id_list"]):
+            raise EcdError(f"{path}:{lineno}: {len(rec['instruction_id_list'])} instructions but {len(rec['kwargs'])} kwargs")
+        for type_id in rec["instruction_id_list"]:
+            try:
+                C.get(type_id)
+            except KeyError as exc:
+                raise EcdError(f"{path}:{lineno}: {exc.args[0]}") from None
+        out.append(rec)
+    return out
+
+
+def read_ifeval_responses(path: Path) -> dict[str, str]:
+    """IFEval's response format, ``{"prompt", "response"}`` a line; a repeated prompt keeps the last."""
+    out = {}
+    for lineno, rec in iter_jsonl(path):
+        if not isinstance(rec.get("prompt"), str) or not isinstance(rec.get("response"), str):
+            raise EcdError(f"{path}:{lineno}: expected string fields 'prompt' and 'response'")
+        out[rec["prompt"]] = rec["response"]
+    return out
+
+
+def ifeval(input_path: Path, responses_path: Path, output_dir: Path) -> dict[str, float | int]:
+    """Score responses to IFEval prompts as IFEval does; write its two result files; return the summary.
+
+    A prompt without a response is an error naming its key; responses to other prompts are ignored.
+    """
+    inputs = read_ifeval_input(input_path)
+    responses = read_ifeval_responses(responses_path)
+    items = []
+    for rec in inputs:
+        if rec["prompt"] not in responses:
+            raise EcdError(f"{responses_path}: no response for the prompt with key {rec['key']}")
+        items.append({**rec, "response": responses[rec["prompt"]]})
+    summary, results = score(items)
+    for mode in ("strict", "loose"):
+        write_jsonl(output_dir / f"eval_results_{mode}.jsonl", results[mode], sort_keys=False)
+    return {k: summary[k] for k in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose", "n_prompts", "n_instructions")}
 
 
 def held_out_prompts(test_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

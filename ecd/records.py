@@ -71,12 +71,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
-def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write records atomically, one canonical JSON object a line; returns the count."""
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]], sort_keys: bool = True) -> int:
+    """Write records atomically, one JSON object a line (keys sorted unless a format fixes their
+    order); returns the count."""
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=sort_keys) + "\n")
             n += 1
     return n
 

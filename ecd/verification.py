@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from ecd import constraints as C
+from ecd.errors import EcdError
 from ecd.params import VerifyParams
 
 
@@ -29,7 +30,7 @@ def check_all(text: str, constraints: list[dict[str, Any]]) -> list[dict[str, An
     for rec in constraints:
         c = C.Constraint.from_record(rec)
         if not c.verifiable:
-            raise NotImplementedError(f"constraint {c.id} needs a judge model; none is configured")
+            raise EcdError(f"constraint {c.id} needs a judge model to check it; ecd has no judge backend yet")
         out.append({"id": c.id, "kwargs": c.kwargs, "passed": C.check(c, text), "method": "code"})
     return out
 

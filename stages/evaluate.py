@@ -19,7 +19,7 @@ def main() -> None:
         responses = answer(layout.MODELS / name, prompts, params.evaluate, name)
         items = [{**p, "response": r} for p, r in zip(prompts, responses)]
         summary, results = score(items)
-        metrics[name] = summary
+        metrics[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
         write_jsonl(layout.EVAL / f"{name}.jsonl", results["strict"])
         print(f"evaluate {name}: prompt-level strict {summary['prompt_strict']:.3f}, loose {summary['prompt_loose']:.3f}")
     write_json(layout.METRICS / "evaluate.json", metrics)

@@ -127,7 +127,7 @@ def test_rewrites_compose(text: str, seed: int, n: int) -> None:
     # langdetect may call a short all-caps or all-lowercase text another language; that is IFEval's rule
     assert set(failed) <= CASE_TYPES, (failed, out)
     for c in failed:
-        assert (out.islower() if "lower" in c.id else out.isupper())
+        assert out.islower() if "lower" in c else out.isupper()
 
 
 def test_incompatible_types_are_never_drawn_together() -> None:

@@ -1,168 +1,26 @@
-"""The constraint library shared by evolution, verification, pairing and evaluation.
+"""IFEval's 25 instruction types: ids, kwargs and check semantics as IFEval defines them.
 
-One class per instruction type, as in IFEval's registry: each type knows how to sample its own
-parameters, phrase the requirement, check a response (exactly, by code), and — where one exists —
-rewrite a text so that it satisfies the requirement. Type ids and kwargs follow IFEval's schema
-(``punctuation:no_comma``, ``{"num_bullets": 3}``), so our pairs carry ``instruction_id_list`` and
-``kwargs`` that IFEval's own tooling reads.
-
-The checks reproduce IFEval's published semantics; the code is ours. Rewrites are what lets the
-``programmatic`` teacher answer evolved instructions without a model: a response to I(t) is the
-seed's reference answer with the rewrites of all of I(t)'s constraints applied in ``phase`` order.
+The code is ours; the semantics follow the published implementation (google-research
+``instruction_following_eval``), differences listed in docs/constraints.md.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
+import string
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-# ---------------------------------------------------------------------------------------------
-# Text helpers with IFEval's definitions
-
-
-def count_words(text: str) -> int:
-    """Words as IFEval counts them: runs of ``\\w`` characters."""
-    return len(re.findall(r"\w+", text))
-
-
-def split_sentences(text: str) -> list[str]:
-    """A deterministic, offline sentence splitter (no NLTK data needed)."""
-    parts = re.split(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])", text.strip())
-    return [p for p in (s.strip() for s in parts) if p]
-
-
-_LANG_READY = False
-
-
-def detect_language(text: str) -> str | None:
-    """langdetect with a fixed seed, so the same text always gets the same answer.
-
-    Returns None where langdetect cannot decide (no letters): IFEval counts that as followed.
-    """
-    global _LANG_READY
-    import langdetect
-    from langdetect.lang_detect_exception import LangDetectException
-
-    if not _LANG_READY:
-        langdetect.DetectorFactory.seed = 0
-        _LANG_READY = True
-    try:
-        return langdetect.detect(text)
-    except LangDetectException:
-        return None
-
-
-def _relation_ok(actual: int, relation: str, threshold: int) -> bool:
-    if relation == "less than":
-        return actual < threshold
-    if relation == "at least":
-        return actual >= threshold
-    raise ValueError(f"relation must be 'less than' or 'at least', not {relation!r}")
-
-
-_STOPWORDS = frozenset(
-    """a an the and or but if of to in on at by for with from as is are was were be been being this that
-    these those it its into over under than then so such not no yes do does did can could should would will
-    shall may might must have has had you your yours we our they their them he she his her i me my what
-    which who whom whose when where why how all any each few more most other some own same too very just
-    also about after again against before below between both during further here there once only out up
-    down off through until while given following""".split()
+from ecd.constraints.base import ConstraintType, SampleContext, register, relation_ok
+from ecd.constraints.text import (
+    chunks,
+    content_words,
+    count_sentences,
+    count_words,
+    detect_language,
+    word_tokenize,
 )
-
-_FILLER_WORDS = frozenset(
-    "p s section note word matters here this touches on fill in placeholders the and anything else any "
-    "other questions is there i can help with hope".split()
-)
-
-
-def content_words(text: str, min_len: int = 4) -> list[str]:
-    """Distinct lowercase alphabetic words of a text, in order of first use, without stopwords."""
-    seen: dict[str, None] = {}
-    for w in re.findall(r"[A-Za-z]+", text):
-        lw = w.lower()
-        if len(lw) >= min_len and lw not in _STOPWORDS and lw not in _FILLER_WORDS:
-            seen.setdefault(lw, None)
-    return list(seen)
-
-
-# ---------------------------------------------------------------------------------------------
-# The registry
-
-
-@dataclass(frozen=True)
-class SampleContext:
-    """What a sampler may look at: the instruction so far and the current best response to it."""
-
-    instruction: str
-    response: str
-    title: str = ""
-
-
-class ConstraintType:
-    """One instruction type. Subclasses set the class attributes and implement ``check``."""
-
-    id: ClassVar[str]
-    #: taxonomy path: branch/sub-type, e.g. ``format/layout``
-    category: ClassVar[str]
-    #: where the rewrite runs when several are composed (lower first)
-    phase: ClassVar[int] = 50
-    #: ids of types this one is never combined with
-    conflicts: ClassVar[frozenset[str]] = frozenset()
-    #: checkable by code (True) or only by an LLM judge (False)
-    verifiable: ClassVar[bool] = True
-    #: IFEval's own type (True) or one of ecd's additions
-    ifeval: ClassVar[bool] = True
-    templates: ClassVar[tuple[str, ...]] = ()
-
-    def sample(self, rng: random.Random, ctx: SampleContext) -> dict[str, Any] | None:
-        """Draw kwargs for this type, or None when none fit the context."""
-        return {}
-
-    def describe(self, kwargs: dict[str, Any], rng: random.Random) -> str:
-        """Phrase the requirement in natural language, choosing among a few phrasings."""
-        return rng.choice(self.templates).format(**self.format_args(kwargs))
-
-    def format_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return dict(kwargs)
-
-    def check(self, response: str, kwargs: dict[str, Any]) -> bool:
-        raise NotImplementedError
-
-    def rewrite(self, text: str, kwargs: dict[str, Any]) -> str | None:
-        """Return ``text`` changed so that ``check`` holds; None where this type has no rewrite."""
-        return None
-
-    @property
-    def has_rewrite(self) -> bool:
-        return type(self).rewrite is not ConstraintType.rewrite
-
-    def words(self, kwargs: dict[str, Any]) -> set[str]:
-        """Lowercase words this constraint puts into a response (kept clear of forbidden words)."""
-        return set()
-
-
-REGISTRY: dict[str, ConstraintType] = {}
-
-
-def register(cls: type[ConstraintType]) -> type[ConstraintType]:
-    REGISTRY[cls.id] = cls()
-    return cls
-
-
-def get(type_id: str) -> ConstraintType:
-    try:
-        return REGISTRY[type_id]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(type_id, REGISTRY, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise KeyError(f"unknown constraint type {type_id!r}{hint}") from None
-
 
 # ---------------------------------------------------------------------------------------------
 # Case and punctuation (style branch)
@@ -389,7 +247,7 @@ class KeywordFrequency(ConstraintType):
 
     def check(self, response, kwargs):
         n = len(re.findall(kwargs["keyword"], response, flags=re.IGNORECASE))
-        return _relation_ok(n, kwargs["relation"], kwargs["frequency"])
+        return relation_ok(n, kwargs["relation"], kwargs["frequency"])
 
     def rewrite(self, text, kwargs):
         if kwargs["relation"] != "at least":
@@ -466,23 +324,7 @@ class Placeholders(ConstraintType):
 # Layout (format branch)
 
 
-def _chunks(text: str, n: int) -> list[str] | None:
-    """Split a text into ``n`` non-empty pieces at sentence, then word, boundaries."""
-    units = [u for line in text.splitlines() for u in split_sentences(re.sub(r"^\s*(?:[-*]|\d+[.)])\s+", "", line))]
-    if len(units) < n:
-        units = text.split()
-    if len(units) < n:
-        return None
-    size, extra = divmod(len(units), n)
-    out, i = [], 0
-    for k in range(n):
-        step = size + (1 if k < extra else 0)
-        out.append(" ".join(units[i : i + step]).strip())
-        i += step
-    return out
-
-
-_LAYOUT = frozenset(
+LAYOUT = frozenset(
     {
         "detectable_format:number_bullet_lists",
         "length_constraints:number_paragraphs",
@@ -498,7 +340,7 @@ class BulletLists(ConstraintType):
     id = "detectable_format:number_bullet_lists"
     category = "format/layout"
     phase = 40
-    conflicts = _LAYOUT - {"detectable_format:number_bullet_lists"} | {"startend:quotation"}
+    conflicts = LAYOUT - {"detectable_format:number_bullet_lists"} | {"startend:quotation"}
     templates = (
         "Your answer must contain exactly {num_bullets} bullet points. Use the markdown bullet points such as:\n* This is point 1. \n* This is point 2",
         "Format your answer as exactly {num_bullets} markdown bullet points, each starting with \"* \".",
@@ -517,10 +359,10 @@ class BulletLists(ConstraintType):
         return self.count(response) == kwargs["num_bullets"]
 
     def rewrite(self, text, kwargs):
-        pieces = _chunks(text, kwargs["num_bullets"])
+        pieces = chunks(text, kwargs["num_bullets"])
         if pieces is None:
             return None
-        return "\n".join(f"* {p.lstrip('*- ')}" for p in pieces)
+        return "\n".join(f"* {p}" for p in pieces)
 
 
 @register
@@ -528,7 +370,7 @@ class Paragraphs(ConstraintType):
     id = "length_constraints:number_paragraphs"
     category = "format/layout"
     phase = 40
-    conflicts = _LAYOUT - {"length_constraints:number_paragraphs"}
+    conflicts = LAYOUT - {"length_constraints:number_paragraphs"}
     templates = (
         "There should be {num_paragraphs} paragraphs. Paragraphs are separated with the markdown divider: ***",
         "Write exactly {num_paragraphs} paragraphs, separated from each other by the markdown divider ***.",
@@ -549,7 +391,7 @@ class Paragraphs(ConstraintType):
         return n == kwargs["num_paragraphs"]
 
     def rewrite(self, text, kwargs):
-        pieces = _chunks(text, kwargs["num_paragraphs"])
+        pieces = chunks(text, kwargs["num_paragraphs"])
         return None if pieces is None else "\n\n***\n\n".join(pieces)
 
 
@@ -558,7 +400,7 @@ class Sections(ConstraintType):
     id = "detectable_format:multiple_sections"
     category = "format/layout"
     phase = 40
-    conflicts = _LAYOUT - {"detectable_format:multiple_sections"} | {
+    conflicts = LAYOUT - {"detectable_format:multiple_sections"} | {
         "change_case:english_lowercase",
         "change_case:english_capital",
     }
@@ -575,7 +417,7 @@ class Sections(ConstraintType):
         return len(re.split(pattern, response)) - 1 >= kwargs["num_sections"]
 
     def rewrite(self, text, kwargs):
-        pieces = _chunks(text, kwargs["num_sections"])
+        pieces = chunks(text, kwargs["num_sections"])
         if pieces is None:
             return None
         mark = kwargs["section_spliter"].strip()
@@ -590,7 +432,7 @@ class NthParagraphFirstWord(ConstraintType):
     id = "length_constraints:nth_paragraph_first_word"
     category = "format/layout"
     phase = 40
-    conflicts = _LAYOUT - {"length_constraints:nth_paragraph_first_word"} | {"detectable_format:title"}
+    conflicts = LAYOUT - {"length_constraints:nth_paragraph_first_word"} | {"detectable_format:title"}
     templates = (
         "There should be {num_paragraphs} paragraphs. Paragraphs and only paragraphs are separated with each other by two new lines as if it was '\\n\\n' in python. Paragraph {nth_paragraph} must start with word {first_word}.",
         "Write {num_paragraphs} paragraphs separated by blank lines; paragraph {nth_paragraph} must begin with the word \"{first_word}\".",
@@ -621,7 +463,7 @@ class NthParagraphFirstWord(ConstraintType):
         return n == kwargs["num_paragraphs"] and first == kwargs["first_word"].lower()
 
     def rewrite(self, text, kwargs):
-        pieces = _chunks(text, kwargs["num_paragraphs"])
+        pieces = chunks(text, kwargs["num_paragraphs"])
         if pieces is None:
             return None
         nth = kwargs["nth_paragraph"] - 1
@@ -675,14 +517,34 @@ class HighlightedSections(ConstraintType):
 
 
 # ---------------------------------------------------------------------------------------------
-# Types used for checking (evaluation, LLM teachers); no programmatic rewrite
+# Length, language, structure and combination
+
+
+#: IFEval's languages (ISO 639-1) for ``language:response_language``
+LANGUAGES = {
+    "en": "English", "es": "Spanish", "pt": "Portuguese", "ar": "Arabic", "hi": "Hindi", "fr": "French",
+    "ru": "Russian", "de": "German", "ja": "Japanese", "it": "Italian", "bn": "Bengali", "uk": "Ukrainian",
+    "th": "Thai", "ur": "Urdu", "ta": "Tamil", "te": "Telugu", "bg": "Bulgarian", "ko": "Korean", "pl": "Polish",
+    "he": "Hebrew", "fa": "Persian", "vi": "Vietnamese", "ne": "Nepali", "sw": "Swahili", "kn": "Kannada",
+    "mr": "Marathi", "gu": "Gujarati", "pa": "Punjabi", "ml": "Malayalam", "fi": "Finnish",
+}
+RELATIONS = ("less than", "at least")
 
 
 @register
 class ResponseLanguage(ConstraintType):
     id = "language:response_language"
     category = "style/language"
-    templates = ("Your ENTIRE response should be in {language} language, no other language is allowed.",)
+    templates = (
+        "Your ENTIRE response should be in {language_name} language, no other language is allowed.",
+        "Answer only in {language_name}; no other language is allowed.",
+    )
+
+    def format_args(self, kwargs):
+        return {"language_name": LANGUAGES.get(kwargs["language"], kwargs["language"])}
+
+    def sample(self, rng, ctx):
+        return {"language": rng.choice(sorted(LANGUAGES))}
 
     def check(self, response, kwargs):
         lang = detect_language(response)
@@ -693,50 +555,104 @@ class ResponseLanguage(ConstraintType):
 class NumberWords(ConstraintType):
     id = "length_constraints:number_words"
     category = "format/length"
-    templates = ("Answer with {relation} {num_words} words.",)
+    templates = ("Answer with {relation} {num_words} words.", "Your answer should contain {relation} {num_words} words.")
+
+    def sample(self, rng, ctx):
+        return {"num_words": rng.randint(100, 500), "relation": rng.choice(RELATIONS)}
 
     def check(self, response, kwargs):
-        return _relation_ok(count_words(response), kwargs["relation"], kwargs["num_words"])
+        return relation_ok(count_words(response), kwargs["relation"], kwargs["num_words"])
 
 
 @register
 class NumberSentences(ConstraintType):
     id = "length_constraints:number_sentences"
     category = "format/length"
-    templates = ("Your response should contain {relation} {num_sentences} sentences.",)
+    templates = (
+        "Your response should contain {relation} {num_sentences} sentences.",
+        "Write {relation} {num_sentences} sentences.",
+    )
+
+    def sample(self, rng, ctx):
+        return {"num_sentences": rng.randint(1, 20), "relation": rng.choice(RELATIONS)}
 
     def check(self, response, kwargs):
-        return _relation_ok(len(split_sentences(response)), kwargs["relation"], kwargs["num_sentences"])
+        return relation_ok(count_sentences(response), kwargs["relation"], kwargs["num_sentences"])
 
 
 @register
 class LetterFrequency(ConstraintType):
     id = "keywords:letter_frequency"
     category = "content/keywords"
-    templates = ("In your response, the letter {letter} should appear {let_relation} {let_frequency} times.",)
+    templates = (
+        "In your response, the letter {letter} should appear {let_relation} {let_frequency} times.",
+        "Use the letter \"{letter}\" {let_relation} {let_frequency} times in your answer.",
+    )
+
+    def sample(self, rng, ctx):
+        return {"letter": rng.choice(string.ascii_lowercase), "let_frequency": rng.randint(1, 10),
+                "let_relation": rng.choice(RELATIONS)}
 
     def check(self, response, kwargs):
-        n = Counter(response.lower())[kwargs["letter"].lower()]
-        return _relation_ok(n, kwargs["let_relation"], kwargs["let_frequency"])
+        n = Counter(response.lower())[kwargs["letter"].strip().lower()]
+        return relation_ok(n, kwargs["let_relation"], kwargs["let_frequency"])
 
 
 @register
 class CapitalWordFrequency(ConstraintType):
     id = "change_case:capital_word_frequency"
     category = "style/case"
-    templates = ("In your response, words with all capital letters should appear {capital_relation} {capital_frequency} times.",)
+    phase = 86
+    conflicts = frozenset({"change_case:english_lowercase", "change_case:english_capital",
+                           "detectable_format:multiple_sections"})
+    templates = (
+        "In your response, words with all capital letters should appear {capital_relation} {capital_frequency} times.",
+        "Use {capital_relation} {capital_frequency} words written entirely in capital letters.",
+    )
+
+    def sample(self, rng, ctx):
+        have = self.count(ctx.response)
+        return {"capital_frequency": have + rng.randint(1, 5), "capital_relation": "at least"}
+
+    @staticmethod
+    def count(response: str) -> int:
+        return sum(1 for w in word_tokenize(response) if w.isupper())
 
     def check(self, response, kwargs):
-        words = re.findall(r"\w+(?:[-']\w+)*|[^\w\s]", response)
-        n = sum(1 for w in words if w.isupper())
-        return _relation_ok(n, kwargs["capital_relation"], kwargs["capital_frequency"])
+        return relation_ok(self.count(response), kwargs["capital_relation"], kwargs["capital_frequency"])
+
+    def rewrite(self, text, kwargs):
+        if kwargs["capital_relation"] != "at least":
+            return None
+        need = kwargs["capital_frequency"] - self.count(text)
+        if need <= 0:
+            return text
+        # whole words, hyphens and apostrophes included, so that the tokenizer sees them all in capitals
+        words = [m for m in re.finditer(r"(?<![\w'-])[A-Za-z][A-Za-z'-]*[A-Za-z](?![\w'-])", text)
+                 if not m.group().isupper()]
+        if len(words) < need:
+            return None
+        out, last = [], 0
+        for m in words[:need]:
+            out += [text[last : m.start()], m.group().upper()]
+            last = m.end()
+        return "".join(out) + text[last:]
 
 
 @register
 class JsonFormat(ConstraintType):
     id = "detectable_format:json_format"
     category = "format/structure"
-    templates = ("Entire output should be wrapped in JSON format. You can use markdown ticks such as ```.",)
+    phase = 99
+    conflicts = frozenset({
+        "startend:quotation", "startend:end_checker", "change_case:english_capital",
+        "detectable_format:number_bullet_lists", "length_constraints:nth_paragraph_first_word",
+        "combination:repeat_prompt", "combination:two_responses", "change_case:capital_word_frequency",
+    })
+    templates = (
+        "Entire output should be wrapped in JSON format. You can use markdown ticks such as ```.",
+        "Format your entire answer as valid JSON.",
+    )
 
     def check(self, response, kwargs):
         value = response.strip()
@@ -748,6 +664,9 @@ class JsonFormat(ConstraintType):
         except ValueError:
             return False
         return True
+
+    def rewrite(self, text, kwargs):
+        return json.dumps({"answer": text}, ensure_ascii=False)
 
 
 @register
@@ -766,7 +685,15 @@ class ConstrainedResponse(ConstraintType):
 class TwoResponses(ConstraintType):
     id = "combination:two_responses"
     category = "breadth/alternatives"
-    templates = ("Give two different responses. Responses and only responses should be separated by 6 asterisk symbols: ******.",)
+    phase = 97
+    conflicts = frozenset({
+        "detectable_format:number_bullet_lists", "length_constraints:number_paragraphs",
+        "length_constraints:nth_paragraph_first_word", "detectable_format:json_format",
+    })
+    templates = (
+        "Give two different responses. Responses and only responses should be separated by 6 asterisk symbols: ******.",
+        "Write two different answers, separated by a line of six asterisks (******).",
+    )
 
     def check(self, response, kwargs):
         parts = response.split("******")
@@ -779,6 +706,12 @@ class TwoResponses(ConstraintType):
                 valid.append(p)
         return len(valid) == 2 and valid[0].strip() != valid[1].strip()
 
+    def rewrite(self, text, kwargs):
+        if "******" in text:
+            return None
+        # the second answer is the first as a markdown quote: different, and neutral to case and digits
+        return f"{text}\n******\n> {text}"
+
 
 @register
 class RepeatPrompt(ConstraintType):
@@ -788,81 +721,8 @@ class RepeatPrompt(ConstraintType):
         "First repeat the request word for word without change, then give your answer (1. do not say any words or characters before repeating the request; 2. the request you need to repeat does not include this sentence)",
     )
 
+    def sample(self, rng, ctx):
+        return {"prompt_to_repeat": ctx.instruction}
+
     def check(self, response, kwargs):
         return response.strip().lower().startswith(kwargs["prompt_to_repeat"].strip().lower())
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking and composing
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A constraint instance: a type id and its kwargs, as stored in instruction records."""
-
-    id: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    text: str = ""
-    verifiable: bool = True
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> "Constraint":
-        return cls(id=rec["id"], kwargs=dict(rec.get("kwargs") or {}), text=rec.get("text", ""),
-                   verifiable=rec.get("verifiable", True))
-
-    def to_record(self) -> dict[str, Any]:
-        return {"id": self.id, "kwargs": self.kwargs, "text": self.text, "verifiable": self.verifiable}
-
-    @property
-    def type(self) -> ConstraintType:
-        return get(self.id)
-
-
-def loose_variants(response: str) -> list[str]:
-    """IFEval's loose variants: first and/or last line dropped, and each with ``*`` removed."""
-    lines = response.split("\n")
-    first = "\n".join(lines[1:]).strip()
-    last = "\n".join(lines[:-1]).strip()
-    both = "\n".join(lines[1:-1]).strip()
-    base = [response, first, last, both]
-    return base[:1] + [response.replace("*", "")] + base[1:] + [v.replace("*", "") for v in base[1:]]
-
-
-def check(constraint: Constraint, response: str, loose: bool = False) -> bool:
-    """Whether ``response`` follows ``constraint`` (IFEval strict or loose). Empty responses fail."""
-    ctype = constraint.type
-    variants = loose_variants(response) if loose else [response]
-    return any(v.strip() and ctype.check(v, constraint.kwargs) for v in variants)
-
-
-def compatible(existing: list[Constraint], type_id: str, kwargs: dict[str, Any]) -> bool:
-    """Whether a new constraint can join ``existing``: no declared conflict, no duplicate type,
-    and no word that one forbids while another needs it."""
-    new = get(type_id)
-    for c in existing:
-        if c.id == type_id or c.id in new.conflicts or type_id in c.type.conflicts:
-            return False
-    forbidden = {w for c in existing if c.id == ForbiddenWords.id for w in c.kwargs["forbidden_words"]}
-    if forbidden & new.words(kwargs):
-        return False
-    if type_id == ForbiddenWords.id:
-        needed = set().union(*(c.type.words(c.kwargs) for c in existing)) if existing else set()
-        if needed & set(kwargs["forbidden_words"]):
-            return False
-    return True
-
-
-def apply_rewrites(text: str, constraints: list[Constraint]) -> str | None:
-    """Compose the rewrites of all constraints in phase order; None if one type has no rewrite
-    or cannot apply to this text."""
-    for c in sorted(constraints, key=lambda c: (c.type.phase, c.id)):
-        out = c.type.rewrite(text, c.kwargs)
-        if out is None:
-            return None
-        text = out
-    return text
-
-
-def rewritable_types() -> list[str]:
-    """Ids of the types the programmatic teacher can both ask for and answer."""
-    return sorted(t.id for t in REGISTRY.values() if t.has_rewrite)
