@@ -67,6 +67,42 @@ def ifeval_cmd(
     print(json.dumps(summary, indent=2))
 
 
+@app.command("constraints")
+def constraints_cmd(markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table")) -> None:
+    """List every constraint type: taxonomy place, how it is checked, whether it has a rewrite."""
+    import random
+
+    from ecd import constraints as C
+
+    rows = []
+    for branch, subs in C.taxonomy().items():
+        for sub, ids in subs.items():
+            for type_id in ids:
+                t = C.get(type_id)
+                kwargs = t.sample(random.Random(0), C.SampleContext(
+                    instruction="Describe the history of the bicycle in the city.",
+                    response="Bicycles arrived in the city early in the nineteenth century and spread fast among "
+                             "workers, students and families. Cities changed. Today many people ride.",
+                    title="bicycle history"))
+                example = t.describe(kwargs, random.Random(0)) if kwargs is not None else ""
+                how = "code" if t.verifiable else f"judge: {t.judge_question(kwargs or {})}"
+                rows.append((f"{branch}/{sub}", type_id, "IFEval" if t.ifeval else "ecd", how,
+                             "yes" if t.has_rewrite else "no", example.replace("\n", " ")))
+    header = ("taxonomy", "id", "source", "checked by", "rewrite", "example description")
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for r in rows:
+            print("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+        return
+    table = Table(title=f"{len(rows)} constraint types")
+    for h in header:
+        table.add_column(h)
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+
+
 @app.command("check-params")
 def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
     """Validate a params file without running anything."""

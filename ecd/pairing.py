@@ -19,14 +19,20 @@ from typing import Any
 from ecd.params import PairParams
 from ecd.records import atomic_path, content_id, write_text
 
-#: every kwarg of IFEval's schema with its type; a pair's kwargs fill the ones its constraints use
-IFEVAL_KWARGS: dict[str, str] = {
+#: every kwarg of IFEval's schema with its type, then ecd's own types' kwargs; a pair's kwargs fill
+#: the ones its constraints use and leave the others null, as the Hugging Face copy of IFEval does
+KWARGS_SCHEMA: dict[str, str] = {
     "num_highlights": "int64", "relation": "string", "num_words": "int64", "num_placeholders": "int64",
     "prompt_to_repeat": "string", "num_paragraphs": "int64", "num_sentences": "int64", "keywords": "list",
     "nth_paragraph": "int64", "first_word": "string", "language": "string", "let_frequency": "int64",
     "let_relation": "string", "letter": "string", "end_phrase": "string", "postscript_marker": "string",
     "num_bullets": "int64", "forbidden_words": "list", "section_spliter": "string", "num_sections": "int64",
     "capital_relation": "string", "capital_frequency": "int64", "keyword": "string", "frequency": "int64",
+    # ecd's code-checkable types
+    "num_steps": "int64", "num_rows": "int64", "num_headings": "int64", "sections": "list", "max_words": "int64",
+    "word": "string", "num_bold": "int64", "max_chars": "int64",
+    # judge-checked types
+    "tone": "string", "audience": "string", "persona": "string",
 }
 
 
@@ -35,7 +41,7 @@ def features() -> Any:
     from datasets import Features, List, Value
 
     msg = List({"role": Value("string"), "content": Value("string")})
-    kw = {k: (List(Value("string")) if t == "list" else Value(t)) for k, t in IFEVAL_KWARGS.items()}
+    kw = {k: (List(Value("string")) if t == "list" else Value(t)) for k, t in KWARGS_SCHEMA.items()}
     return Features(
         {
             "id": Value("string"),
@@ -61,7 +67,11 @@ def features() -> Any:
 
 
 def ifeval_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: kwargs.get(k) for k in IFEVAL_KWARGS}
+    """One constraint's kwargs in the pair table's schema (a key outside it would be lost: an error)."""
+    unknown = set(kwargs) - set(KWARGS_SCHEMA)
+    if unknown:
+        raise KeyError(f"kwargs {sorted(unknown)} are not in the pair schema (ecd.pairing.KWARGS_SCHEMA)")
+    return {k: kwargs.get(k) for k in KWARGS_SCHEMA}
 
 
 def ecd_pair(step: dict[str, Any], params: PairParams) -> tuple[dict[str, Any] | None, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -66,6 +67,29 @@ def check(type_id: str, text: str, **kwargs) -> bool:
         ("combination:two_responses", {}, "one\n******\ntwo", True),
         ("combination:two_responses", {}, "same\n******\nsame", False),
         ("combination:repeat_prompt", {"prompt_to_repeat": "Say hi"}, "say hi. Hi!", True),
+        ("keywords:letter_frequency", {"letter": "#", "let_frequency": 2, "let_relation": "at least"}, "# a #", True),
+        ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "less than"},
+         "Dr. Smith met Mr. Jones at 3 p.m. today. They talked.", True),
+        ("change_case:capital_word_frequency", {"capital_frequency": 3, "capital_relation": "at least"},
+         "DON'T stop the U.S. team", True),
+        ("language:response_language", {"language": "fr"}, "Bonjour, je suis très content de vous voir aujourd'hui.", True),
+        # ecd's own types
+        ("ecd:numbered_steps", {"num_steps": 2}, "1. Mix.\n2. Bake.", True),
+        ("ecd:numbered_steps", {"num_steps": 2}, "1. Mix.\n3. Bake.", False),
+        ("ecd:markdown_table", {"num_rows": 2}, "| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\ntext", True),
+        ("ecd:markdown_table", {"num_rows": 2}, "| a | b |\n| 1 | 2 |", False),
+        ("ecd:markdown_headings", {"num_headings": 2}, "# One\ntext\n## Two", True),
+        ("ecd:section_order", {"sections": ["Answer", "Reasoning"]}, "## Answer\nyes\n## Reasoning\nbecause", True),
+        ("ecd:section_order", {"sections": ["Answer", "Reasoning"]}, "## Reasoning\nbecause\n## Answer\nyes", False),
+        ("ecd:max_sentence_words", {"max_words": 4}, "One two three. Four five six seven.", True),
+        ("ecd:max_sentence_words", {"max_words": 4}, "One two three four five.", False),
+        ("ecd:start_with_word", {"word": "bicycles"}, '"**Bicycles** are fast."', True),
+        ("ecd:end_with_question", {}, '"Is it?"', True),
+        ("ecd:no_digits", {}, "one and two", True),
+        ("ecd:no_digits", {}, "1 and 2", False),
+        ("ecd:bold_terms", {"num_bold": 2}, "**a** and **b c**", True),
+        ("ecd:no_exclamation", {}, "Wow!", False),
+        ("ecd:max_characters", {"max_chars": 5}, "  12345  ", True),
     ],
 )
 def test_checks_follow_ifeval_semantics(type_id, kwargs, text, expected) -> None:
@@ -82,10 +106,40 @@ def test_loose_accepts_a_stray_first_line() -> None:
     assert not C.check(c, text) and C.check(c, text, loose=True)
 
 
-def test_every_rewritable_type_is_in_a_taxonomy_branch() -> None:
-    assert len(C.rewritable_types()) >= 15
+def test_registry_covers_ifeval_and_more() -> None:
+    shipped = set()
+    for line in (ROOT / "data/ifeval/input_data.jsonl").read_text().splitlines():
+        shipped |= set(json.loads(line)["instruction_id_list"])
+    assert len(shipped) == 25 and shipped == {t.id for t in C.REGISTRY.values() if t.ifeval and t.verifiable}
+    ours = [t for t in C.REGISTRY.values() if not t.ifeval and t.verifiable]
+    assert len(ours) >= 10
     for t in C.REGISTRY.values():
         assert t.category.split("/")[0] in {"content", "style", "format", "reasoning", "breadth"}
+        assert t.templates, t.id
+
+
+def test_taxonomy_has_five_branches() -> None:
+    tree = C.taxonomy()
+    assert set(tree) == {"content", "style", "format", "reasoning", "breadth"}
+    assert sum(len(ids) for subs in tree.values() for ids in subs.values()) == len(C.REGISTRY)
+
+
+def test_judged_types_carry_a_yes_no_question_and_refuse_code_checks() -> None:
+    judged = [t for t in C.REGISTRY.values() if not t.verifiable]
+    assert len(judged) >= 5
+    for t in judged:
+        kwargs = t.sample(random.Random(0), C.SampleContext("q", "a")) or {}
+        question = t.judge_question(kwargs)
+        assert question.endswith("Answer yes or no.") and "{" not in question
+        with pytest.raises(C.JudgeRequired):
+            C.check(C.Constraint(t.id, kwargs, verifiable=False), "text")
+        assert t.id not in C.rewritable_types()
+
+
+def test_samplers_are_seeded() -> None:
+    ctx = C.SampleContext("Describe the history of the bicycle.", "Bicycles arrived early.")
+    for t in C.REGISTRY.values():
+        assert t.sample(random.Random(7), ctx) == t.sample(random.Random(7), ctx), t.id
 
 
 @pytest.mark.parametrize("type_id", C.rewritable_types())
@@ -148,3 +202,18 @@ def test_incompatible_types_are_never_drawn_together() -> None:
             for b in cons:
                 assert b.id not in a.type.conflicts
         assert not ("change_case:english_lowercase" in ids and "change_case:english_capital" in ids)
+
+
+def test_every_kwarg_fits_the_pair_schema() -> None:
+    from ecd.pairing import KWARGS_SCHEMA
+
+    kinds = {"int64": int, "string": str, "list": list}
+    ctx = C.SampleContext("Describe the history of the bicycle in the city.",
+                          "Bicycles arrived in the city early in the nineteenth century and spread fast among "
+                          "workers, students and families. Cities changed. Today many people ride.", "bicycle history")
+    for t in C.REGISTRY.values():
+        for seed in range(5):
+            kwargs = t.sample(random.Random(seed), ctx) or {}
+            for key, value in kwargs.items():
+                assert key in KWARGS_SCHEMA, (t.id, key)
+                assert isinstance(value, kinds[KWARGS_SCHEMA[key]]), (t.id, key, value)

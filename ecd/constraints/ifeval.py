@@ -668,17 +668,28 @@ class JsonFormat(ConstraintType):
     def rewrite(self, text, kwargs):
         return json.dumps({"answer": text}, ensure_ascii=False)
 
+    def words(self, kwargs):
+        return {"answer"}
+
 
 @register
 class ConstrainedResponse(ConstraintType):
     id = "detectable_format:constrained_response"
     category = "format/choice"
+    phase = 57  # before the closing question or end phrase, which must stay last
+    conflicts = frozenset({"change_case:english_lowercase", "change_case:english_capital"})
     options: ClassVar[tuple[str, ...]] = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
     templates = ("Answer with one of the following options: ('My answer is yes.', 'My answer is no.', 'My answer is maybe.')",)
 
     def check(self, response, kwargs):
         value = response.strip()
         return any(o in value for o in self.options)
+
+    def rewrite(self, text, kwargs):
+        return text if self.check(text, kwargs) else f"{text.rstrip()}\n{self.options[2]}"
+
+    def words(self, kwargs):
+        return {"my", "answer", "is", "maybe"}
 
 
 @register
@@ -721,8 +732,19 @@ class RepeatPrompt(ConstraintType):
         "First repeat the request word for word without change, then give your answer (1. do not say any words or characters before repeating the request; 2. the request you need to repeat does not include this sentence)",
     )
 
+    phase = 98  # prepended after every other rewrite but JSON
+    conflicts = frozenset({
+        "punctuation:no_comma", "keywords:forbidden_words", "change_case:english_lowercase",
+        "change_case:english_capital", "ecd:no_digits", "ecd:no_exclamation", "detectable_format:number_bullet_lists",
+        "length_constraints:number_paragraphs", "length_constraints:nth_paragraph_first_word",
+        "detectable_format:multiple_sections", "detectable_format:number_highlighted_sections",
+    })
+
     def sample(self, rng, ctx):
         return {"prompt_to_repeat": ctx.instruction}
 
     def check(self, response, kwargs):
         return response.strip().lower().startswith(kwargs["prompt_to_repeat"].strip().lower())
+
+    def rewrite(self, text, kwargs):
+        return f"{kwargs['prompt_to_repeat'].strip()}\n\n{text.lstrip()}"
