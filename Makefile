@@ -36,6 +36,7 @@ test: install
 # performance and agreement checks; none of them is a unit test
 bench: install
 	$(PY) bench/ifeval_speed.py
+	$(PY) bench/backends.py 2>&1 | grep -E "^\("
 
 # the same, side by side with the reference implementation (lm-eval's port of IFEval) in its own venv
 REF := .venv-ref

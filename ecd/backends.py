@@ -26,7 +26,7 @@ from ecd import constraints as C
 from ecd.cache import CallCache, call_key
 from ecd.errors import EcdError
 from ecd.params import ModelParams
-from ecd.progress import progress_bar
+from ecd.progress import console, progress_bar
 
 
 @dataclass(frozen=True)
@@ -271,12 +271,6 @@ class SeededSampler:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_backend(params: ModelParams) -> Backend:
-    if params.backend == "programmatic":
-        return ProgrammaticBackend()
-    if params.backend == "transformers":
-        return TransformersBackend(params)
-    raise EcdError(f"unknown backend {params.backend!r}")
 
 
 def generate_cached(
@@ -308,6 +302,8 @@ def generate_cached(
         keys, todo = [], list(range(len(requests)))
     stats.hits = len(requests) - len(todo)
     stats.misses = len(todo) if backend.cacheable else 0
+    if backend.cacheable:
+        cache.start_run(description, stats.hits, stats.misses)
     # longest prompts first: similar lengths share a batch, and the slowest batch runs while the bar is fresh
     todo.sort(key=lambda i: -sum(len(m["content"]) for m in requests[i].messages))
     with progress_bar(description, total=len(requests), completed=stats.hits) as bar:
@@ -317,7 +313,186 @@ def generate_cached(
             for i, c in zip(batch, outs):
                 results[i] = c
                 stats.completion_tokens += c.completion_tokens
-            if backend.cacheable:
-                cache.put_many(backend.identity(), {keys[i]: asdict(c) for i, c in zip(batch, outs)})
+                stats.failed += c.finish_reason == "error"
+            if backend.cacheable:  # failed calls are not cached: a rerun tries them again
+                cache.put_many(backend.identity(), {keys[i]: asdict(c) for i, c in zip(batch, outs)
+                                                    if c.finish_reason != "error"})
             bar.advance(len(batch), tokens=sum(c.completion_tokens for c in outs))
+    if backend.cacheable:
+        failed = f", {stats.failed} failed" if stats.failed else ""
+        console.print(f"{description}: call cache {stats.hits} hits, {stats.misses} misses{failed}")
     return [r for r in results if r is not None], stats
+
+
+# ---------------------------------------------------------------------------------------------
+# openai
+
+
+class OpenAIBackend(Backend):
+    """Any OpenAI-compatible chat server: vLLM's ``vllm serve``, SGLang, hosted APIs.
+
+    Requests run concurrently up to ``concurrency``. A request that fails with a rate limit, a server
+    error, a timeout, a lost connection or a malformed reply (no JSON, no choices) is retried with
+    exponential backoff and jitter, ``max_retries`` times. A server that cannot be reached at all is
+    reported in one line naming its URL; a reply that stays malformed becomes a failed call
+    (empty text, finish reason ``error``) that verification eliminates — never a crash. ``n`` answers
+    are ``n`` requests with their own seeds, since many servers ignore ``n``.
+    """
+
+    name = "openai"
+
+    def __init__(self, params: ModelParams) -> None:
+        import os
+
+        self.params = params
+        self.api_key = "unused"
+        if params.api_key_env:
+            key = os.environ.get(params.api_key_env)
+            if not key:
+                raise EcdError(f"environment variable {params.api_key_env} (teacher.api_key_env) is not set")
+            self.api_key = key
+        self.failed = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.params.concurrency * 4
+
+    def identity(self) -> str:
+        # the served model, not the URL: the same weights behind another server give the same answers
+        return f"openai:{self.params.model}@{self.params.revision or 'served'}"
+
+    def sampling(self) -> dict[str, Any]:
+        p = self.params
+        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        import asyncio
+
+        return asyncio.run(self._generate(requests))
+
+    async def _generate(self, requests: list[Request]) -> list[Completion]:
+        import asyncio
+
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key, max_retries=0,
+                             timeout=self.params.timeout)
+        gate = asyncio.Semaphore(self.params.concurrency)
+        try:
+            return list(await asyncio.gather(*(self._one(client, gate, r) for r in requests)))
+        finally:
+            await client.close()
+
+    async def _one(self, client: Any, gate: Any, req: Request) -> Completion:
+        import asyncio
+        import random
+
+        import openai
+
+        p = self.params
+        unreachable = None
+        for attempt in range(p.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+            try:
+                async with gate:
+                    reply = await client.chat.completions.create(
+                        model=p.model, messages=req.messages, max_tokens=p.max_new_tokens,
+                        temperature=p.temperature, top_p=p.top_p, seed=req.seed,
+                    )
+                if not getattr(reply, "choices", None) or reply.choices[0].message is None:
+                    raise ValueError("reply without choices")
+                choice = reply.choices[0]
+                usage = getattr(reply, "usage", None)
+                return Completion(
+                    text=choice.message.content or "",
+                    finish_reason=choice.finish_reason or "stop",
+                    prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                    completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                )
+            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                unreachable = exc
+            except openai.APIStatusError as exc:
+                if exc.status_code != 429 and exc.status_code < 500:
+                    raise EcdError(f"{p.base_url}: request rejected ({exc.status_code}): {exc.message}") from None
+                unreachable = None
+            except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError):
+                unreachable = None  # a malformed reply: bad JSON, no choices
+        if unreachable is not None:
+            raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {unreachable}")
+        self.failed += 1
+        return Completion(text="", finish_reason="error")
+
+
+# ---------------------------------------------------------------------------------------------
+# vllm
+
+
+class VLLMBackend(Backend):
+    """vLLM's offline engine (``vllm.LLM``) for GPU runners, with tensor and data parallelism.
+
+    An optional extra (``pip install ecd[vllm]``), imported only when this backend is used. Each
+    request carries its own seed in ``SamplingParams``, so results do not depend on batching.
+    """
+
+    name = "vllm"
+
+    def __init__(self, params: ModelParams) -> None:
+        self.params = params
+        self._llm = None
+        self._identity: str | None = None
+
+    def _vllm(self) -> Any:
+        try:
+            import vllm
+        except ImportError:
+            raise EcdError(
+                "the vllm backend needs vLLM: `pip install ecd[vllm]` on a CUDA machine (see docs/backends.md)"
+            ) from None
+        return vllm
+
+    @property
+    def batch_size(self) -> int:
+        return self.params.batch_size
+
+    def identity(self) -> str:
+        if self._identity is None:
+            local = Path(self.params.model).expanduser()
+            tag = f"sha256:{weights_hash(local)}" if local.exists() else self.params.revision or "main"
+            self._identity = f"vllm:{self.params.model if not local.exists() else local.name}@{tag}"
+        return self._identity
+
+    def sampling(self) -> dict[str, Any]:
+        p = self.params
+        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        vllm = self._vllm()
+        p = self.params
+        if self._llm is None:
+            self._llm = vllm.LLM(
+                model=p.model, revision=p.revision, tensor_parallel_size=p.tensor_parallel_size,
+                data_parallel_size=p.data_parallel_size, dtype=p.dtype, seed=p.seed,
+                trust_remote_code=p.trust_remote_code,
+            )
+        sampling = [
+            vllm.SamplingParams(temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens, seed=r.seed)
+            for r in requests
+        ]
+        outputs = self._llm.chat([r.messages for r in requests], sampling, use_tqdm=False)
+        results = []
+        for out in outputs:
+            gen = out.outputs[0]
+            results.append(Completion(
+                text=gen.text, finish_reason=gen.finish_reason or "stop",
+                prompt_tokens=len(out.prompt_token_ids or []), completion_tokens=len(gen.token_ids or []),
+            ))
+        return results
+
+
+def make_backend(params: ModelParams) -> Backend:
+    backends = {"programmatic": lambda p: ProgrammaticBackend(), "transformers": TransformersBackend,
+                "openai": OpenAIBackend, "vllm": VLLMBackend}
+    if params.backend not in backends:
+        raise EcdError(f"unknown backend {params.backend!r}")
+    return backends[params.backend](params)

@@ -51,8 +51,13 @@ class CallCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, result TEXT, created REAL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, description TEXT,"
+            " hits INTEGER DEFAULT 0, misses INTEGER DEFAULT 0, entries INTEGER DEFAULT 0, bytes INTEGER DEFAULT 0)"
+        )
         self._db.commit()
         self.stats = CacheStats()
+        self._run: int | None = None
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -63,13 +68,32 @@ class CallCache:
                 found[key] = json.loads(result)
         return found
 
+    def start_run(self, description: str, hits: int, misses: int) -> None:
+        """Record one cached execution (a stage's batch of calls) for ``ecd cache stats``."""
+        with self._db:
+            cur = self._db.execute("INSERT INTO runs (started, description, hits, misses) VALUES (?, ?, ?, ?)",
+                                   (time.time(), description, hits, misses))
+        self._run = cur.lastrowid
+
     def put_many(self, model: str, items: dict[str, dict[str, Any]]) -> None:
         now = time.time()
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO calls (key, model, result, created) VALUES (?, ?, ?, ?)",
-                [(k, model, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()],
-            )
+        rows = [(k, model, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()]
+        with self._db:  # one transaction: the batch's results and the run's counters
+            self._db.executemany("INSERT OR REPLACE INTO calls (key, model, result, created) VALUES (?, ?, ?, ?)", rows)
+            if self._run is not None:
+                self._db.execute("UPDATE runs SET entries = entries + ?, bytes = bytes + ? WHERE id = ?",
+                                 (len(rows), sum(len(r[2]) for r in rows), self._run))
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """``{"last_run": {...}, "total": {...}}``, each with entries, hits, misses and bytes."""
+        keys = ("entries", "hits", "misses", "bytes")
+        last = self._db.execute("SELECT entries, hits, misses, bytes FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        hits, misses = self._db.execute("SELECT COALESCE(SUM(hits), 0), COALESCE(SUM(misses), 0) FROM runs").fetchone()
+        entries, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(result)), 0) FROM calls").fetchone()
+        return {
+            "last_run": dict(zip(keys, last or (0, 0, 0, 0))),
+            "total": {"entries": entries, "hits": hits, "misses": misses, "bytes": size},
+        }
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -77,6 +101,7 @@ class CallCache:
     def clear(self) -> None:
         with self._db:
             self._db.execute("DELETE FROM calls")
+            self._db.execute("DELETE FROM runs")
         self._db.execute("VACUUM")
 
     def close(self) -> None:

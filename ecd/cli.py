@@ -117,12 +117,20 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
 
 @cache_app.command("stats")
 def cache_stats(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """How many calls the cache holds and how large it is."""
+    """Entries, hits, misses and bytes of the last cached run and of the whole cache."""
     from ecd.cache import CallCache
 
     cache = CallCache()
-    stats = {"entries": cache.count(), "bytes": cache.path.stat().st_size, "path": str(cache.path)}
-    out.print_json(json.dumps(stats)) if as_json else out.print(stats)
+    stats = cache.summary()
+    if as_json:
+        print(json.dumps(stats))
+        return
+    table = Table(title=f"call cache {cache.path}")
+    for col in ("", "entries", "hits", "misses", "bytes"):
+        table.add_column(col, justify="right")
+    for name, row in (("last run", stats["last_run"]), ("total", stats["total"])):
+        table.add_row(name, *(f"{row[k]:,}" for k in ("entries", "hits", "misses", "bytes")))
+    out.print(table)
 
 
 @cache_app.command("clear")

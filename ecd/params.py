@@ -41,9 +41,21 @@ class SeedParams(_Section):
 class ModelParams(_Section):
     """A model behind one of the backends."""
 
-    backend: Literal["programmatic", "transformers"] = "programmatic"
-    #: a hub id or a local directory (transformers backend)
+    backend: Literal["programmatic", "transformers", "openai", "vllm"] = "programmatic"
+    #: a hub id or a local directory (transformers, vllm), or the served model's name (openai)
     model: str | None = None
+    #: openai: the server's URL, e.g. http://127.0.0.1:8000/v1 (vLLM's `vllm serve`, SGLang, a hosted API)
+    base_url: str | None = None
+    #: openai: the NAME of the environment variable that holds the API key (never the key itself)
+    api_key_env: str | None = None
+    #: openai: requests in flight at once
+    concurrency: int = Field(default=8, ge=1)
+    #: openai: seconds before a request times out; retries back off exponentially with jitter
+    timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    #: vllm: tensor- and data-parallel sizes of the offline engine
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    data_parallel_size: int = Field(default=1, ge=1)
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
@@ -58,6 +70,8 @@ class ModelParams(_Section):
     def _needs_model(self) -> "ModelParams":
         if self.backend != "programmatic" and not self.model:
             raise ValueError(f"backend {self.backend!r} needs a model (a hub id or a local path)")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (the server's URL, ending in /v1)")
         return self
 
 

@@ -99,3 +99,48 @@ def tiny_model(tmp_path_factory) -> Path:
     build_student(texts, StudentParams(vocab_size=800, hidden_size=32, intermediate_size=64, num_layers=1,
                                        num_heads=2, num_kv_heads=1), out)
     return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_model(tiny_model, tmp_path_factory):
+    """A real ``transformers serve`` process on 127.0.0.1 serving the tiny model; stopped by its PID."""
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    home = tmp_path_factory.mktemp("hf-home")
+    (home / "hub").mkdir()
+    e = env(home / "cache")
+    e["HF_HOME"] = str(home)
+    log = (home / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [str(Path(VENV_BIN) / "transformers"), "serve", str(tiny_model), "--host", "127.0.0.1", "--port", str(port),
+         "--device", "cpu"], stdout=log, stderr=subprocess.STDOUT, env=e)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/health", timeout=1).status == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            raise RuntimeError((home / "serve.log").read_text())
+    else:
+        proc.kill()
+        raise RuntimeError("transformers serve did not start in 90 s")
+    yield {"base_url": url + "/v1", "model": str(tiny_model), "pid": proc.pid}
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

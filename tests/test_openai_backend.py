@@ -1,0 +1,124 @@
+"""The openai backend against a real OpenAI-compatible server (``transformers serve`` on loopback),
+plus the failures a real deployment meets: no server, malformed replies, a missing key."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from conftest import free_port
+from ecd.backends import OpenAIBackend, Request, generate_cached
+from ecd.cache import CallCache
+from ecd.errors import EcdError
+from ecd.params import ModelParams
+
+PROMPTS = ["Say hello.", "Name a colour.", "Count to three.", "What is a map?", "Describe rain.", "Hi"]
+
+
+def backend(base_url: str, model: str = "m", **kw) -> OpenAIBackend:
+    kw.setdefault("temperature", 0.0)
+    return OpenAIBackend(ModelParams(backend="openai", model=model, base_url=base_url, max_new_tokens=8, **kw))
+
+
+def requests() -> list[Request]:
+    return [Request(messages=[{"role": "user", "content": p}], seed=i) for i, p in enumerate(PROMPTS)]
+
+
+def test_generates_through_a_real_server_and_caches(served_model, tmp_path) -> None:
+    cache = CallCache(tmp_path / "c.sqlite")
+    b4 = backend(served_model["base_url"], served_model["model"], concurrency=4)
+    first, s1 = generate_cached(b4, requests(), template_version="t", description="cold", cache=cache)
+    assert (s1.hits, s1.misses, s1.failed) == (0, len(PROMPTS), 0)
+    assert all(c.finish_reason in {"stop", "length"} for c in first)
+    assert any(c.text for c in first)
+    # another concurrency changes no result: every call is a cache hit
+    b1 = backend(served_model["base_url"], served_model["model"], concurrency=1)
+    again, s2 = generate_cached(b1, requests(), template_version="t", description="warm", cache=cache)
+    assert (s2.hits, s2.misses) == (len(PROMPTS), 0)
+    assert [c.text for c in again] == [c.text for c in first]
+
+
+def test_greedy_answers_do_not_depend_on_concurrency(served_model) -> None:
+    texts = []
+    for concurrency in (1, 6):
+        b = backend(served_model["base_url"], served_model["model"], concurrency=concurrency)
+        texts.append([c.text for c in b.generate(requests())])
+    assert texts[0] == texts[1]
+
+
+def test_unreachable_server_is_named_after_retries() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(EcdError) as info:
+        backend(url, max_retries=2).generate(requests()[:1])
+    assert str(info.value).startswith(f"cannot reach {url} after 3 tries")
+
+
+class _Malformed(BaseHTTPRequestHandler):
+    calls = 0
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).calls += 1
+        body = b'{"id": "x", "choices": []}' if self.calls % 2 else b'{"choices": [ not json'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_malformed_replies_are_retried_then_counted_as_failed(tmp_path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Malformed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        out, stats = generate_cached(backend(url, max_retries=2), requests()[:2], template_version="t",
+                                     description="bad", cache=CallCache(tmp_path / "c.sqlite"))
+    finally:
+        server.shutdown()
+    assert stats.failed == 2 and [c.finish_reason for c in out] == ["error", "error"]
+    assert _Malformed.calls == 2 * 3  # each request: one try and two retries
+    assert CallCache(tmp_path / "c.sqlite").count() == 0  # failed calls are not cached
+
+
+def test_missing_key_variable_is_named(monkeypatch) -> None:
+    monkeypatch.delenv("ECD_NO_SUCH_KEY", raising=False)
+    with pytest.raises(EcdError, match="environment variable ECD_NO_SUCH_KEY"):
+        backend("http://127.0.0.1:1/v1", api_key_env="ECD_NO_SUCH_KEY")
+
+
+def test_params_need_a_base_url() -> None:
+    from ecd.params import validate_params
+
+    with pytest.raises(EcdError, match="needs base_url"):
+        validate_params({"teacher": {"backend": "openai", "model": "m"}})
+
+
+@pytest.mark.slow
+def test_api_key_never_leaks(served_model, tmp_path) -> None:
+    from conftest import make_project
+
+    secret = "sk-ecd-test-" + "9" * 24
+    proj = make_project(tmp_path / "proj", {
+        "seed": {"limit": 4},
+        "teacher": {"backend": "openai", "model": served_model["model"], "base_url": served_model["base_url"],
+                    "api_key_env": "ECD_TEST_API_KEY", "max_new_tokens": 8, "concurrency": 2},
+        "evolve": {"chains_per_seed": 1},
+        "rounds": {"r1": {"prev": "r0"}},
+    })
+    proj.env["ECD_TEST_API_KEY"] = secret
+    proj.commit("openai teacher")
+    proc = proj.run("dvc", "repro", "pair")
+    assert secret not in proc.stdout + proc.stderr
+    for path in [proj.path / "params.yaml", proj.path / "dvc.lock", *proj.path.rglob("*.json*")]:
+        assert secret not in path.read_text(errors="ignore"), path
+    cache_dir = tmp_path / "proj-cache"
+    blobs = b"".join(p.read_bytes() for p in cache_dir.rglob("*") if p.is_file())
+    assert blobs and secret.encode() not in blobs
+    r0 = [json.loads(line) for line in (proj.path / "data/rounds/r0/responses.jsonl").read_text().splitlines()]
+    assert len(r0) == 4 and all(r["model"].startswith("openai:") for r in r0)
