@@ -86,6 +86,43 @@ def test_malformed_replies_are_retried_then_counted_as_failed(tmp_path) -> None:
     assert CallCache(tmp_path / "c.sqlite").count() == 0  # failed calls are not cached
 
 
+class _Busy(BaseHTTPRequestHandler):
+    """Answers 429, then 503, then a valid reply: a rate-limited, overloaded server."""
+
+    calls = 0
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).calls += 1
+        if self.calls <= 2:
+            self.send_response(429 if self.calls == 1 else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "fine"}}],
+                           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_rate_limits_and_server_errors_are_retried() -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = backend(f"http://127.0.0.1:{server.server_port}/v1", max_retries=3).generate(requests()[:1])
+    finally:
+        server.shutdown()
+    assert _Busy.calls == 3
+    assert (out[0].text, out[0].finish_reason, out[0].completion_tokens) == ("fine", "stop", 1)
+
+
 def test_missing_key_variable_is_named(monkeypatch) -> None:
     monkeypatch.delenv("ECD_NO_SUCH_KEY", raising=False)
     with pytest.raises(EcdError, match="environment variable ECD_NO_SUCH_KEY"):
