@@ -74,7 +74,9 @@ class Backend(ABC):
 
     @property
     def batch_size(self) -> int:
-        return 64
+        """Requests handed to ``generate`` at once (and committed to the cache together)."""
+        params = getattr(self, "params", None)
+        return params.batch_size if params is not None else 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,6 +129,14 @@ def weights_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def local_or_hub_identity(kind: str, params: ModelParams) -> str:
+    """``kind:name@sha256:…`` for a local model directory (its files hashed), ``kind:id@revision`` for a hub id."""
+    local = Path(params.model).expanduser()
+    if local.exists():
+        return f"{kind}:{local.name}@sha256:{weights_hash(local)}"
+    return f"{kind}:{params.model}@{params.revision or 'main'}"
+
+
 _FALLBACK_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
@@ -154,17 +164,9 @@ class TransformersBackend(Backend):
         elif params.model.startswith((".", "/", "~")) or params.model.count("/") > 1:
             raise EcdError(f"model path not found: {params.model}")
 
-    @property
-    def batch_size(self) -> int:
-        return self.params.batch_size
-
     def identity(self) -> str:
         if self._identity is None:
-            local = Path(self.params.model).expanduser()
-            if local.exists():
-                self._identity = f"transformers:{local.name}@sha256:{weights_hash(local)}"
-            else:
-                self._identity = f"transformers:{self.params.model}@{self.params.revision or 'main'}"
+            self._identity = local_or_hub_identity("transformers", self.params)
         return self._identity
 
     def sampling(self) -> dict[str, Any]:
@@ -451,15 +453,9 @@ class VLLMBackend(Backend):
             ) from None
         return vllm
 
-    @property
-    def batch_size(self) -> int:
-        return self.params.batch_size
-
     def identity(self) -> str:
         if self._identity is None:
-            local = Path(self.params.model).expanduser()
-            tag = f"sha256:{weights_hash(local)}" if local.exists() else self.params.revision or "main"
-            self._identity = f"vllm:{self.params.model if not local.exists() else local.name}@{tag}"
+            self._identity = local_or_hub_identity("vllm", self.params)
         return self._identity
 
     def sampling(self) -> dict[str, Any]:

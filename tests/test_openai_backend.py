@@ -56,13 +56,18 @@ def test_unreachable_server_is_named_after_retries() -> None:
     assert str(info.value).startswith(f"cannot reach {url} after 3 tries")
 
 
-class _Malformed(BaseHTTPRequestHandler):
+class _Scripted(BaseHTTPRequestHandler):
+    """A loopback HTTP server whose replies a subclass scripts by call number."""
+
     calls = 0
+
+    def reply(self, n: int) -> tuple[int, bytes]:
+        raise NotImplementedError
 
     def do_POST(self) -> None:  # noqa: N802
         type(self).calls += 1
-        body = b'{"id": "x", "choices": []}' if self.calls % 2 else b'{"choices": [ not json'
-        self.send_response(200)
+        status, body = self.reply(self.calls)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -70,6 +75,13 @@ class _Malformed(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+class _Malformed(_Scripted):
+    """No choices, or not JSON at all."""
+
+    def reply(self, n):
+        return 200, b'{"id": "x", "choices": []}' if n % 2 else b'{"choices": [ not json'
 
 
 def test_malformed_replies_are_retried_then_counted_as_failed(tmp_path) -> None:
@@ -86,30 +98,16 @@ def test_malformed_replies_are_retried_then_counted_as_failed(tmp_path) -> None:
     assert CallCache(tmp_path / "c.sqlite").count() == 0  # failed calls are not cached
 
 
-class _Busy(BaseHTTPRequestHandler):
+class _Busy(_Scripted):
     """Answers 429, then 503, then a valid reply: a rate-limited, overloaded server."""
 
-    calls = 0
-
-    def do_POST(self) -> None:  # noqa: N802
-        type(self).calls += 1
-        if self.calls <= 2:
-            self.send_response(429 if self.calls == 1 else 503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": "fine"}}],
-                           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+    def reply(self, n):
+        if n <= 2:
+            return (429 if n == 1 else 503), b"{}"
+        return 200, json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                "choices": [{"index": 0, "finish_reason": "stop",
+                                             "message": {"role": "assistant", "content": "fine"}}],
+                                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
 
 
 def test_rate_limits_and_server_errors_are_retried() -> None:
