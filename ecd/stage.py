@@ -21,6 +21,7 @@ def stage(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # our own bars show the long steps
         name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
         label = " ".join([name, *sys.argv[1:]])
         start = time.perf_counter()
