@@ -60,13 +60,18 @@ class Backend(ABC):
     #: whether results go through the call cache (the programmatic teacher is cheaper than a lookup)
     cacheable: bool = True
 
-    @abstractmethod
     def identity(self) -> str:
         """What makes this model's outputs what they are: name plus revision or weights hash."""
+        if getattr(self, "_identity", None) is None:
+            self._identity = local_or_hub_identity(self.name, self.params)
+        return self._identity
 
     def sampling(self) -> dict[str, Any]:
         """Sampling parameters that change results (part of every cache key)."""
-        return {}
+        p = getattr(self, "params", None)
+        if p is None:
+            return {}
+        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
 
     @abstractmethod
     def generate(self, requests: list[Request]) -> list[Completion]:
@@ -163,15 +168,6 @@ class TransformersBackend(Backend):
                 raise EcdError(f"model path {local} has no config.json: not a transformers model directory")
         elif params.model.startswith((".", "/", "~")) or params.model.count("/") > 1:
             raise EcdError(f"model path not found: {params.model}")
-
-    def identity(self) -> str:
-        if self._identity is None:
-            self._identity = local_or_hub_identity("transformers", self.params)
-        return self._identity
-
-    def sampling(self) -> dict[str, Any]:
-        p = self.params
-        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
 
     def _load(self) -> None:
         if self._model is not None:
@@ -363,10 +359,6 @@ class OpenAIBackend(Backend):
         # the served model, not the URL: the same weights behind another server give the same answers
         return f"openai:{self.params.model}@{self.params.revision or 'served'}"
 
-    def sampling(self) -> dict[str, Any]:
-        p = self.params
-        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
-
     def generate(self, requests: list[Request]) -> list[Completion]:
         import asyncio
 
@@ -452,15 +444,6 @@ class VLLMBackend(Backend):
                 "the vllm backend needs vLLM: `pip install ecd[vllm]` on a CUDA machine (see docs/backends.md)"
             ) from None
         return vllm
-
-    def identity(self) -> str:
-        if self._identity is None:
-            self._identity = local_or_hub_identity("vllm", self.params)
-        return self._identity
-
-    def sampling(self) -> dict[str, Any]:
-        p = self.params
-        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         vllm = self._vllm()

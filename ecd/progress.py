@@ -71,41 +71,39 @@ def timed(label: str) -> Iterator[None]:
     console.print(f"{label}: {time.perf_counter() - start:.1f} s")
 
 
-class TrainerProgress:
+def trainer_progress():  # -> transformers.TrainerCallback
     """A transformers ``TrainerCallback`` that shows one rich bar with the latest loss.
 
     (TRL's own ``RichProgressCallback`` prints a full table per log line, too much for a stage log.)
+    Built in a function so that importing ecd.progress does not import transformers.
     """
+    from transformers import TrainerCallback
 
-    def __new__(cls):  # built lazily so that importing ecd.progress does not import transformers
-        from transformers import TrainerCallback
+    class TrainerProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self._progress = None
+            self._bar = None
 
-        class _Callback(TrainerCallback):
-            def __init__(self) -> None:
-                self._cm = None
-                self._bar = None
-                self._progress = None
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._progress = Progress(
+                TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+            )
+            self._progress.start()
+            self._bar = self._progress.add_task("train", total=state.max_steps, info="")
 
-            def on_train_begin(self, args, state, control, **kwargs):
-                self._progress = Progress(
-                    TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                )
-                self._progress.start()
-                self._bar = self._progress.add_task("train", total=state.max_steps, info="")
+        def on_step_end(self, args, state, control, **kwargs):
+            self._progress.update(self._bar, completed=state.global_step)
 
-            def on_step_end(self, args, state, control, **kwargs):
-                self._progress.update(self._bar, completed=state.global_step)
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and self._progress is not None:
+                info = f"loss {float(logs['loss']):.3f}"
+                if "rewards/accuracies" in logs:
+                    info += f"  acc {float(logs['rewards/accuracies']):.2f}"
+                self._progress.update(self._bar, info=info)
 
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "loss" in logs and self._progress is not None:
-                    info = f"loss {float(logs['loss']):.3f}"
-                    if "rewards/accuracies" in logs:
-                        info += f"  acc {float(logs['rewards/accuracies']):.2f}"
-                    self._progress.update(self._bar, info=info)
+        def on_train_end(self, args, state, control, **kwargs):
+            if self._progress is not None:
+                self._progress.stop()
 
-            def on_train_end(self, args, state, control, **kwargs):
-                if self._progress is not None:
-                    self._progress.stop()
-
-        return _Callback()
+    return TrainerProgress()

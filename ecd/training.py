@@ -134,9 +134,9 @@ def use_plain_lm_head_for_small_vocab() -> None:
 
 
 def _callbacks() -> list[Any]:
-    from ecd.progress import TrainerProgress
+    from ecd.progress import trainer_progress
 
-    return [TrainerProgress()]
+    return [trainer_progress()]
 
 
 def _train_and_save(trainer: Any, tok: Any, out_dir: Path) -> list[dict[str, Any]]:
