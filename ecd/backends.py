@@ -93,8 +93,9 @@ class ProgrammaticBackend(Backend):
 
     - ``{"kind": "answer", "reference": str, "constraints": [...]}`` → the reference rewritten to
       satisfy every constraint (empty text, finish reason ``unanswerable``, where a rewrite is missing)
-    - ``{"kind": "evolve", "instruction": str, "description": str}`` → JSON ``{"instruction": ...}``
-      with the requirement appended, the same reply format an LLM teacher is asked for.
+    - ``{"kind": "evolve", "instruction": str, "description": str, "constraints": [...]}`` → JSON
+      ``{"instruction": ..., "constraints": [...]}`` with the requirement appended, the same reply
+      format an LLM teacher is asked for.
     """
 
     name = "programmatic"
@@ -113,7 +114,8 @@ class ProgrammaticBackend(Backend):
                 out.append(Completion("", "unanswerable") if text is None else Completion(text, "stop"))
             elif task.get("kind") == "evolve":
                 evolved = f"{task['instruction'].rstrip()} {task['description']}"
-                out.append(Completion(json.dumps({"instruction": evolved}, ensure_ascii=False)))
+                reply = {"instruction": evolved, "constraints": task.get("constraints", [])}
+                out.append(Completion(json.dumps(reply, ensure_ascii=False)))
             else:
                 raise EcdError("the programmatic teacher got a request without a task it knows")
         return out

@@ -25,30 +25,66 @@ def _fail(msg: str) -> None:
 
 
 METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
+SET_TITLES = {"heldout": "held-out instructions", "ifeval": "IFEval (541 prompts)",
+              "winrate": "win rate against text-davinci-003 (judge)"}
+
+
+def report_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) per evaluation set: every model on every metric, with its delta
+    against ``baseline``."""
+    sets = sorted({s for m in data.values() for s in m}, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99)
+    tables = []
+    for set_name in sets:
+        models = [m for m in data if set_name in data[m]]
+        first = data[models[0]][set_name]
+        cols = ["win_rate"] if set_name == "winrate" else [
+            *METRIC_COLUMNS, *sorted(k for k in first if k.startswith("inst_strict_"))]
+        ref = data.get(baseline, {}).get(set_name, {})
+        rows = []
+        for m in models:
+            cells = []
+            for c in cols:
+                v = data[m][set_name].get(c)
+                cell = "" if v is None else f"{v:.3f}"
+                if v is not None and m != baseline and c in ref:
+                    cell += f" ({v - ref[c]:+.3f})"
+                cells.append(cell)
+            rows.append([m, *cells])
+        n = first.get("n_prompts", first.get("judged", ""))
+        tables.append((f"{SET_TITLES.get(set_name, set_name)}, n={n}", ["model", *cols], rows))
+    return tables
 
 
 @app.command()
-def report(metrics: Path = typer.Option(layout.METRICS / "evaluate.json", help="the evaluate stage's metrics")) -> None:
-    """Compare the students on the held-out instructions, with deltas against the SFT model."""
+def report(
+    metrics: Path = typer.Option(layout.METRICS / "evaluate.json", help="the evaluate stage's metrics"),
+    baseline: str = typer.Option("control", help="the model the deltas are taken against"),
+    markdown: Path = typer.Option(None, "--markdown", help="also write the tables to this Markdown file"),
+) -> None:
+    """Compare the students on every metric, with deltas against the SFT-only control."""
     if not metrics.exists():
         _fail(f"{metrics} not found: run `dvc repro` first")
     data = json.loads(metrics.read_text())
-    ref = data.get("sft", {})
-    table = Table(title=f"Held-out instruction following ({next(iter(data.values()))['n_prompts']} prompts)")
-    table.add_column("model")
-    for col in METRIC_COLUMNS:
-        table.add_column(col, justify="right")
-    for name, row in data.items():
-        cells = []
-        for col in METRIC_COLUMNS:
-            cell = f"{row[col]:.3f}"
-            if name != "sft" and col in ref:
-                delta = row[col] - ref[col]
-                cell += f" ({delta:+.3f})"
-            cells.append(cell)
-        table.add_row(name, *cells)
-    out.print(table)
-    out.print("deltas are against the SFT student; metrics: " + str(metrics))
+    if baseline not in data:
+        _fail(f"no model {baseline!r} in {metrics}; models: {', '.join(data)}")
+    tables = report_tables(data, baseline)
+    md = []
+    for title, header, rows in tables:
+        table = Table(title=title)
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for r in rows:
+            table.add_row(*r)
+        out.print(table)
+        md += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    note = f"deltas in brackets are against `{baseline}`; strict/loose as IFEval defines them; metrics: {metrics}"
+    out.print(note)
+    if markdown:
+        from ecd.records import write_text
+
+        write_text(markdown, "\n".join(["# ecd evaluation", "", *md, note, ""]))
+        out.print(f"wrote {markdown}")
 
 
 @app.command("ifeval")
@@ -101,6 +137,103 @@ def constraints_cmd(markdown: bool = typer.Option(False, "--markdown", help="pri
     for r in rows:
         table.add_row(*r)
     out.print(table)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    pairs_dir: Path = typer.Argument(layout.PAIRS, help="the pair stage's folder"),
+    n: int = typer.Option(5, "--n", min=1, help="pairs to show"),
+    split: str = typer.Option("train", help="train or test"),
+    strategy: str = typer.Option(None, help="only pairs of this strategy (ecd, model_gap, random)"),
+    seed: int = typer.Option(None, help="a random sample drawn with this seed instead of the first pairs"),
+) -> None:
+    """Print pairs: the prompt, its constraints (missed ones in red), the chosen and rejected answers."""
+    import random
+
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from ecd.pairing import load_pairs
+
+    try:
+        rows = load_pairs(pairs_dir, split).to_list()
+    except EcdError as exc:
+        _fail(str(exc))
+    if strategy:
+        rows = [r for r in rows if r["strategy"] == strategy]
+    if seed is not None:
+        rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    for r in rows[:n]:
+        missed = set(r["missed_constraints"])
+        cons = Text()
+        for cid in r["instruction_id_list"]:
+            style = "bold red" if cid in missed else "green"
+            mark = "missed by rejected" if cid in missed else "passed by both"
+            cons.append(f"  {cid}", style=style).append(f"  ({mark}{', new' if cid in r['new_constraints'] else ''})\n")
+        body = Text()
+        body.append("prompt\n", style="bold").append(r["prompt"][0]["content"] + "\n\n")
+        body.append("constraints\n", style="bold").append_text(cons)
+        body.append("\nchosen", style="bold green").append(f"  ({r['chosen_model']})\n").append(r["chosen"][0]["content"] + "\n\n")
+        body.append("rejected", style="bold red").append(f"  ({r['rejected_model']})\n").append(r["rejected"][0]["content"])
+        title = f"{r['strategy']} · round {r['round']} · difficulty {r['difficulty']:.2f} · {r['id'][:12]}"
+        out.print(Panel(body, title=title, title_align="left"))
+    out.print(f"{min(n, len(rows))} of {len(rows)} {split} pairs{' (' + strategy + ')' if strategy else ''} in {pairs_dir}")
+
+
+@app.command("publish")
+def publish_cmd(
+    repo_id: str = typer.Argument(..., help="owner/name of the Hub dataset repository"),
+    pairs_dir: Path = typer.Option(layout.PAIRS, "--pairs", help="the pair stage's folder"),
+    public: bool = typer.Option(False, "--public", help="make a new repository public (default: private)"),
+    token_env: str = typer.Option("HF_TOKEN", help="the environment variable that holds the Hub token"),
+) -> None:
+    """Push the pairs and their card to the Hugging Face Hub as a dataset."""
+    from ecd.hub import publish
+
+    try:
+        url = publish(pairs_dir, repo_id, private=not public, token_env=token_env)
+    except EcdError as exc:
+        _fail(str(exc))
+    out.print(f"published {pairs_dir} to {url}")
+
+
+grid_app = typer.Typer(help="The experiment grid: pair strategy x loss x seed, as DVC experiments.", no_args_is_help=True)
+app.add_typer(grid_app, name="grid")
+
+
+@grid_app.command("queue")
+def grid_queue(
+    strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies"),
+    losses: str = typer.Option("dpo,rpo,slic,ipo", help="comma-separated: dpo, rpo, slic, ipo"),
+    seeds: str = typer.Option("0,1,2", help="comma-separated seeds (train.seed and student.seed)"),
+    set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
+) -> None:
+    """Queue one `dvc exp run --queue` per cell and seed; run them with `dvc queue start`."""
+    from ecd.grid import queue
+
+    try:
+        names = queue(strategies.split(","), losses.split(","), [int(s) for s in seeds.split(",")], set_)
+    except EcdError as exc:
+        _fail(str(exc))
+    out.print(f"queued {len(names)} experiments; run them with `dvc queue start` and follow with `dvc queue status`")
+
+
+@grid_app.command("summary")
+def grid_summary(
+    metric: str = typer.Option("heldout.prompt_strict", help="the metric, under each model in metrics/evaluate.json"),
+    exp_json: Path = typer.Option(None, "--json", help="read `dvc exp show --json` output from this file"),
+) -> None:
+    """Mean and spread over seeds per cell, beside the SFT-only control, as Markdown."""
+    from ecd.grid import exp_rows, exp_show, markdown, summarise
+
+    try:
+        show = json.loads(exp_json.read_text()) if exp_json else exp_show()
+    except EcdError as exc:
+        _fail(str(exc))
+    summary = summarise(exp_rows(show), metric)
+    if not summary:
+        _fail("no grid experiments (named strategy-loss-sN) found in `dvc exp show`")
+    print(markdown(summary, metric))
 
 
 @app.command("check-params")

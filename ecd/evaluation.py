@@ -130,6 +130,43 @@ def held_out_prompts(test_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [seen[k] for k in sorted(seen)]
 
 
+#: Self-Instruct's 252 user-oriented instructions and text-davinci-003's answers (Apache-2.0,
+#: data/self-instruct/LICENSE); their authors ask that they be used for evaluation only
+USER_ORIENTED = Path(__file__).resolve().parents[1] / "data" / "self-instruct" / "user_oriented_instructions.jsonl"
+DAVINCI_003 = Path(__file__).resolve().parents[1] / "data" / "self-instruct" / "text-davinci-003_predictions.jsonl"
+
+
+def ifeval_prompts(path: Path = IFEVAL_INPUT) -> list[dict[str, Any]]:
+    return read_ifeval_input(path)
+
+
+def user_oriented(instructions: Path = USER_ORIENTED, references: Path = DAVINCI_003) -> list[dict[str, str]]:
+    """The 252 user-oriented instructions (with their input) and text-davinci-003's answers."""
+    insts = [rec for _, rec in iter_jsonl(instructions)]
+    refs = [rec for _, rec in iter_jsonl(references)]
+    if len(insts) != len(refs):
+        raise EcdError(f"{references}: {len(refs)} answers for {len(insts)} instructions in {instructions}")
+    out = []
+    for rec, ref in zip(insts, refs):
+        text = rec["instruction"].strip()
+        inp = (rec.get("instances") or [{}])[0].get("input", "").strip()
+        out.append({"key": rec["id"], "prompt": f"{text}\n\n{inp}" if inp else text, "reference": ref["response"].strip()})
+    return out
+
+
+def category_rows(metrics: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per-category instruction-level strict accuracy, one row per (eval set, category), a column
+    per model: the bar chart's data."""
+    rows: dict[str, dict[str, Any]] = {}
+    for model, sets in metrics.items():
+        for set_name, summary in sets.items():
+            for key, value in summary.items():
+                if key.startswith("inst_strict_"):
+                    cat = f"{set_name}/{key.removeprefix('inst_strict_')}"
+                    rows.setdefault(cat, {"category": cat})[model] = value
+    return [rows[k] for k in sorted(rows)]
+
+
 def answer(model_dir: Path, prompts: list[dict[str, Any]], params: EvaluateParams, label: str) -> list[str]:
     """Greedy answers of a local model, through the same backend and cache as the teacher's calls."""
     backend = TransformersBackend(

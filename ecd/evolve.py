@@ -8,7 +8,6 @@ the chain's current response does not already meet, so that R(t-1) becomes a har
 
 from __future__ import annotations
 
-import difflib
 import json
 import random
 import re
@@ -20,19 +19,45 @@ from ecd.backends import Backend, Request, generate_cached
 from ecd.params import EvolveParams
 from ecd.records import content_id
 
-TEMPLATE_VERSION = "evolve-v1"
+TEMPLATE_VERSION = "evolve-v2"
 
-EVOLVE_PROMPT = """You make instructions harder to follow, one requirement at a time.
+#: what each operation of the taxonomy asks of the teacher, in the words of the paper's operations
+OPERATIONS: dict[str, str] = {
+    "content": "Add a requirement on what the answer must contain (a keyword, an element, an audience).",
+    "style": "Add a requirement on how the answer is written (its case, punctuation, tone, concision).",
+    "format": "Add a requirement on the shape of the answer (its layout, length, opening, ending, markup).",
+    "reasoning": "Add a requirement that the answer show its reasoning (steps, justification, an order of parts).",
+    "breadth": "Widen the task: ask the answer to cover more ground (alternatives, perspectives, repetition).",
+}
 
-Rewrite the instruction below so that it also asks for this new requirement:
-{description}
+EVOLVE_PROMPT = """You make instructions harder to follow, one operation at a time.
 
+Operation ({operation}): {guidance}
+The requirement to add, exactly:
+{requirements}
+
+Rewrite the instruction below so that it also asks for the requirement above, phrased naturally.
 Keep every requirement the instruction already has. Do not answer the instruction.
 
 Instruction:
 {instruction}
 
-Reply with JSON only, in this form: {{"instruction": "<the rewritten instruction>"}}"""
+Reply with JSON only, in this form:
+{{"instruction": "<the rewritten instruction>", "constraints": {constraints_json}}}"""
+
+
+def evolve_prompt(instruction: str, added: list[C.Constraint]) -> str:
+    """The teacher's prompt for one step: the operation's guidance, the requirement(s) in words, and
+    the constraints (ids and kwargs, IFEval's where the type is IFEval's) it must return with them."""
+    branches = sorted({branch(c.id) for c in added})
+    return EVOLVE_PROMPT.format(
+        operation=", ".join(branches),
+        guidance=" ".join(OPERATIONS[b] for b in branches),
+        requirements="\n".join(f"- {c.text}" for c in added),
+        instruction=instruction,
+        constraints_json=json.dumps([{"id": c.id, "kwargs": c.kwargs} for c in added], ensure_ascii=False),
+    )
+
 
 #: replies that are refusals, not instructions
 _REFUSALS = ("i'm sorry", "i cannot", "i can't", "as an ai")
@@ -59,50 +84,86 @@ def fork(state: list[dict[str, Any]], chains_per_seed: int) -> list[dict[str, An
     return sorted(out, key=lambda e: e["chain"])
 
 
-def draw_constraint(
-    entry: dict[str, Any], params: EvolveParams, rng: random.Random, answerable_only: bool
-) -> tuple[C.Constraint | None, str | None]:
-    """Draw a new constraint for a chain, or return the reason none could be drawn."""
-    instruction = entry["instruction"]
-    existing = [C.Constraint.from_record(c) for c in instruction["constraints"]]
-    if len(existing) >= params.max_constraints:
-        return None, "max_constraints"
-    allowed = params.types or C.rewritable_types()
+def _type_weights(types: list[str], params: EvolveParams) -> tuple[list[str], list[float]]:
+    """Each allowed type's draw weight: its branch's weight, shared equally among the branch's
+    sub-types present (a ``branch/sub`` key in ``op_weights`` overrides), then among their types."""
+    subs: dict[str, list[str]] = {}
+    for t in types:
+        subs.setdefault(C.get(t).category, []).append(t)
+    per_branch: dict[str, int] = {}
+    for cat in subs:
+        per_branch[cat.split("/")[0]] = per_branch.get(cat.split("/")[0], 0) + 1
+    out_t, out_w = [], []
+    for cat in sorted(subs):
+        b = cat.split("/")[0]
+        w_sub = params.op_weights.get(cat, params.op_weights.get(b, 0.0) / per_branch[b])
+        for t in sorted(subs[cat]):
+            if w_sub > 0:
+                out_t.append(t)
+                out_w.append(w_sub / len(subs[cat]))
+    return out_t, out_w
+
+
+def allowed_types(params: EvolveParams, answerable_only: bool, judge: bool) -> list[str]:
+    """The types a round may add: ``evolve.types`` or every type; only those with a rewrite for the
+    programmatic teacher (it answers by rewriting), only code-checkable ones without a judge."""
+    allowed = params.types or C.all_types()
     if answerable_only:
         allowed = [t for t in allowed if C.get(t).has_rewrite]
-    by_branch: dict[str, list[str]] = {}
-    for t in allowed:
-        by_branch.setdefault(branch(t), []).append(t)
-    branches = [b for b in sorted(by_branch) if params.branch_weights.get(b, 0) > 0]
-    if not branches:
-        return None, "no_types"
-    weights = [params.branch_weights[b] for b in branches]
+    if not judge:
+        allowed = [t for t in allowed if C.get(t).verifiable]
+    return list(allowed)
+
+
+def draw_constraints(
+    entry: dict[str, Any], params: EvolveParams, rng: random.Random, allowed: list[str], answerable_only: bool
+) -> tuple[list[C.Constraint], str | None]:
+    """Draw one to ``max_new_constraints`` new constraints for a chain, or return why none could be.
+
+    Every drawn constraint is compatible with the instruction's and with each other, and one the
+    chain's current response does not already meet (so R(t-1) becomes a hard negative for I(t)).
+    """
+    instruction = entry["instruction"]
+    existing = [C.Constraint.from_record(c) for c in instruction["constraints"]]
+    room = params.max_constraints - len(existing)
+    if room <= 0:
+        return [], "max_constraints"
+    types, weights = _type_weights(allowed, params)
+    if not types:
+        return [], "no_types"
+    want = min(room, rng.randint(1, params.max_new_constraints))
     ctx = C.SampleContext(
         instruction=instruction["text"], response=entry["response"]["text"], title=instruction["source"].get("name", "")
     )
+    added: list[C.Constraint] = []
     last = "no_compatible_constraint"
     for _ in range(params.attempts):
-        type_id = rng.choice(by_branch[rng.choices(branches, weights)[0]])
+        if len(added) == want:
+            break
+        type_id = rng.choices(types, weights)[0]
         ctype = C.get(type_id)
         kwargs = ctype.sample(rng, ctx)
-        if kwargs is None or not C.compatible(existing, type_id, kwargs):
+        if kwargs is None or not C.compatible([*existing, *added], type_id, kwargs):
             continue
         candidate = C.Constraint(type_id, kwargs, ctype.describe(kwargs, rng), ctype.verifiable)
         if ctype.verifiable and C.check(candidate, ctx.response):
             last = "already_satisfied"
             continue
-        if answerable_only and C.apply_rewrites(instruction["reference"], [*existing, candidate]) is None:
+        if answerable_only and C.apply_rewrites(instruction["reference"], [*existing, *added, candidate]) is None:
             last = "unanswerable"
             continue
-        return candidate, None
-    return None, last
+        added.append(candidate)
+    return (added, None) if added else ([], last)
 
 
-def parse_reply(text: str) -> tuple[str | None, str | None]:
-    """Extract ``instruction`` from a teacher's JSON reply, tolerating code fences and prose around it.
+def parse_reply(text: str, planned: list[C.Constraint]) -> tuple[str | None, str | None]:
+    """Extract the evolved instruction from a teacher's JSON reply, tolerating code fences and prose
+    around it, and check the constraints it returns against the ``planned`` ones.
 
     Returns (instruction, None) or (None, cause) with cause one of ``empty``, ``no_json``,
-    ``bad_json``, ``missing_field``.
+    ``bad_json``, ``missing_field``, ``unknown_constraint`` (an id not in the library) or
+    ``constraint_mismatch`` (other constraints than those asked for). A reply without a
+    ``constraints`` field is taken to carry the planned ones.
     """
     if not text.strip():
         return None, "empty"
@@ -117,6 +178,19 @@ def parse_reply(text: str) -> tuple[str | None, str | None]:
     value = obj.get("instruction") if isinstance(obj, dict) else None
     if not isinstance(value, str) or not value.strip():
         return None, "missing_field"
+    returned = obj.get("constraints")
+    if returned is not None:
+        if not isinstance(returned, list) or not all(isinstance(c, dict) for c in returned):
+            return None, "missing_field"
+        for c in returned:
+            try:
+                C.get(str(c.get("id")))
+            except KeyError:
+                return None, "unknown_constraint"
+        got = sorted(json.dumps([c.get("id"), c.get("kwargs") or {}], sort_keys=True) for c in returned)
+        want = sorted(json.dumps([c.id, c.kwargs], sort_keys=True) for c in planned)
+        if got != want:
+            return None, "constraint_mismatch"
     return value.strip(), None
 
 
@@ -124,43 +198,51 @@ def _normalise(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
-def screen(parent: str, evolved: str, max_chars: int) -> str | None:
+def screen(parent: str, evolved: str, params: EvolveParams) -> str | None:
     """Elimination of a bad evolution step; returns the cause or None."""
-    if _normalise(evolved) == _normalise(parent):
+    from rapidfuzz.distance import Levenshtein
+
+    a, b = _normalise(parent), _normalise(evolved)
+    if a == b:
         return "unchanged"
-    if len(evolved) > max_chars:
+    if len(evolved) > params.max_instruction_chars:
         return "too_long"
     if evolved.lower().lstrip().startswith(_REFUSALS):
         return "refusal"
-    if difflib.SequenceMatcher(None, _normalise(parent), _normalise(evolved)).ratio() > 0.98:
+    if Levenshtein.normalized_distance(a, b) < params.min_edit_distance:
         return "near_duplicate"
     return None
 
 
 def evolve_round(
-    state: list[dict[str, Any]], params: EvolveParams, backend: Backend, round_name: str, round_index: int
+    state: list[dict[str, Any]], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
+    judge: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Evolve every chain of ``state`` once.
+    """Evolve every chain of ``state`` once. ``judge``: whether a judge is configured, so that
+    judge-checked constraint types may be added.
 
     Returns (candidate instruction records, one chain record per chain, metrics). A chain whose step
     is eliminated keeps its parent state and may try again next round.
     """
     chains = fork(state, params.chains_per_seed)
     answerable_only = backend.name == "programmatic"
+    allowed = allowed_types(params, answerable_only, judge)
     causes: Counter[str] = Counter()
-    plans: list[tuple[dict[str, Any], C.Constraint | None, str | None]] = []
+    plans: list[tuple[dict[str, Any], list[C.Constraint], str | None]] = []
     for entry in chains:
         rng = chain_rng(params.seed, round_name, entry["chain"])
-        cons, cause = draw_constraint(entry, params, rng, answerable_only)
-        plans.append((entry, cons, cause))
-    todo = [(i, e, c) for i, (e, c, _) in enumerate(plans) if c is not None]
+        added, cause = draw_constraints(entry, params, rng, allowed, answerable_only)
+        plans.append((entry, added, cause))
+    todo = [(i, e, added) for i, (e, added, _) in enumerate(plans) if added]
     requests = [
         Request(
-            messages=[{"role": "user", "content": EVOLVE_PROMPT.format(description=c.text, instruction=e["instruction"]["text"])}],
+            messages=[{"role": "user", "content": evolve_prompt(e["instruction"]["text"], added)}],
             seed=int(content_id(params.seed, round_name, e["chain"], "teacher"), 16) % (2**31),
-            task={"kind": "evolve", "instruction": e["instruction"]["text"], "description": c.text},
+            task={"kind": "evolve", "instruction": e["instruction"]["text"],
+                  "description": " ".join(c.text for c in added),
+                  "constraints": [{"id": c.id, "kwargs": c.kwargs} for c in added]},
         )
-        for _, e, c in todo
+        for _, e, added in todo
     ]
     completions, stats = generate_cached(
         backend, requests, template_version=TEMPLATE_VERSION, description=f"evolve {round_name}"
@@ -168,15 +250,15 @@ def evolve_round(
     replies = {i: comp for (i, _, _), comp in zip(todo, completions)}
 
     candidates, chain_records = [], []
-    for i, (entry, cons, cause) in enumerate(plans):
+    for i, (entry, added, cause) in enumerate(plans):
         parent = entry["instruction"]
         cand = None
-        if cons is not None:
-            evolved, cause = parse_reply(replies[i].text)
+        if added:
+            evolved, cause = parse_reply(replies[i].text, added)
             if evolved is not None:
-                cause = screen(parent["text"], evolved, params.max_instruction_chars)
+                cause = screen(parent["text"], evolved, params)
             if cause is None:
-                constraints = [*parent["constraints"], cons.to_record()]
+                constraints = [*parent["constraints"], *(c.to_record() for c in added)]
                 cand = {
                     "id": content_id(parent["id"], entry["chain"], round_name, evolved, constraints),
                     "root_id": parent["root_id"],
@@ -185,7 +267,7 @@ def evolve_round(
                     "round": round_index,
                     "text": evolved,
                     "constraints": constraints,
-                    "operation": f"{C.get(cons.id).category}/{cons.id}",
+                    "operation": "+".join(f"{C.get(c.id).category}/{c.id}" for c in added),
                     "reference": parent["reference"],
                     "source": parent["source"],
                     "teacher": {"backend": backend.name, "model": backend.identity()},

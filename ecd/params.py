@@ -85,8 +85,16 @@ class EvolveParams(_Section):
     max_constraints: int = Field(default=6, ge=1)
     #: constraint types the evolver may add (null: every type the teacher can answer)
     types: list[str] | None = None
-    #: sampling weight of each taxonomy branch (content, style, format, ...)
-    branch_weights: dict[str, float] = Field(default_factory=lambda: {"content": 1.0, "style": 1.0, "format": 1.0})
+    #: sampling weight of each operation: a taxonomy branch (content, style, format, reasoning,
+    #: breadth), shared by its sub-types, or a ``branch/sub`` key (``format/layout``) for one sub-type
+    op_weights: dict[str, float] = Field(
+        default_factory=lambda: {"content": 1.0, "style": 1.0, "format": 1.0, "reasoning": 1.0, "breadth": 1.0}
+    )
+    #: a round adds between 1 and this many constraints to an instruction
+    max_new_constraints: int = Field(default=1, ge=1)
+    #: an evolved instruction closer than this to its parent (normalised Levenshtein distance of
+    #: the lower-cased words) is eliminated as a near-duplicate
+    min_edit_distance: float = Field(default=0.02, ge=0.0, le=1.0)
     #: draws per chain before the round gives up on finding a new, compatible constraint
     attempts: int = Field(default=24, ge=1)
     #: evolved instructions longer than this are eliminated
@@ -119,14 +127,43 @@ class VerifyParams(_Section):
     min_chars: int = Field(default=1, ge=1)
 
 
+PAIR_STRATEGIES = ("ecd", "random", "model_gap")
+
+
 class PairParams(_Section):
-    strategy: Literal["ecd"] = "ecd"
+    #: one strategy or a list of them, combined and deduplicated: ``ecd`` (hard negative R(t-1)),
+    #: ``model_gap`` (strong model's answer over the weak model's), ``random`` (another seed's answer)
+    strategy: list[Literal["ecd", "random", "model_gap"]] = Field(default_factory=lambda: ["ecd"])
     test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     seed: int = 0
-    #: a rejected R(t-1) must miss at least this many of I(t)'s constraints ...
+    #: a rejected answer must miss at least this many of I(t)'s constraints ...
     min_missed: int = Field(default=1, ge=1)
-    #: ... and still pass at least this fraction of them (the "barely misses" property)
+    #: ... and (ecd) still pass at least this fraction of them (the "barely misses" property)
     min_rejected_pass_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: easy-to-hard order of the train pairs, which the train stage keeps (no shuffling):
+    #: ``round`` (evolution round), ``missed`` (fraction of constraints the rejected answer still
+    #: passes: closer misses are harder), ``gap`` (smaller strong-weak pass-rate gap is harder);
+    #: ``none``: shuffled training, pairs stored by id
+    curriculum: Literal["none", "round", "missed", "gap"] = "none"
+    #: model_gap's weak model (the strong side is the teacher's verified answer); the default is
+    #: the offline profile's untrained tiny student
+    weak: ModelParams = ModelParams(backend="transformers", model="models/base", temperature=0.0,
+                                    max_new_tokens=64, batch_size=32)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list):
+            for name in v:
+                if name not in PAIR_STRATEGIES:
+                    close = difflib.get_close_matches(str(name), PAIR_STRATEGIES, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"unknown strategy {name!r}{hint}; valid: {', '.join(PAIR_STRATEGIES)}")
+            if len(set(v)) != len(v) or not v:
+                raise ValueError("give each strategy once, at least one")
+        return v
 
 
 class StudentParams(_Section):
@@ -163,8 +200,12 @@ DPO_LOSS_TYPES = (
 class DPOParams(_Section):
     epochs: float = Field(default=1.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
+    lr_scheduler: str = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
     batch_size: int = Field(default=16, ge=1)
     beta: float = Field(default=0.1, gt=0)
+    #: score every pair with the reference once before training instead of at every step
+    precompute_ref_log_probs: bool = True
     #: TRL loss names; several are summed with ``loss_weights`` (["sigmoid", "sft"] is RPO)
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid", "sft"])
     loss_weights: list[float] | None = None
@@ -190,17 +231,31 @@ class DPOParams(_Section):
         return self
 
 
+class LoraParams(_Section):
+    """LoRA adapters through peft; the reference model is the base with its adapter disabled."""
+
+    enabled: bool = False
+    r: int = Field(default=16, ge=1)
+    alpha: float = Field(default=32.0, gt=0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    #: module names as in the model (checked against its Linear layers at stage start)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
 class TrainParams(_Section):
     seed: int = 0
     #: pairs whose prompt plus answer exceed this many tokens are left out (and counted)
     max_length: int = Field(default=384, ge=16)
     sft: SFTParams = SFTParams()
     dpo: DPOParams = DPOParams()
+    lora: LoraParams = LoraParams()
 
 
 class EvaluateParams(_Section):
     max_new_tokens: int = Field(default=192, ge=1)
     batch_size: int = Field(default=32, ge=1)
+    #: also answer IFEval's 541 prompts (data/ifeval) besides the held-out test instructions
+    ifeval: bool = True
 
 
 class RoundItem(_Section):
@@ -211,6 +266,8 @@ class RoundItem(_Section):
 class Params(_Section):
     seed: SeedParams = SeedParams()
     teacher: ModelParams = ModelParams()
+    #: the judge for constraints code cannot check and for evaluation's win rate; null: none
+    judge: ModelParams | None = None
     evolve: EvolveParams = EvolveParams()
     sample: SampleParams = SampleParams()
     verify: VerifyParams = VerifyParams()
@@ -220,6 +277,13 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     #: evolution rounds as DVC foreach items: ``r1: {prev: r0}``, ``r2: {prev: r1}``, ...
     rounds: dict[str, RoundItem] = Field(default_factory=dict)
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_is_a_model(cls, v: ModelParams | None) -> ModelParams | None:
+        if v is not None and v.backend == "programmatic":
+            raise ValueError("the judge must be a model (transformers, openai or vllm); null for none")
+        return v
 
     @field_validator("rounds")
     @classmethod

@@ -85,6 +85,8 @@ def trainer_progress():  # -> transformers.TrainerCallback
             self._bar = None
 
         def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:  # one bar under `accelerate launch`
+                return
             self._progress = Progress(
                 TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
@@ -93,7 +95,8 @@ def trainer_progress():  # -> transformers.TrainerCallback
             self._bar = self._progress.add_task("train", total=state.max_steps, info="")
 
         def on_step_end(self, args, state, control, **kwargs):
-            self._progress.update(self._bar, completed=state.global_step)
+            if self._progress is not None:
+                self._progress.update(self._bar, completed=state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs and self._progress is not None:

@@ -24,19 +24,59 @@ def degenerate(text: str, params: VerifyParams) -> str | None:
     return None
 
 
-def check_all(text: str, constraints: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-constraint results for one response (strict IFEval semantics)."""
+def check_all(text: str, constraints: list[dict[str, Any]], judged: dict[str, dict[str, Any]] | None = None
+              ) -> list[dict[str, Any]]:
+    """Per-constraint results for one response: by code (strict IFEval semantics), or for
+    ``judge:*`` types the judge's answer looked up in ``judged`` (see ``judge_requests``)."""
+    from ecd.judge import judge_key
+
     out = []
     for rec in constraints:
         c = C.Constraint.from_record(rec)
-        if not c.verifiable:
-            raise EcdError(f"constraint {c.id} needs a judge model to check it; ecd has no judge backend yet")
-        out.append({"id": c.id, "kwargs": c.kwargs, "passed": C.check(c, text), "method": "code"})
+        if c.verifiable:
+            out.append({"id": c.id, "kwargs": c.kwargs, "passed": C.check(c, text), "method": "code"})
+            continue
+        result = (judged or {}).get(judge_key(text, c))
+        if result is None:
+            raise EcdError(f"constraint {c.id} needs a judge model to check it: set `judge` in params.yaml")
+        out.append({"id": c.id, "kwargs": c.kwargs, **result})
     return out
 
 
-def make_verdict(response: dict[str, Any], instruction: dict[str, Any], params: VerifyParams) -> dict[str, Any]:
-    results = check_all(response["text"], instruction["constraints"])
+def make_checker(judge: Any | None) -> Any:
+    """``check(text, constraints)`` for answers verified outside a round (random and weak answers in
+    pairing): code-checkable constraints by code, judge-checked ones by asking ``judge``."""
+    from ecd.judge import judge_constraints
+
+    def check(text: str, constraints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items = [(text, c) for c in map(C.Constraint.from_record, constraints) if not c.verifiable]
+        judged = judge_constraints(judge, items, description="judge")[0] if items and judge is not None else None
+        return check_all(text, constraints, judged)
+
+    return check
+
+
+def judge_requests(
+    instructions: list[dict[str, Any]], responses: list[dict[str, Any]], chains: list[dict[str, Any]] | None
+) -> list[tuple[str, C.Constraint]]:
+    """Every (response text, judge-checked constraint) that ``verify_round`` will look up: each
+    response against its instruction, and each chain's R(t-1) against its candidate I(t)."""
+    inst_by_id = {i["id"]: i for i in instructions}
+
+    def judged(text: str, inst: dict[str, Any]) -> list[tuple[str, C.Constraint]]:
+        cons = [C.Constraint.from_record(r) for r in inst["constraints"]]
+        return [(text, c) for c in cons if not c.verifiable]
+
+    items = [it for r in responses for it in judged(r["text"], inst_by_id[r["instruction_id"]])]
+    for ch in chains or []:
+        if ch["candidate_id"] is not None:
+            items += judged(ch["parent"]["response"]["text"], inst_by_id[ch["candidate_id"]])
+    return items
+
+
+def make_verdict(response: dict[str, Any], instruction: dict[str, Any], params: VerifyParams,
+                 judged: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    results = check_all(response["text"], instruction["constraints"], judged)
     bad = degenerate(response["text"], params)
     return {
         "response_id": response["id"],
@@ -62,8 +102,10 @@ def verify_round(
     responses: list[dict[str, Any]],
     chains: list[dict[str, Any]] | None,
     params: VerifyParams,
+    judged: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Returns (verdicts, state, steps, metrics).
+    """Returns (verdicts, state, steps, metrics). ``judged``: the judge's results for the
+    judge-checked constraints (``ecd.judge.judge_constraints`` over ``judge_requests``).
 
     ``chains`` is None for the seed round r0: every seed with a usable response becomes a root state.
     Otherwise every chain gets a state: its candidate's if a response verified, else its parent's.
@@ -73,7 +115,7 @@ def verify_round(
     by_inst: dict[str, list[dict[str, Any]]] = defaultdict(list)
     verdicts = []
     for r in sorted(responses, key=lambda r: (r["instruction_id"], r["sample"])):
-        v = make_verdict(r, inst_by_id[r["instruction_id"]], params)
+        v = make_verdict(r, inst_by_id[r["instruction_id"]], params, judged)
         verdicts.append(v)
         by_inst[r["instruction_id"]].append(v)
 
@@ -121,7 +163,7 @@ def verify_round(
                     "chosen": chosen,
                     "rejected": rejected,
                     "chosen_results": best["results"],
-                    "rejected_results": check_all(rejected["text"], inst["constraints"]),
+                    "rejected_results": check_all(rejected["text"], inst["constraints"], judged),
                     "new_constraints": [c["id"] for c in inst["constraints"][n_old:]],
                 }
             )
@@ -132,5 +174,7 @@ def verify_round(
         "accepted": len(steps) if chains is not None else len(state),
         "eliminated_by_cause": dict(sorted(causes.items())),
         "pass_rate_by_type": {t: round(type_pass[t] / type_total[t], 4) for t in sorted(type_total)},
+        "judged": sum(1 for v in verdicts for r in v["results"] if r["method"] == "judge"),
+        "judge_unparsable": sum(1 for v in verdicts for r in v["results"] if r.get("judge_parse") == "unparsable"),
     }
     return verdicts, state, steps, metrics

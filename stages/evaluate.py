@@ -1,28 +1,52 @@
-"""evaluate: base, SFT and DPO students answer the held-out instructions; the verifier scores them."""
+"""evaluate: the base, SFT, SFT-only control and preference-trained students answer the held-out
+instructions and IFEval's 541 prompts, scored by the constraint library; with a judge configured,
+also a win rate against text-davinci-003 on Self-Instruct's 252 user-oriented instructions."""
 
 from ecd import layout
-from ecd.evaluation import answer, held_out_prompts, score
+from ecd.backends import make_backend
+from ecd.evaluation import answer, category_rows, held_out_prompts, ifeval_prompts, score, user_oriented
+from ecd.judge import win_rate
 from ecd.pairing import load_pairs
 from ecd.params import load_params
 from ecd.records import write_json, write_jsonl
 from ecd.stage import stage
 
-MODELS = ("base", "sft", "dpo")
+MODELS = ("base", "sft", "control", "dpo")
+
+
+def _round(summary: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
 
 
 @stage
 def main() -> None:
     params = load_params()
-    prompts = held_out_prompts(load_pairs(layout.PAIRS, "test").to_list())
-    metrics = {}
+    sets = {"heldout": held_out_prompts(load_pairs(layout.PAIRS, "test").to_list())}
+    if params.evaluate.ifeval:
+        sets["ifeval"] = ifeval_prompts()
+    judge = make_backend(params.judge) if params.judge else None
+    user = user_oriented() if judge else []
+    metrics: dict[str, dict[str, dict]] = {}
     for name in MODELS:
-        responses = answer(layout.MODELS / name, prompts, params.evaluate, name)
-        items = [{**p, "response": r} for p, r in zip(prompts, responses)]
-        summary, results = score(items)
-        metrics[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
-        write_jsonl(layout.EVAL / f"{name}.jsonl", results["strict"])
-        print(f"evaluate {name}: prompt-level strict {summary['prompt_strict']:.3f}, loose {summary['prompt_loose']:.3f}")
+        metrics[name] = {}
+        for set_name, prompts in sets.items():
+            responses = answer(layout.MODELS / name, prompts, params.evaluate, f"{name} {set_name}")
+            summary, results = score([{**p, "response": r} for p, r in zip(prompts, responses)])
+            metrics[name][set_name] = _round(summary)
+            write_jsonl(layout.EVAL / name / f"{set_name}.jsonl", results["strict"], sort_keys=False)
+            print(f"evaluate {name} {set_name}: prompt-level strict {summary['prompt_strict']:.3f}, "
+                  f"instruction-level strict {summary['inst_strict']:.3f}")
+        if judge:
+            answers = answer(layout.MODELS / name, user, params.evaluate, f"{name} user-oriented")
+            items = [{"instruction": u["prompt"], "answer": a, "reference": u["reference"]} for u, a in zip(user, answers)]
+            summary, records = win_rate(judge, items, name)
+            metrics[name]["winrate"] = _round(summary)
+            write_jsonl(layout.EVAL / name / "winrate.jsonl", records, sort_keys=False)
+            print(f"evaluate {name} win rate vs text-davinci-003: {summary['win_rate']:.3f} "
+                  f"({summary['judged']} judged, {summary['unparsable']} unparsable)")
     write_json(layout.METRICS / "evaluate.json", metrics)
+    write_json(layout.PLOTS / "categories.json", category_rows({m: {k: v for k, v in s.items() if k != "winrate"}
+                                                                for m, s in metrics.items()}))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def main() -> None:
     rnd = round_arg(params, evolving=True)
     state = read_jsonl(layout.round_file(params.rounds[rnd].prev, "state.jsonl"))
     backend = make_backend(params.teacher)
-    candidates, chains, metrics = evolve_round(state, params.evolve, backend, rnd, int(rnd[1:]))
+    candidates, chains, metrics = evolve_round(state, params.evolve, backend, rnd, int(rnd[1:]), judge=params.judge is not None)
     write_jsonl(layout.round_file(rnd, "instructions.jsonl"), candidates)
     write_jsonl(layout.round_file(rnd, "chains.jsonl"), chains)
     write_json(layout.round_metrics(rnd, "evolve"), metrics)

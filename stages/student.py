@@ -1,11 +1,22 @@
-"""student: build the tiny student (tokenizer trained on the train pairs' text, seeded weights)."""
+"""student: build the tiny student (a BPE tokenizer trained on the training seeds' text, seeded weights)."""
 
 from ecd import layout
-from ecd.pairing import load_pairs
+from ecd.pairing import held_out_roots
 from ecd.params import load_params
-from ecd.records import write_json
+from ecd.records import read_jsonl, write_json
 from ecd.stage import stage
 from ecd.student import build_student, copy_student
+
+
+def training_texts(params) -> list[str]:  # noqa: ANN001
+    """Every instruction and answer of every round, from the seeds the pair stage puts in train."""
+    held_out = held_out_roots(read_jsonl(layout.round_file("r0", "state.jsonl")), params.pair)
+    texts = []
+    for rnd in params.round_names:
+        texts += [i["text"] for i in read_jsonl(layout.round_file(rnd, "instructions.jsonl")) if i["root_id"] not in held_out]
+        state = read_jsonl(layout.round_file(rnd, "state.jsonl"))
+        texts += [s["response"]["text"] for s in state if s["root_id"] not in held_out]
+    return texts
 
 
 @stage
@@ -14,9 +25,7 @@ def main() -> None:
     if params.student.model:
         info = copy_student(params.student, layout.MODELS / "base")
     else:
-        train = load_pairs(layout.PAIRS, "train")
-        texts = [m["content"] for col in ("prompt", "chosen", "rejected") for msgs in train[col] for m in msgs]
-        info = build_student(texts, params.student, layout.MODELS / "base")
+        info = build_student(training_texts(params), params.student, layout.MODELS / "base")
     write_json(layout.METRICS / "student.json", info)
     print(f"student: {info['parameters']:,} parameters, vocabulary {info['vocab_size']}")
 

@@ -1,48 +1,42 @@
-"""train: SFT on the chosen answers, then preference training (DPO/RPO/SLiC/IPO) with TRL."""
+"""train dpo|control: preference training (DPO/RPO/SLiC/IPO) from the SFT student with TRL, or the
+SFT-only control that continues SFT on the same rows for the same steps."""
 
-import json
-import shutil
+import sys
+import time
 
 from ecd import layout
+from ecd.errors import EcdError
 from ecd.pairing import load_pairs
 from ecd.params import load_params
 from ecd.records import write_json
 from ecd.stage import stage
-from ecd.training import fits, quiet_training_logs, train_dpo, train_sft, use_plain_lm_head_for_small_vocab
+from ecd.training import fits, is_main_process, preference_order, prepare_training, train_control, train_dpo
+
+RUNS = {"dpo": train_dpo, "control": train_control}
 
 
 @stage
 def main() -> None:
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    if name not in RUNS:
+        raise EcdError(f"usage: python stages/train.py {{{'|'.join(RUNS)}}} (got {name!r})")
     params = load_params()
-    quiet_training_logs()
-    use_plain_lm_head_for_small_vocab()
-    from transformers import AutoTokenizer, set_seed
-
-    set_seed(params.train.seed)
-    base = layout.MODELS / "base"
-    tok = AutoTokenizer.from_pretrained(base)
+    tok = prepare_training(params.train)
     rows = load_pairs(layout.PAIRS, "train").to_list()
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
-    print(f"train: {len(kept)} of {len(rows)} pairs fit in {params.train.max_length} tokens")
-    sft_rows = list({json.dumps([r["prompt"], r["chosen"]]): r for r in kept}.values())
-    sft_curve = train_sft(base, sft_rows, params.train, layout.MODELS / "sft", layout.WORK)
-    dpo_curve = train_dpo(layout.MODELS / "sft", kept, params.train, layout.MODELS / "dpo", layout.WORK)
-    shutil.rmtree(layout.WORK, ignore_errors=True)
-    write_json(layout.PLOTS / "sft.json", sft_curve)
-    write_json(layout.PLOTS / "dpo.json", dpo_curve)
-    last = lambda curve, k: round(curve[-1][k], 4) if curve and k in curve[-1] else None  # noqa: E731
-    write_json(
-        layout.METRICS / "train.json",
-        {
-            "pairs": len(kept),
-            "pairs_too_long": len(rows) - len(kept),
-            "sft_rows": len(sft_rows),
-            "sft_final_loss": last(sft_curve, "loss"),
-            "dpo_final_loss": last(dpo_curve, "loss"),
-            "dpo_final_reward_accuracy": last(dpo_curve, "rewards/accuracies"),
-            "dpo_final_reward_margin": last(dpo_curve, "rewards/margins"),
-        },
-    )
+    print(f"train {name}: {len(kept)} of {len(rows)} pairs fit in {params.train.max_length} tokens")
+    order = preference_order(tok, kept, params.train, curriculum=params.pair.curriculum != "none")
+    t0 = time.perf_counter()
+    curve = RUNS[name](layout.MODELS / "sft", order, params.train, layout.MODELS / name, layout.WORK / name)
+    seconds = round(time.perf_counter() - t0, 1)
+    print(f"train {name}: {len(curve)} steps, {seconds} s")
+    if not is_main_process():
+        return
+    write_json(layout.PLOTS / f"{name}.json", curve)
+    final = {k.replace("/", "_"): round(v, 4) for k, v in curve[-1].items() if k not in ("step", "epoch")}
+    write_json(layout.METRICS / f"{name}.json",
+               {"pairs": len(kept), "pairs_too_long": len(rows) - len(kept), "steps": len(curve), "seconds": seconds,
+                "final": final})
 
 
 if __name__ == "__main__":

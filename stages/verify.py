@@ -1,10 +1,12 @@
 """verify ROUND: check responses, eliminate failed steps, record contrast steps and chain state."""
 
 from ecd import layout
+from ecd.backends import make_backend
+from ecd.judge import judge_constraints
 from ecd.params import load_params
 from ecd.records import read_jsonl, write_json, write_jsonl
 from ecd.stage import round_arg, stage
-from ecd.verification import verify_round
+from ecd.verification import judge_requests, verify_round
 
 
 @stage
@@ -14,7 +16,11 @@ def main() -> None:
     instructions = read_jsonl(layout.round_file(rnd, "instructions.jsonl"))
     responses = read_jsonl(layout.round_file(rnd, "responses.jsonl"))
     chains = None if rnd == "r0" else read_jsonl(layout.round_file(rnd, "chains.jsonl"))
-    verdicts, state, steps, metrics = verify_round(instructions, responses, chains, params.verify)
+    judged = None
+    items = judge_requests(instructions, responses, chains)
+    if items and params.judge is not None:
+        judged, _ = judge_constraints(make_backend(params.judge), items, description=f"judge {rnd}")
+    verdicts, state, steps, metrics = verify_round(instructions, responses, chains, params.verify, judged)
     write_jsonl(layout.round_file(rnd, "verdicts.jsonl"), verdicts)
     write_jsonl(layout.round_file(rnd, "state.jsonl"), state)
     if chains is not None:

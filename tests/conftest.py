@@ -144,3 +144,9 @@ def served_model(tiny_model, tmp_path_factory):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def _own_call_cache(tmp_path, monkeypatch) -> None:
+    """In-process calls go to a per-test call cache, never to the working tree's .ecd/cache."""
+    monkeypatch.setenv("ECD_CACHE_DIR", str(tmp_path / "call-cache"))

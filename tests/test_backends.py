@@ -58,11 +58,15 @@ def test_missing_model_path_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_llm_teacher_gibberish_is_eliminated_and_counted(tiny_model: Path, tmp_path: Path) -> None:
+    """The dataset half with a tiny transformers model as teacher, judge and weak model."""
+    tiny = {"backend": "transformers", "model": str(tiny_model), "max_new_tokens": 24, "batch_size": 8}
     proj = make_project(tmp_path / "proj", {
         "seed": {"limit": 6},
-        "teacher": {"backend": "transformers", "model": str(tiny_model), "max_new_tokens": 24, "batch_size": 8},
+        "teacher": tiny,
+        "judge": {**tiny, "max_new_tokens": 4, "temperature": 0.0},
         "evolve": {"chains_per_seed": 2},
         "sample": {"n": 2},
+        "pair": {"strategy": ["ecd", "model_gap", "random"], "weak": tiny},
         "rounds": {"r1": {"prev": "r0"}},
     })
     proj.commit("llm teacher")
@@ -73,12 +77,16 @@ def test_llm_teacher_gibberish_is_eliminated_and_counted(tiny_model: Path, tmp_p
     assert evolve["evolved"] + sum(evolve["eliminated_by_cause"].values()) == 12
     assert evolve["eliminated_by_cause"]  # a random tiny model does not write valid JSON
     assert set(evolve["eliminated_by_cause"]) <= {"empty", "no_json", "bad_json", "missing_field", "unchanged",
-                                                  "too_long", "refusal", "near_duplicate"}
+                                                  "too_long", "refusal", "near_duplicate", "unknown_constraint",
+                                                  "constraint_mismatch"}
     assert evolve["teacher_calls"] == evolve["cache_misses"] == 12
     r0 = read_jsonl(proj.path / "data/rounds/r0/responses.jsonl")
     assert len(r0) == 12 and all(r["model"].startswith("transformers:model@sha256:") for r in r0)
     state = read_jsonl(proj.path / "data/rounds/r1/state.jsonl")
     assert len(state) == 12 and sum(verify["eliminated_by_cause"].values()) + verify["accepted"] == 12
+    pairs = json.loads((proj.path / "metrics/pair.json").read_text())
+    assert pairs["pairs"] == sum(pairs["pairs_by_strategy"].values())
+    assert (proj.path / "data/pairs/README.md").exists()
     # a re-run of the round-0 sampling is served from the call cache
     proc = proj.run("dvc", "repro", "-f", "-s", "sample_r0")
     assert "cache 12 hits, 0 misses" in proc.stdout

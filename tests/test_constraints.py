@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT
 from ecd import constraints as C
-from ecd.evolve import draw_constraint
+from ecd.evolve import allowed_types, draw_constraints
 from ecd.params import EvolveParams, SeedParams
 from ecd.seeds import load_seeds
 
@@ -185,16 +185,18 @@ def test_rewrites_compose(text: str, seed: int, n: int) -> None:
 
 
 def test_incompatible_types_are_never_drawn_together() -> None:
-    params = EvolveParams(max_constraints=8)
+    params = EvolveParams(max_constraints=8, max_new_constraints=3)
+    allowed = allowed_types(params, answerable_only=True, judge=False)
     for k, seed in enumerate(SEEDS[:60]):
         entry = {"chain": f"c{k}", "instruction": seed, "response": {"text": seed["reference"]}}
         rng = random.Random(k)
         cons = []
         for _ in range(8):
-            c, _cause = draw_constraint(entry, params, rng, answerable_only=True)
-            if c is None:
+            added, _cause = draw_constraints(entry, params, rng, allowed, answerable_only=True)
+            if not added:
                 break
-            cons.append(c)
+            assert len(added) <= 3 and len(cons) + len(added) <= 8
+            cons.extend(added)
             entry = {**entry, "instruction": {**seed, "constraints": [x.to_record() for x in cons]}}
         ids = [c.id for c in cons]
         assert len(ids) == len(set(ids))

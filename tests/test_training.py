@@ -30,3 +30,125 @@ def test_plain_lm_head_matches_trl_fused_head(tiny_model: Path) -> None:
     for field in ("loss", *outputs):
         assert torch.allclose(getattr(a, field).float(), getattr(b, field).float(), atol=1e-4), field
     assert torch.allclose(ga, gb, atol=1e-5)
+
+
+def _pairs(n: int = 24) -> list[dict]:
+    from ecd import constraints as C
+    from ecd.params import SeedParams
+    from ecd.seeds import load_seeds
+
+    rows = []
+    for s in load_seeds(SeedParams(limit=n)):
+        lower = C.apply_rewrites(s["reference"], [C.Constraint("change_case:english_lowercase", {})])
+        rows.append({"prompt": [{"role": "user", "content": s["text"][:200] + " Answer in lowercase."}],
+                     "chosen": [{"role": "assistant", "content": (lower or "ok")[:200]}],
+                     "rejected": [{"role": "assistant", "content": s["reference"][:200]}], "difficulty": 1.0})
+    return rows
+
+
+def _params(**dpo):
+    from ecd.params import validate_params
+
+    return validate_params({"train": {"max_length": 256, "sft": {"steps": 2, "batch_size": 4, "warmup_steps": 0},
+                                      "dpo": {"batch_size": 4, **dpo}}}).train
+
+
+def test_loss_names_match_trl() -> None:
+    """Our list of DPO loss names is exactly the set TRL's loss code handles (checked in its source)."""
+    import inspect
+    import re
+
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    from ecd.params import DPO_LOSS_TYPES
+
+    src = inspect.getsource(DPOTrainer._compute_loss)
+    assert set(re.findall(r'loss_type == "(\w+)"', src)) == set(DPO_LOSS_TYPES)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("loss", [["sigmoid"], ["sigmoid", "sft"], ["hinge"], ["hinge", "sft"], ["ipo"]])
+def test_every_offered_loss_trains_with_trl(loss, tiny_model: Path, tmp_path: Path) -> None:
+    from ecd.training import train_dpo, use_plain_lm_head_for_small_vocab
+
+    use_plain_lm_head_for_small_vocab()
+    params = _params(loss_type=loss, loss_weights=[1.0] * len(loss))
+    curve = train_dpo(tiny_model, _pairs()[:8], params, tmp_path / "out", tmp_path / "work")
+    assert len(curve) == 2 and all(torch.isfinite(torch.tensor(e["loss"])) for e in curve)
+    for key in ("rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
+        assert key in curve[-1]  # per step, into the DVC plots
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_lora_uses_the_adapter_disabled_base_as_reference(tiny_model: Path, tmp_path: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from ecd.params import LoraParams
+    from ecd.training import _train_and_save, build_dpo_trainer, check_lora_targets
+
+    params = _params().model_copy(update={"lora": LoraParams(enabled=True, r=4, target_modules=["q_proj", "v_proj"])})
+    trainer = build_dpo_trainer(tiny_model, _pairs()[:8], params, tmp_path / "work")
+    assert trainer.ref_model is None and isinstance(trainer.model, PeftModel)
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    _train_and_save(trainer, trainer.processing_class, tmp_path / "out")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "out")  # saved merged: a plain model
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    check_lora_targets(base, params.lora)
+
+
+def test_bad_lora_target_names_the_valid_ones(tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from ecd.errors import EcdError
+    from ecd.params import LoraParams
+    from ecd.training import check_lora_targets
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with pytest.raises(EcdError) as info:
+        check_lora_targets(model, LoraParams(enabled=True, target_modules=["q_proj", "query_key_value"]))
+    msg = str(info.value)
+    assert "'query_key_value' not in the model" in msg
+    assert "valid: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj" in msg
+
+
+def test_length_batches_are_similar_and_the_curriculum_goes_easy_to_hard() -> None:
+    from ecd.training import length_batched
+
+    rows = [{"i": i} for i in range(64)]
+    lengths = [(i * 37) % 64 for i in range(64)]
+    out = length_batched(rows, lengths, 8, 64, seed=0)
+    assert sorted(r["i"] for r in out) == list(range(64))
+    spans = [max(lengths[r["i"]] for r in out[k:k + 8]) - min(lengths[r["i"]] for r in out[k:k + 8]) for k in range(0, 64, 8)]
+    assert max(spans) <= 8  # one batch holds neighbours in length
+    assert out != length_batched(rows, lengths, 8, 64, seed=1) and out == length_batched(rows, lengths, 8, 64, seed=0)
+    levels = [float(i % 4) for i in range(64)]
+    cur = length_batched(rows, lengths, 8, 64, seed=0, levels=levels)
+    seen = [levels[r["i"]] for r in cur]
+    assert seen == sorted(seen)
+    assert len(length_batched(rows, lengths, 8, 150, seed=0)) == 150  # more than an epoch: epochs drawn anew
+
+
+@pytest.mark.slow
+def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> None:
+    """`accelerate launch` runs the train stage data-parallel on two CPU processes (gloo)."""
+    import json
+
+    from conftest import make_project
+    from test_pipeline import SMALL
+
+    proj = make_project(tmp_path / "proj", SMALL)
+    proj.commit("small")
+    proj.run("dvc", "repro", "pair", "student")
+    proc = proj.run("accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                    "--mixed_precision", "no", "--dynamo_backend", "no", "stages/train.py")
+    out = proc.stdout + proc.stderr
+    assert "process 0 of 2 (gloo)" in out and "process 1 of 2 (gloo)" in out
+    metrics = json.loads((proj.path / "metrics/train.json").read_text())
+    assert metrics["pairs"] > 0
+    for name in ("sft", "dpo", "control"):
+        assert (proj.path / "models" / name / "model.safetensors").exists()

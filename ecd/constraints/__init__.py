@@ -20,6 +20,7 @@ from ecd.constraints import extra, ifeval, judged  # noqa: F401  (registers the 
 from ecd.constraints.base import (
     REGISTRY,
     Constraint,
+    all_types,
     ConstraintType,
     JudgeRequired,
     SampleContext,
@@ -35,7 +36,7 @@ from ecd.constraints.base import (
 from ecd.constraints.text import content_words, count_sentences, count_words, detect_language, split_sentences
 
 __all__ = [
-    "REGISTRY", "Constraint", "ConstraintType", "JudgeRequired", "SampleContext", "apply_rewrites", "check",
+    "REGISTRY", "Constraint", "all_types", "ConstraintType", "JudgeRequired", "SampleContext", "apply_rewrites", "check",
     "compatible", "content_words", "count_sentences", "count_words", "detect_language", "get", "loose_variants",
     "register", "rewritable_types", "split_sentences", "taxonomy",
 ]

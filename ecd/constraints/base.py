@@ -167,6 +167,10 @@ def apply_rewrites(text: str, constraints: list[Constraint]) -> str | None:
     return text
 
 
+def all_types() -> list[str]:
+    return sorted(REGISTRY)
+
+
 def rewritable_types() -> list[str]:
     """Ids of the types the programmatic teacher can both ask for and answer."""
     return sorted(t.id for t in REGISTRY.values() if t.has_rewrite and t.verifiable)

@@ -1,0 +1,133 @@
+"""The experiment grid: pair strategy × preference loss × seed, as DVC experiments.
+
+``queue`` puts one ``dvc exp run --queue`` per cell and seed; DVC's run-cache shares what cells have
+in common (the data half, the student, SFT per seed, the control per strategy and seed), so a cell
+costs its preference training and evaluation. ``summary`` reads ``dvc exp show --json`` and gives
+mean and spread per cell of the held-out metric, with the SFT-only control beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+from collections import defaultdict
+from typing import Any
+
+from ecd.errors import EcdError
+
+#: the grid's losses: name → (TRL loss types, weights)
+LOSSES: dict[str, tuple[list[str], list[float]]] = {
+    "dpo": (["sigmoid"], [1.0]),
+    "rpo": (["sigmoid", "sft"], [1.0, 1.0]),
+    "slic": (["hinge"], [1.0]),
+    "ipo": (["ipo"], [1.0]),
+}
+STRATEGIES = ("ecd", "random", "model_gap")
+
+
+def _list(values: list[Any]) -> str:
+    return "[" + ",".join(str(v) for v in values) + "]"
+
+
+def experiments(strategies: list[str], losses: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
+    """(name, ``-S`` overrides) per cell and seed."""
+    out = []
+    for strategy in strategies:
+        if strategy not in STRATEGIES:
+            raise EcdError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        for loss in losses:
+            if loss not in LOSSES:
+                raise EcdError(f"unknown grid loss {loss!r}; valid: {', '.join(LOSSES)}")
+            types, weights = LOSSES[loss]
+            for seed in seeds:
+                out.append((f"{strategy}-{loss}-s{seed}", [
+                    f"pair.strategy={_list([strategy])}", f"train.dpo.loss_type={_list(types)}",
+                    f"train.dpo.loss_weights={_list(weights)}", f"train.seed={seed}", f"student.seed={seed}",
+                ]))
+    return out
+
+
+def queue(strategies: list[str], losses: list[str], seeds: list[int], extra: list[str]) -> list[str]:
+    """Queue every experiment with ``dvc exp run --queue``; returns their names."""
+    names = []
+    for name, sets in experiments(strategies, losses, seeds):
+        cmd = ["dvc", "exp", "run", "--queue", "-n", name]
+        for s in [*sets, *extra]:
+            cmd += ["-S", s]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EcdError(f"{' '.join(cmd)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        names.append(name)
+    return names
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def exp_rows(show: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flatten ``dvc exp show --json``: one dict per experiment with its name, params and metrics."""
+    rows = []
+
+    def visit(entry: dict[str, Any]) -> None:
+        data = entry.get("data") or {}
+        name = entry.get("name") or data.get("name") or entry.get("rev") or data.get("rev")
+        flat: dict[str, Any] = {"name": name}
+        for group in ("params", "metrics"):
+            for _file, content in (data.get(group) or {}).items():
+                flat.update(_flatten((content or {}).get("data") or {}))
+        rows.append(flat)
+        for child in entry.get("experiments") or []:
+            for run in child.get("revs") or [child]:
+                visit(run)
+
+    for entry in show:
+        visit(entry)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], metric: str = "heldout.prompt_strict") -> list[dict[str, Any]]:
+    """Mean and sample standard deviation per (strategy, loss) over seeds, for the preference-trained
+    student and the control of the same runs; cells are the experiments named ``strategy-loss-sN``."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        parts = str(r.get("name") or "").rsplit("-", 2)
+        if len(parts) == 3 and parts[0] in STRATEGIES and parts[1] in LOSSES and parts[2].startswith("s"):
+            cells[(parts[0], parts[1])].append(r)
+    out = []
+    for (strategy, loss), runs in sorted(cells.items(), key=lambda kv: (STRATEGIES.index(kv[0][0]), list(LOSSES).index(kv[0][1]))):
+        dpo = [r[f"dpo.{metric}"] for r in runs if f"dpo.{metric}" in r]
+        ctl = [r[f"control.{metric}"] for r in runs if f"control.{metric}" in r]
+        wins = sum(r[f"dpo.{metric}"] > r[f"control.{metric}"] for r in runs
+                   if f"dpo.{metric}" in r and f"control.{metric}" in r)
+        out.append({
+            "strategy": strategy, "loss": loss, "seeds": len(dpo),
+            "mean": statistics.mean(dpo) if dpo else None, "sd": statistics.stdev(dpo) if len(dpo) > 1 else 0.0,
+            "control_mean": statistics.mean(ctl) if ctl else None,
+            "control_sd": statistics.stdev(ctl) if len(ctl) > 1 else 0.0,
+            "beats_control": f"{wins}/{len(dpo)}",
+        })
+    return out
+
+
+def markdown(summary: list[dict[str, Any]], metric: str) -> str:
+    lines = [f"| strategy | loss | seeds | {metric} (mean ± sd) | SFT-only control | beats control |",
+             "|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['strategy']} | {s['loss']} | {s['seeds']} | {s['mean']:.3f} ± {s['sd']:.3f} | "
+                     f"{s['control_mean']:.3f} ± {s['control_sd']:.3f} | {s['beats_control']} |")
+    return "\n".join(lines)
+
+
+def exp_show() -> list[dict[str, Any]]:
+    proc = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EcdError(f"dvc exp show failed: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)

@@ -1,0 +1,100 @@
+"""The ``ecd`` command's data tools: ``inspect`` and ``publish`` (up to the Hub upload), and ``report``.
+
+The Hub cannot be reached from here, so ``publish`` is tested against ``FakeHubApi``, a fake that
+records the calls ``huggingface_hub.HfApi`` would receive. Everything before those calls (checking
+the folder, reading the token from the environment) is the real code.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecd.errors import EcdError
+from ecd.hub import publish
+from ecd.pairing import build_pairs, dataset_card, save_pairs
+from ecd.params import PairParams, validate_params
+
+from test_pairing import _ecd_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory) -> Path:
+    train, test, metrics = build_pairs(_ecd_steps(), PairParams(strategy=["ecd", "random"]))
+    out = tmp_path_factory.mktemp("pairs") / "pairs"
+    save_pairs(out, train, test, dataset_card(train, test, metrics, validate_params({}), {}))
+    return out
+
+
+def ecd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ecd.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=120)
+
+
+def test_inspect_prints_pairs_with_their_missed_constraints(pairs_dir: Path) -> None:
+    proc = ecd("inspect", str(pairs_dir), "--n", "3", "--strategy", "ecd")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("missed by rejected") >= 3
+    assert "chosen" in proc.stdout and "rejected" in proc.stdout
+    assert "3 of " in proc.stdout and "train pairs (ecd)" in proc.stdout
+    missing = ecd("inspect", str(pairs_dir.parent / "nope"))
+    assert missing.returncode == 2 and "pairs not found" in missing.stderr
+
+
+class FakeHubApi:
+    """A fake of ``huggingface_hub.HfApi``: records ``create_repo`` and ``upload_folder`` calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def create_repo(self, repo_id: str, **kw) -> None:
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
+
+    def upload_folder(self, **kw):
+        self.calls.append(("upload_folder", kw))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/datasets/{kw['repo_id']}/commit/0"})()
+
+
+def test_publish_checks_the_folder_and_uploads_it_with_the_token(pairs_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ECD_TEST_HF_TOKEN", "hf_secret")
+    api = FakeHubApi()
+    url = publish(pairs_dir, "me/ecd-pairs", token_env="ECD_TEST_HF_TOKEN", api=api)
+    assert url == "https://huggingface.co/datasets/me/ecd-pairs/commit/0"
+    (c_name, create), (u_name, upload) = api.calls
+    assert (c_name, create["repo_type"], create["private"], create["token"]) == ("create_repo", "dataset", True, "hf_secret")
+    assert u_name == "upload_folder" and upload["folder_path"] == str(pairs_dir)
+    assert upload["repo_type"] == "dataset" and set(upload["allow_patterns"]) == {"train.parquet", "test.parquet", "README.md"}
+    n_train = len(__import__("pyarrow.parquet").parquet.read_table(pairs_dir / "train.parquet"))
+    assert f"{n_train} train" in upload["commit_message"]
+
+
+def test_publish_refuses_without_token_or_data(pairs_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ECD_TEST_HF_TOKEN", raising=False)
+    with pytest.raises(EcdError, match="set the environment variable ECD_TEST_HF_TOKEN"):
+        publish(pairs_dir, "me/x", token_env="ECD_TEST_HF_TOKEN", api=FakeHubApi())
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "README.md").write_text("x")
+    with pytest.raises(EcdError, match="missing train.parquet, test.parquet"):
+        publish(tmp_path / "half", "me/x", api=FakeHubApi())
+    with pytest.raises(EcdError, match="expected 'owner/name'"):
+        publish(pairs_dir, "noslash", api=FakeHubApi())
+
+
+def test_report_shows_every_set_with_deltas_and_writes_markdown(tmp_path: Path) -> None:
+    metrics = {m: {"heldout": {"prompt_strict": p, "inst_strict": p, "prompt_loose": p, "inst_loose": p,
+                               "inst_strict_format": p, "n_prompts": 10}}
+               for m, p in (("base", 0.0), ("sft", 0.3), ("control", 0.25), ("dpo", 0.5))}
+    path = tmp_path / "evaluate.json"
+    path.write_text(json.dumps(metrics))
+    proc = ecd("report", "--metrics", str(path), "--markdown", str(tmp_path / "r.md"))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r.md").read_text()
+    assert "| dpo | 0.500 (+0.250) |" in md and "| control | 0.250 |" in md and "| sft | 0.300 (+0.050) |" in md
+    bad = ecd("report", "--metrics", str(path), "--baseline", "nope")
+    assert bad.returncode == 2 and "no model 'nope'" in bad.stderr

@@ -1,0 +1,170 @@
+"""Pairing strategies, curriculum order, deduplication and the dataset card.
+
+``model_gap`` is tested on real answers of models of graded strength to Self-Instruct's 252
+user-oriented instructions: text-davinci-003 (data/self-instruct, shipped for evaluation) over
+text-davinci-001 and davinci-t0-ft (tests/fixtures/self-instruct). Their authors ask that these are
+never used as training data: here they are test fixtures only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ecd import constraints as C
+from ecd.pairing import build_pairs, card_counts, dataset_card, load_pairs, model_gap_pairs, save_pairs
+from ecd.params import PairParams, Params, validate_params
+from ecd.verification import check_all
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "self-instruct"
+STRONG = ROOT / "data" / "self-instruct" / "text-davinci-003_predictions.jsonl"
+
+
+def _answers(path: Path) -> list[str]:
+    return [json.loads(line)["response"] for line in path.read_text().splitlines()]
+
+
+def _steps(constraints: list[dict] | None = None) -> list[dict]:
+    """One step per user-oriented instruction, text-davinci-003's answer as the verified chosen side."""
+    cons = constraints or []
+    steps = []
+    for k, (line, strong) in enumerate(zip(STRONG.read_text().splitlines(), _answers(STRONG))):
+        rec = json.loads(line)
+        text = rec["instruction"].strip() + (f"\n\n{rec['input'].strip()}" if rec["input"].strip() else "")
+        results = check_all(strong, cons)
+        steps.append({
+            "root_id": f"u{k}", "chain": f"u{k}-c0", "round": 1,
+            "instruction": {"id": f"i{k}", "text": text, "constraints": cons},
+            "chosen": {"id": f"s{k}", "text": strong, "model": "text-davinci-003"},
+            "chosen_results": results, "rejected": {"id": f"r{k}", "text": "", "model": "none"},
+            "rejected_results": [], "new_constraints": [c["id"] for c in cons],
+        })
+    return steps
+
+
+def _weak(name: str) -> dict[str, dict]:
+    return {f"i{k}": {"id": f"{name}{k}", "text": t, "model": name}
+            for k, t in enumerate(_answers(FIXTURES / f"{name}_predictions.jsonl"))}
+
+
+@pytest.mark.parametrize("weak_name", ["text-davinci-001", "davinci-t0-ft"])
+def test_model_gap_pairs_put_the_stronger_model_first(weak_name: str) -> None:
+    steps, weak = _steps(), _weak(weak_name)
+    pairs, dropped = model_gap_pairs(steps, weak, PairParams(strategy=["model_gap"]), check_all)
+    expected_empty = sum(1 for w in weak.values() if not w["text"].strip())
+    expected_same = sum(1 for s in steps if weak[s["instruction"]["id"]]["text"].strip()
+                        and " ".join(weak[s["instruction"]["id"]]["text"].split()) == " ".join(s["chosen"]["text"].split()))
+    assert len(pairs) == 252 - expected_empty - expected_same
+    assert dropped.get("weak_empty", 0) == expected_empty and dropped.get("no_gap", 0) == expected_same
+    for p in pairs:
+        assert p["strategy"] == "model_gap"
+        assert p["chosen_model"] == "text-davinci-003" and p["rejected_model"] == weak_name
+        k = int(p["instruction_id"][1:])
+        assert p["chosen"][0]["content"] == steps[k]["chosen"]["text"]
+        assert p["rejected"][0]["content"] == weak[p["instruction_id"]]["text"]
+
+
+def test_model_gap_with_a_constraint_keeps_only_real_gaps() -> None:
+    cons = [{"id": "punctuation:no_comma", "kwargs": {}}]
+    steps, weak = _steps(cons), _weak("davinci-t0-ft")
+    pairs, dropped = model_gap_pairs(steps, weak, PairParams(strategy=["model_gap"]), check_all)
+    no_comma = lambda t: "," not in t  # noqa: E731  (IFEval's rule, said plainly)
+    strong_ok = [s for s in steps if no_comma(s["chosen"]["text"])]
+    expected = [s for s in strong_ok if weak[s["instruction"]["id"]]["text"].strip()
+                and not no_comma(weak[s["instruction"]["id"]]["text"])]
+    assert {p["instruction_id"] for p in pairs} == {s["instruction"]["id"] for s in expected}
+    assert dropped["chosen_fails"] == 252 - len(strong_ok)
+    assert all(p["missed_constraints"] == ["punctuation:no_comma"] and p["model_gap"] == 1.0 for p in pairs)
+
+
+def _ecd_steps() -> list[dict]:
+    """Programmatic chains over real seeds: R(t) rewrites R(t-1) to meet one more constraint."""
+    from ecd.seeds import load_seeds
+    from ecd.params import SeedParams
+
+    types = [("punctuation:no_comma", {}), ("change_case:english_lowercase", {}),
+             ("startend:end_checker", {"end_phrase": "Is there anything else I can help with?"})]
+    steps = []
+    for seed in load_seeds(SeedParams(limit=30)):
+        prev_text, cons = seed["reference"], []
+        for rnd, (tid, kw) in enumerate(types, 1):
+            cons = [*cons, {"id": tid, "kwargs": kw}]
+            text = C.apply_rewrites(seed["reference"], [C.Constraint.from_record(c) for c in cons])
+            if text is None:
+                break
+            steps.append({
+                "root_id": seed["root_id"], "chain": seed["root_id"] + "-c0", "round": rnd,
+                "instruction": {"id": f"{seed['id']}-{rnd}", "text": seed["text"] + f" ({rnd})", "constraints": cons},
+                "chosen": {"id": f"{seed['id']}-a{rnd}", "text": text, "model": "programmatic:v1"},
+                "rejected": {"id": f"{seed['id']}-a{rnd - 1}", "text": prev_text, "model": "programmatic:v1"},
+                "chosen_results": check_all(text, cons), "rejected_results": check_all(prev_text, cons),
+                "new_constraints": [tid],
+            })
+            prev_text = text
+    return steps
+
+
+def test_strategies_combine_deduplicate_and_split_by_seed() -> None:
+    steps = _ecd_steps()
+    params = PairParams(strategy=["ecd", "random"], min_rejected_pass_fraction=0.5)
+    train, test, metrics = build_pairs(steps, params)
+    rows = train + test
+    assert metrics["pairs_by_strategy"] == {"ecd": sum(p["strategy"] == "ecd" for p in rows),
+                                            "random": sum(p["strategy"] == "random" for p in rows)}
+    assert len({p["id"] for p in rows}) == len(rows)
+    assert not {p["root_id"] for p in train} & {p["root_id"] for p in test}
+    for p in rows:
+        if p["strategy"] == "ecd":  # the barely-misses property, rechecked
+            assert p["round"] >= 2 and p["rejected_pass_fraction"] >= 0.5 and p["missed_constraints"]
+        else:  # another seed's answer
+            other = next(s for s in steps if s["chosen"]["id"] == p["rejected_id"])
+            assert other["root_id"] != p["root_id"]
+    # every dropped step is counted under the rule it broke
+    expected = Counter()
+    for st in steps:
+        passed = [r["passed"] for r in st["rejected_results"]]
+        if not all(r["passed"] for r in st["chosen_results"]):  # langdetect's lowercase quirk, see test_constraints
+            expected["chosen_fails"] += 1
+        elif all(passed):
+            expected["rejected_passes"] += 1
+        elif sum(passed) / len(passed) < 0.5:
+            expected["rejected_misses_too_much"] += 1
+    assert metrics["dropped_by_cause"]["ecd"] == dict(expected)
+    assert expected["rejected_misses_too_much"] >= sum(s["round"] == 1 for s in steps) - expected["rejected_passes"]
+    again = build_pairs(steps, params)
+    assert [p["id"] for p in again[0]] == [p["id"] for p in train]
+    with pytest.raises(ValueError, match="did you mean 'model_gap'"):
+        PairParams(strategy=["ecd", "modelgap"])
+
+
+@pytest.mark.parametrize("curriculum", ["round", "missed"])
+def test_curriculum_orders_train_pairs_easy_to_hard(curriculum: str) -> None:
+    train, _, _ = build_pairs(_ecd_steps(), PairParams(curriculum=curriculum, min_rejected_pass_fraction=0.0))
+    levels = [p["difficulty"] for p in train]
+    assert levels == sorted(levels) and len(set(levels)) > 1
+    expected = {"round": [float(p["round"]) for p in train], "missed": [p["rejected_pass_fraction"] for p in train]}
+    assert levels == expected[curriculum]
+
+
+def test_card_counts_match_the_saved_data(tmp_path: Path) -> None:
+    train, test, metrics = build_pairs(_ecd_steps(), PairParams(strategy=["ecd", "random"]))
+    params = validate_params({"pair": {"strategy": ["ecd", "random"]}})
+    card = dataset_card(train, test, metrics, params, {"r0": 1.0, "r1": 1.0})
+    save_pairs(tmp_path / "pairs", train, test, card)
+    saved = [load_pairs(tmp_path / "pairs", s).to_list() for s in ("train", "test")]
+    counts = card_counts(*saved)
+    text = (tmp_path / "pairs" / "README.md").read_text()
+    for name, table in counts.items():
+        section = text.split(f"### Pairs per {name}\n")[1].split("###")[0]
+        stated = dict(re.findall(r"^\| (\S+) \| (\d+) \|$", section, re.M))
+        assert {k: int(v) for k, v in stated.items()} == table, name
+    assert f"| pairs | {len(train) + len(test)} ({len(train)} train, {len(test)} test) |" in text
+    assert "license: apache-2.0" in text and "Apache-2.0" in text
+    assert pq.read_schema(tmp_path / "pairs" / "train.parquet").names == pq.read_schema(tmp_path / "pairs" / "test.parquet").names
+    assert isinstance(params, Params)
