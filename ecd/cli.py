@@ -37,21 +37,26 @@ def report_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[tuple
     for set_name in sets:
         models = [m for m in data if set_name in data[m]]
         first = data[models[0]][set_name]
-        cols = ["win_rate"] if set_name == "winrate" else [
-            *METRIC_COLUMNS, *sorted(k for k in first if k.startswith("inst_strict_"))]
         ref = data.get(baseline, {}).get(set_name, {})
-        rows = []
-        for m in models:
-            cells = []
-            for c in cols:
-                v = data[m][set_name].get(c)
-                cell = "" if v is None else f"{v:.3f}"
-                if v is not None and m != baseline and c in ref:
-                    cell += f" ({v - ref[c]:+.3f})"
-                cells.append(cell)
-            rows.append([m, *cells])
         n = first.get("n_prompts", first.get("judged", ""))
-        tables.append((f"{SET_TITLES.get(set_name, set_name)}, n={n}", ["model", *cols], rows))
+        title = f"{SET_TITLES.get(set_name, set_name)}, n={n}"
+        categories = sorted(k for k in first if k.startswith("inst_strict_"))
+        groups = [(title, ["win_rate"] if set_name == "winrate" else list(METRIC_COLUMNS))]
+        if categories:
+            groups.append((f"{title}: instructions followed per category (strict)", categories))
+        for group_title, cols in groups:
+            rows = []
+            for m in models:
+                cells = []
+                for c in cols:
+                    v = data[m][set_name].get(c)
+                    cell = "" if v is None else f"{v:.3f}"
+                    if v is not None and m != baseline and c in ref:
+                        cell += f" ({v - ref[c]:+.3f})"
+                    cells.append(cell)
+                rows.append([m, *cells])
+            header = ["model", *(c.removeprefix("inst_strict_") for c in cols)]
+            tables.append((group_title, header, rows))
     return tables
 
 

@@ -147,7 +147,7 @@ class PairParams(_Section):
     curriculum: Literal["none", "round", "missed", "gap"] = "none"
     #: model_gap's weak model (the strong side is the teacher's verified answer); the default is
     #: the offline profile's untrained tiny student
-    weak: ModelParams = ModelParams(backend="transformers", model="models/base", temperature=0.0,
+    weak: ModelParams = ModelParams(backend="transformers", model="models/base", temperature=1.0,
                                     max_new_tokens=64, batch_size=32)
 
     @field_validator("strategy", mode="before")

@@ -104,17 +104,23 @@ def preference_order(tok: Any, rows: list[dict[str, Any]], params: TrainParams, 
                           math.ceil(len(rows) * params.dpo.epochs), params.seed, levels)
 
 
-def is_main_process() -> bool:
-    """False in every process but the first under ``accelerate launch``: one process writes."""
+def _state() -> Any:
+    """Accelerate's process state, made as the trainers make it (``cpu`` where there is no GPU, so
+    that two CPU processes under a torch.distributed launcher use gloo)."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState().is_main_process
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def is_main_process() -> bool:
+    """False in every process but the first under ``accelerate launch``: one process writes."""
+    return _state().is_main_process
 
 
 def prepare_training(params: TrainParams) -> Any:
     """Everything a training stage does before any work: quiet logs, the small-vocabulary LM head,
     the LoRA targets checked against the model, the seed set; returns the student's tokenizer."""
-    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from ecd import layout
@@ -124,7 +130,7 @@ def prepare_training(params: TrainParams) -> Any:
     base = layout.MODELS / "base"
     if params.lora.enabled:
         check_lora_targets(AutoModelForCausalLM.from_pretrained(base), params.lora)
-    state = PartialState()
+    state = _state()
     if state.num_processes > 1:
         print(f"train: process {state.process_index} of {state.num_processes} ({state.backend})")
     set_seed(params.seed)

@@ -3,6 +3,7 @@
 import time
 
 from ecd import layout
+from ecd.errors import EcdError
 from ecd.pairing import held_out_roots, verified_answers
 from ecd.params import load_params
 from ecd.records import read_jsonl, write_json
@@ -19,6 +20,8 @@ def main() -> None:
     rows = verified_answers(r0, steps, held_out_roots(r0, params.pair))
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
     print(f"sft: {len(kept)} of {len(rows)} verified answers fit in {params.train.max_length} tokens")
+    if not kept:
+        raise EcdError(f"no verified answers within train.max_length={params.train.max_length} to fine-tune on")
     t0 = time.perf_counter()
     curve = train_sft(layout.MODELS / "base", sft_order(tok, kept, params.train), params.train,
                       layout.MODELS / "sft", layout.WORK / "sft")

@@ -25,6 +25,9 @@ def main() -> None:
     rows = load_pairs(layout.PAIRS, "train").to_list()
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
     print(f"train {name}: {len(kept)} of {len(rows)} pairs fit in {params.train.max_length} tokens")
+    if not kept:
+        raise EcdError(f"no train pairs to learn from ({len(rows)} in {layout.PAIRS}, none within train.max_length="
+                       f"{params.train.max_length}); metrics/pair.json says why pairs were dropped")
     order = preference_order(tok, kept, params.train, curriculum=params.pair.curriculum != "none")
     t0 = time.perf_counter()
     curve = RUNS[name](layout.MODELS / "sft", order, params.train, layout.MODELS / name, layout.WORK / name)

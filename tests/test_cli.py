@@ -95,6 +95,8 @@ def test_report_shows_every_set_with_deltas_and_writes_markdown(tmp_path: Path) 
     proc = ecd("report", "--metrics", str(path), "--markdown", str(tmp_path / "r.md"))
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r.md").read_text()
-    assert "| dpo | 0.500 (+0.250) |" in md and "| control | 0.250 |" in md and "| sft | 0.300 (+0.050) |" in md
+    assert "| dpo | 0.500 (+0.250) | 0.500 (+0.250) |" in md and "| sft | 0.300 (+0.050) |" in md
+    assert "per category (strict)" in md and "| model | format |" in md and "| control | 0.250 |" in md
+    assert "prompt_strict" in proc.stdout  # the terminal table's headers fit an 80-column terminal
     bad = ecd("report", "--metrics", str(path), "--baseline", "nope")
     assert bad.returncode == 2 and "no model 'nope'" in bad.stderr

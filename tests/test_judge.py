@@ -181,3 +181,43 @@ def test_judge_checked_constraints_in_the_pipeline(judge_kind: str, tiny_model: 
             assert r["passed"] is (r["id"] in ("judge:tone", "judge:concrete_example")), r
         pairs = json.loads((proj.path / "metrics/pair.json").read_text())
         assert pairs["pairs"] > 0
+
+
+class _PrefersLonger(_Server):
+    """A judge without position bias: the longer response wins."""
+
+    def answer(self, prompt: str) -> str:
+        a = prompt.split("Response A:\n<<<\n")[1].split("\n>>>")[0]
+        b = prompt.split("Response B:\n<<<\n")[1].split("\n>>>")[0]
+        return "A" if len(a) > len(b) else "B"
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_judge_reports_win_rates(tmp_path: Path) -> None:
+    from http.server import ThreadingHTTPServer
+
+    from test_pipeline import SMALL
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PrefersLonger)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    try:
+        proj = make_project(tmp_path / "proj", {
+            **SMALL, "judge": {"backend": "openai", "model": "judge", "base_url": url, "concurrency": 16},
+            "evaluate": {"max_new_tokens": 16, "ifeval": False},
+        })
+        proj.commit("judge")
+        proj.run("dvc", "repro")
+    finally:
+        server.shutdown()
+    metrics = json.loads((proj.path / "metrics/evaluate.json").read_text())
+    for name in ("base", "sft", "control", "dpo"):
+        w = metrics[name]["winrate"]
+        records = read_jsonl(proj.path / f"data/eval/{name}/winrate.jsonl")
+        assert len(records) == 252 == w["judged"] + w["unparsable"] and w["unparsable"] == 0
+        for r in records:  # the judge's rule, replayed
+            longer = len(r["answer"]) > len(r["reference"])
+            assert r["outcome"] == ("win" if longer else "loss") or len(r["answer"]) == len(r["reference"])
+        assert w["win_rate"] == pytest.approx((w["wins"] + w["ties"] / 2) / w["judged"], abs=1e-4)
+    report = proj.run("ecd", "report").stdout
+    assert "win rate against text-davinci-003" in report

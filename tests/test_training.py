@@ -137,6 +137,7 @@ def test_length_batches_are_similar_and_the_curriculum_goes_easy_to_hard() -> No
 def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> None:
     """`accelerate launch` runs the train stage data-parallel on two CPU processes (gloo)."""
     import json
+    import math
 
     from conftest import make_project
     from test_pipeline import SMALL
@@ -144,11 +145,15 @@ def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> 
     proj = make_project(tmp_path / "proj", SMALL)
     proj.commit("small")
     proj.run("dvc", "repro", "pair", "student")
-    proc = proj.run("accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", "stages/train.py")
-    out = proc.stdout + proc.stderr
-    assert "process 0 of 2 (gloo)" in out and "process 1 of 2 (gloo)" in out
-    metrics = json.loads((proj.path / "metrics/train.json").read_text())
-    assert metrics["pairs"] > 0
-    for name in ("sft", "dpo", "control"):
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    for stage in (["stages/sft.py"], ["stages/train.py", "dpo"]):
+        out = proj.run(*launch, *stage).stdout
+        assert "process 0 of 2 (gloo)" in out and "process 1 of 2 (gloo)" in out
+    one = json.loads((proj.path / "metrics/dpo.json").read_text())
+    assert one["pairs"] > 0
+    # max_steps is set from the rows and the per-process batch: the same number of steps as one process
+    rows = math.ceil(one["pairs"] * 0.2)
+    assert one["steps"] == math.ceil(rows / 8)
+    for name in ("sft", "dpo"):
         assert (proj.path / "models" / name / "model.safetensors").exists()
