@@ -26,7 +26,7 @@ def _fail(msg: str) -> None:
 
 METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
 SET_TITLES = {"heldout": "held-out instructions", "ifeval": "IFEval (541 prompts)",
-              "winrate": "win rate against text-davinci-003 (judge)"}
+              "winrate": "judge win rate vs text-davinci-003"}
 
 
 def report_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -75,7 +75,7 @@ def report(
     tables = report_tables(data, baseline)
     md = []
     for title, header, rows in tables:
-        table = Table(title=title)
+        table = Table(title=title, min_width=min(len(title) + 4, 100))
         for i, h in enumerate(header):
             table.add_column(h, justify="left" if i == 0 else "right")
         for r in rows:
@@ -227,18 +227,23 @@ def grid_queue(
 def grid_summary(
     metric: str = typer.Option("heldout.prompt_strict", help="the metric, under each model in metrics/evaluate.json"),
     exp_json: Path = typer.Option(None, "--json", help="read `dvc exp show --json` output from this file"),
+    runs: bool = typer.Option(False, "--runs", help="also list every finished experiment"),
 ) -> None:
     """Mean and spread over seeds per cell, beside the SFT-only control, as Markdown."""
-    from ecd.grid import exp_rows, exp_show, markdown, summarise
+    from ecd.grid import exp_rows, exp_show, markdown, runs_markdown, summarise
 
     try:
         show = json.loads(exp_json.read_text()) if exp_json else exp_show()
     except EcdError as exc:
         _fail(str(exc))
-    summary = summarise(exp_rows(show), metric)
+    rows = exp_rows(show)
+    summary = summarise(rows, metric)
     if not summary:
-        _fail("no grid experiments (named strategy-loss-sN) found in `dvc exp show`")
+        _fail("no finished grid experiments (named strategy-loss-sN) found in `dvc exp show`")
     print(markdown(summary, metric))
+    if runs:
+        print()
+        print(runs_markdown(rows, metric))
 
 
 @app.command("check-params")

@@ -76,17 +76,18 @@ def exp_rows(show: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flatten ``dvc exp show --json``: one dict per experiment with its name, params and metrics."""
     rows = []
 
-    def visit(entry: dict[str, Any]) -> None:
+    def visit(entry: dict[str, Any], state: str | None = None) -> None:
         data = entry.get("data") or {}
         name = entry.get("name") or data.get("name") or entry.get("rev") or data.get("rev")
-        flat: dict[str, Any] = {"name": name}
+        flat: dict[str, Any] = {"name": name, "state": state}
         for group in ("params", "metrics"):
             for _file, content in (data.get(group) or {}).items():
                 flat.update(_flatten((content or {}).get("data") or {}))
         rows.append(flat)
         for child in entry.get("experiments") or []:
+            state = ((child.get("executor") or {}).get("state")) or "success"
             for run in child.get("revs") or [child]:
-                visit(run)
+                visit(run, state)
 
     for entry in show:
         visit(entry)
@@ -95,16 +96,21 @@ def exp_rows(show: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def summarise(rows: list[dict[str, Any]], metric: str = "heldout.prompt_strict") -> list[dict[str, Any]]:
     """Mean and sample standard deviation per (strategy, loss) over seeds, for the preference-trained
-    student and the control of the same runs; cells are the experiments named ``strategy-loss-sN``."""
+    student and the control of the same runs; cells are the experiments named ``strategy-loss-sN``
+    that have metrics (queued and failed ones are left out)."""
     cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         parts = str(r.get("name") or "").rsplit("-", 2)
+        if r.get("state") != "success":  # a running experiment shows its baseline's metrics
+            continue
         if len(parts) == 3 and parts[0] in STRATEGIES and parts[1] in LOSSES and parts[2].startswith("s"):
             cells[(parts[0], parts[1])].append(r)
     out = []
     for (strategy, loss), runs in sorted(cells.items(), key=lambda kv: (STRATEGIES.index(kv[0][0]), list(LOSSES).index(kv[0][1]))):
         dpo = [r[f"dpo.{metric}"] for r in runs if f"dpo.{metric}" in r]
         ctl = [r[f"control.{metric}"] for r in runs if f"control.{metric}" in r]
+        if not dpo:  # queued or failed: no metrics yet
+            continue
         wins = sum(r[f"dpo.{metric}"] > r[f"control.{metric}"] for r in runs
                    if f"dpo.{metric}" in r and f"control.{metric}" in r)
         out.append({
@@ -115,6 +121,16 @@ def summarise(rows: list[dict[str, Any]], metric: str = "heldout.prompt_strict")
             "beats_control": f"{wins}/{len(dpo)}",
         })
     return out
+
+
+def runs_markdown(rows: list[dict[str, Any]], metric: str) -> str:
+    """One line per finished grid experiment: the preference-trained student, the control, SFT."""
+    lines = [f"| experiment | {metric}: preference | control | SFT | preference − control |", "|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: str(r["name"])):
+        if r.get("state") == "success" and f"dpo.{metric}" in r and str(r["name"]).count("-") == 2:
+            d, c = r[f"dpo.{metric}"], r[f"control.{metric}"]
+            lines.append(f"| {r['name']} | {d:.3f} | {c:.3f} | {r[f'sft.{metric}']:.3f} | {d - c:+.3f} |")
+    return "\n".join(lines)
 
 
 def markdown(summary: list[dict[str, Any]], metric: str) -> str:

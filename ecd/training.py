@@ -337,7 +337,9 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
         loss_weights=list(d.loss_weights) if d.loss_weights else None,
         lr_scheduler_type=d.lr_scheduler,
         warmup_steps=d.warmup_steps,
-        precompute_ref_log_probs=d.precompute_ref_log_probs,
+        # TRL 1.16 precomputes into a per-process temporary cache file for in-memory datasets, which
+        # the other processes cannot open: several processes score the reference at every step instead
+        precompute_ref_log_probs=d.precompute_ref_log_probs and _state().num_processes == 1,
         train_sampling_strategy="sequential",  # rows come in training order (``training_orders``)
         **_common(params, work / "dpo"),
     )

@@ -100,3 +100,31 @@ def test_report_shows_every_set_with_deltas_and_writes_markdown(tmp_path: Path) 
     assert "prompt_strict" in proc.stdout  # the terminal table's headers fit an 80-column terminal
     bad = ecd("report", "--metrics", str(path), "--baseline", "nope")
     assert bad.returncode == 2 and "no model 'nope'" in bad.stderr
+
+
+def _exp(name: str, state: str, dpo: float, control: float) -> dict:
+    metrics = {m: {"heldout": {"prompt_strict": v}} for m, v in (("dpo", dpo), ("control", control), ("sft", 0.1))}
+    return {"executor": {"state": state}, "name": name, "revs": [{"rev": name, "name": name, "data": {
+        "params": {"params.yaml": {"data": {"train": {"seed": 0}}}},
+        "metrics": {"metrics/evaluate.json": {"data": metrics}}}}]}
+
+
+def test_grid_queue_names_and_summary_of_dvc_exp_show() -> None:
+    from ecd.grid import experiments, exp_rows, markdown, summarise
+
+    exps = experiments(["ecd", "random"], ["rpo", "ipo"], [0, 1, 2])
+    assert len(exps) == 12 and exps[0][0] == "ecd-rpo-s0"
+    assert "train.dpo.loss_type=[sigmoid,sft]" in exps[0][1] and "train.dpo.loss_weights=[1.0,1.0]" in exps[0][1]
+    with pytest.raises(EcdError, match="valid: dpo, rpo, slic, ipo"):
+        experiments(["ecd"], ["kto"], [0])
+    show = [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
+            {"rev": "abc", "name": "main", "data": {}, "experiments": [
+                _exp("ecd-rpo-s0", "success", 0.5, 0.2), _exp("ecd-rpo-s1", "success", 0.7, 0.4),
+                _exp("ecd-rpo-s2", "success", 0.3, 0.35), _exp("ecd-ipo-s0", "running", 0.9, 0.2),
+                _exp("ecd-ipo-s1", "queued", 0.9, 0.2)]}]
+    summary = summarise(exp_rows(show))
+    assert len(summary) == 1  # running and queued experiments are left out
+    s = summary[0]
+    assert (s["strategy"], s["loss"], s["seeds"], s["beats_control"]) == ("ecd", "rpo", 3, "2/3")
+    assert s["mean"] == pytest.approx(0.5) and s["sd"] == pytest.approx(0.2)
+    assert "| ecd | rpo | 3 | 0.500 ± 0.200 | 0.317 ± 0.104 | 2/3 |" in markdown(summary, "heldout.prompt_strict")

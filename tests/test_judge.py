@@ -220,4 +220,4 @@ def test_evaluate_with_a_judge_reports_win_rates(tmp_path: Path) -> None:
             assert r["outcome"] == ("win" if longer else "loss") or len(r["answer"]) == len(r["reference"])
         assert w["win_rate"] == pytest.approx((w["wins"] + w["ties"] / 2) / w["judged"], abs=1e-4)
     report = proj.run("ecd", "report").stdout
-    assert "win rate against text-davinci-003" in report
+    assert "judge win rate vs text-davinci-003" in report and "win_rate" in report
