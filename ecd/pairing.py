@@ -4,6 +4,8 @@ An ``ecd`` pair is (I(t), chosen R(t), rejected R(t-1)). R(t-1) was written for 
 most of I(t)'s requirements and misses the new one: a hard negative. A pair is kept only when that
 holds as checked — the chosen response passes every constraint, the rejected one misses at least
 ``min_missed`` of them and still passes at least ``min_rejected_pass_fraction`` of them.
+``model_gap`` pairs put a strong model's verified answer over a weak model's answer to the same
+instruction; ``random`` pairs put it over another seed's answer (the baseline). Strategies combine.
 
 Pairs are stored in TRL's conversational preference format with metadata columns, including
 ``instruction_id_list`` and ``kwargs`` in IFEval's own schema.
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ecd.params import PairParams

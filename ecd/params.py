@@ -181,12 +181,29 @@ class StudentParams(_Section):
     seed: int = 0
 
 
+#: transformers' learning-rate schedules (``transformers.SchedulerType``; a test keeps them equal)
+LR_SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+    "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy",
+)
+
+
+def _scheduler(name: str) -> str:
+    if name not in LR_SCHEDULERS:
+        close = difflib.get_close_matches(name, LR_SCHEDULERS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown schedule {name!r}{hint}; valid: {', '.join(LR_SCHEDULERS)}")
+    return name
+
+
 class SFTParams(_Section):
     steps: int = Field(default=400, ge=0)
     learning_rate: float = Field(default=2e-3, gt=0)
     batch_size: int = Field(default=16, ge=1)
     lr_scheduler: str = "cosine"
     warmup_steps: int = Field(default=20, ge=0)
+
+    _check_scheduler = field_validator("lr_scheduler")(classmethod(lambda cls, v: _scheduler(v)))
 
 
 #: TRL 1.16's DPO loss names. DPOConfig does not validate them (a wrong one fails at the first
@@ -206,6 +223,8 @@ class DPOParams(_Section):
     beta: float = Field(default=0.1, gt=0)
     #: score every pair with the reference once before training instead of at every step
     precompute_ref_log_probs: bool = True
+    _check_scheduler = field_validator("lr_scheduler")(classmethod(lambda cls, v: _scheduler(v)))
+
     #: TRL loss names; several are summed with ``loss_weights`` (["sigmoid", "sft"] is RPO)
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid", "sft"])
     loss_weights: list[float] | None = None

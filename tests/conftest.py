@@ -150,3 +150,58 @@ def served_model(tiny_model, tmp_path_factory):
 def _own_call_cache(tmp_path, monkeypatch) -> None:
     """In-process calls go to a per-test call cache, never to the working tree's .ecd/cache."""
     monkeypatch.setenv("ECD_CACHE_DIR", str(tmp_path / "call-cache"))
+
+
+def chat_completion(content: str) -> bytes:
+    """An OpenAI chat-completion response body with one choice."""
+    import json
+
+    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+
+
+class LoopbackChat:
+    """Scripted OpenAI-compatible servers on 127.0.0.1 for the tests of failures and of capable
+    models that a tiny local model cannot play. Subclass ``Handler`` and override ``reply``
+    (status and body by call number and request) or ``answer`` (the assistant's text by prompt)."""
+
+    from http.server import BaseHTTPRequestHandler as _Base
+
+    class Handler(_Base):
+        calls = 0
+
+        def answer(self, prompt: str) -> str:
+            raise NotImplementedError
+
+        def reply(self, n: int, body: dict) -> tuple[int, bytes]:
+            return 200, chat_completion(self.answer(body["messages"][-1]["content"]))
+
+        def do_POST(self) -> None:  # noqa: N802
+            import json
+
+            type(self).calls += 1
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {}
+            status, out = self.reply(type(self).calls, body)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    @staticmethod
+    def serve(handler: type):
+        """Start a threaded server for ``handler``; returns (server, base_url). Call server.shutdown()."""
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_port}/v1"

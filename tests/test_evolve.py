@@ -12,9 +12,8 @@ import pytest
 from ecd import constraints as C
 from ecd.backends import ProgrammaticBackend
 from ecd.evolve import OPERATIONS, allowed_types, branch, draw_constraints, evolve_prompt, evolve_round, parse_reply, screen
-from ecd.params import EvolveParams
+from ecd.params import EvolveParams, SeedParams
 from ecd.seeds import load_seeds
-from ecd.params import SeedParams
 
 NO_COMMA = C.Constraint("punctuation:no_comma", {}, "Do not use any commas.")
 TWO_BULLETS = C.Constraint("detectable_format:number_bullet_lists", {"num_bullets": 2}, "Use exactly 2 bullets.")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from conftest import ROOT, VENV_BIN
 

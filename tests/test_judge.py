@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
-from conftest import make_project
+from conftest import LoopbackChat, make_project
 from ecd import constraints as C
 from ecd.backends import OpenAIBackend, TransformersBackend
 from ecd.judge import judge_constraints, parse_choice, parse_yes_no, win_rate
@@ -46,35 +44,8 @@ def test_tiny_model_judge_keeps_raw_replies_and_never_passes_gibberish(tiny_mode
         assert r["judge_parse"] == ("ok" if parse_yes_no(r["judge_reply"]) is not None else "unparsable")
 
 
-def _reply(content: str) -> bytes:
-    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                       "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-
-
-class _Server(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint whose answer a subclass computes from the prompt."""
-
-    def answer(self, prompt: str) -> str:
-        raise NotImplementedError
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        out = _reply(self.answer(body["messages"][-1]["content"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def _serve(handler: type) -> tuple[HTTPServer, str]:
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}/v1"
+_Server = LoopbackChat.Handler
+_serve = LoopbackChat.serve
 
 
 class _AlwaysA(_Server):
@@ -194,13 +165,9 @@ class _PrefersLonger(_Server):
 
 @pytest.mark.slow
 def test_evaluate_with_a_judge_reports_win_rates(tmp_path: Path) -> None:
-    from http.server import ThreadingHTTPServer
-
     from test_pipeline import SMALL
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _PrefersLonger)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/v1"
+    server, url = _serve(_PrefersLonger)
     try:
         proj = make_project(tmp_path / "proj", {
             **SMALL, "judge": {"backend": "openai", "model": "judge", "base_url": url, "concurrency": 16},

@@ -4,12 +4,10 @@ plus the failures a real deployment meets: no server, malformed replies, a missi
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from conftest import free_port
+from conftest import LoopbackChat, chat_completion, free_port
 from ecd.backends import OpenAIBackend, Request, generate_cached
 from ecd.cache import CallCache
 from ecd.errors import EcdError
@@ -56,39 +54,16 @@ def test_unreachable_server_is_named_after_retries() -> None:
     assert str(info.value).startswith(f"cannot reach {url} after 3 tries")
 
 
-class _Scripted(BaseHTTPRequestHandler):
-    """A loopback HTTP server whose replies a subclass scripts by call number."""
-
-    calls = 0
-
-    def reply(self, n: int) -> tuple[int, bytes]:
-        raise NotImplementedError
-
-    def do_POST(self) -> None:  # noqa: N802
-        type(self).calls += 1
-        status, body = self.reply(self.calls)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class _Malformed(_Scripted):
+class _Malformed(LoopbackChat.Handler):
     """No choices, or not JSON at all."""
 
-    def reply(self, n):
+    def reply(self, n, body):
         return 200, b'{"id": "x", "choices": []}' if n % 2 else b'{"choices": [ not json'
 
 
 def test_malformed_replies_are_retried_then_counted_as_failed(tmp_path) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Malformed)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = LoopbackChat.serve(_Malformed)
     try:
-        url = f"http://127.0.0.1:{server.server_port}/v1"
         out, stats = generate_cached(backend(url, max_retries=2), requests()[:2], template_version="t",
                                      description="bad", cache=CallCache(tmp_path / "c.sqlite"))
     finally:
@@ -98,23 +73,19 @@ def test_malformed_replies_are_retried_then_counted_as_failed(tmp_path) -> None:
     assert CallCache(tmp_path / "c.sqlite").count() == 0  # failed calls are not cached
 
 
-class _Busy(_Scripted):
+class _Busy(LoopbackChat.Handler):
     """Answers 429, then 503, then a valid reply: a rate-limited, overloaded server."""
 
-    def reply(self, n):
+    def reply(self, n, body):
         if n <= 2:
             return (429 if n == 1 else 503), b"{}"
-        return 200, json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                                "choices": [{"index": 0, "finish_reason": "stop",
-                                             "message": {"role": "assistant", "content": "fine"}}],
-                                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+        return 200, chat_completion("fine")
 
 
 def test_rate_limits_and_server_errors_are_retried() -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = LoopbackChat.serve(_Busy)
     try:
-        out = backend(f"http://127.0.0.1:{server.server_port}/v1", max_retries=3).generate(requests()[:1])
+        out = backend(url, max_retries=3).generate(requests()[:1])
     finally:
         server.shutdown()
     assert _Busy.calls == 3

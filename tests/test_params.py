@@ -106,3 +106,23 @@ def test_check_params_command(project) -> None:
     proc = project.run("ecd", "check-params", check=False)
     assert proc.returncode == 2
     assert "did you mean 'pair.test_fraction'?" in proc.stderr
+
+
+def test_schedules_match_transformers_and_are_checked() -> None:
+    from transformers import SchedulerType
+
+    from ecd.params import LR_SCHEDULERS
+
+    assert set(LR_SCHEDULERS) == {e.value for e in SchedulerType}
+    with pytest.raises(EcdError, match="unknown schedule 'cosin' \\(did you mean 'cosine'\\?\\)"):
+        validate_params({"train": {"sft": {"lr_scheduler": "cosin"}}})
+    with pytest.raises(EcdError, match="train.dpo.lr_scheduler"):
+        validate_params({"train": {"dpo": {"lr_scheduler": "linar"}}})
+
+
+def test_pair_strategy_and_judge_are_checked() -> None:
+    with pytest.raises(EcdError, match="unknown strategy 'hard'; valid: ecd, random, model_gap"):
+        validate_params({"pair": {"strategy": "hard"}})
+    assert validate_params({"pair": {"strategy": "random"}}).pair.strategy == ["random"]
+    with pytest.raises(EcdError, match="the judge must be a model"):
+        validate_params({"judge": {"backend": "programmatic"}})

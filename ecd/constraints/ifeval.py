@@ -10,9 +10,9 @@ import json
 import re
 import string
 from collections import Counter
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from ecd.constraints.base import ConstraintType, SampleContext, register, relation_ok
+from ecd.constraints.base import ConstraintType, register, relation_ok
 from ecd.constraints.text import (
     chunks,
     content_words,
