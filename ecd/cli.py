@@ -35,7 +35,8 @@ def report_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[tuple
     sets = sorted({s for m in data.values() for s in m}, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99)
     tables = []
     for set_name in sets:
-        models = [m for m in data if set_name in data[m]]
+        order = ("base", "sft", "control", "dpo")
+        models = sorted((m for m in data if set_name in data[m]), key=lambda m: (order.index(m) if m in order else 9, m))
         first = data[models[0]][set_name]
         ref = data.get(baseline, {}).get(set_name, {})
         n = first.get("n_prompts", first.get("judged", ""))
