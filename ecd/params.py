@@ -18,6 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ecd.errors import EcdError
 
 
+def one_of(name: str, valid: tuple[str, ...], what: str) -> str:
+    """``name`` if it is in ``valid``; else a ValueError naming it, the closest valid name and all of them."""
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {what} {name!r}{hint}; valid: {', '.join(valid)}")
+    return name
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -157,10 +166,7 @@ class PairParams(_Section):
             v = [v]
         if isinstance(v, list):
             for name in v:
-                if name not in PAIR_STRATEGIES:
-                    close = difflib.get_close_matches(str(name), PAIR_STRATEGIES, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise ValueError(f"unknown strategy {name!r}{hint}; valid: {', '.join(PAIR_STRATEGIES)}")
+                one_of(str(name), PAIR_STRATEGIES, "strategy")
             if len(set(v)) != len(v) or not v:
                 raise ValueError("give each strategy once, at least one")
         return v
@@ -189,11 +195,7 @@ LR_SCHEDULERS = (
 
 
 def _scheduler(name: str) -> str:
-    if name not in LR_SCHEDULERS:
-        close = difflib.get_close_matches(name, LR_SCHEDULERS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown schedule {name!r}{hint}; valid: {', '.join(LR_SCHEDULERS)}")
-    return name
+    return one_of(name, LR_SCHEDULERS, "schedule")
 
 
 class SFTParams(_Section):
@@ -235,10 +237,7 @@ class DPOParams(_Section):
         if not v:
             raise ValueError("give at least one loss type")
         for name in v:
-            if name not in DPO_LOSS_TYPES:
-                close = difflib.get_close_matches(name, DPO_LOSS_TYPES, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown loss {name!r}{hint}; valid: {', '.join(DPO_LOSS_TYPES)}")
+            one_of(name, DPO_LOSS_TYPES, "loss")
         return v
 
     @model_validator(mode="after")
