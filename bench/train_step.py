@@ -109,12 +109,10 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ecd.pairing import load_pairs
+    from ecd.pairs import load_pairs
     from ecd.params import load_params
-    from ecd.training import (
-        build_dpo_trainer, build_sft_trainer, fits, preference_order, quiet_training_logs,
-        use_plain_lm_head_for_small_vocab,
-    )
+    from ecd.training import build_dpo_trainer, build_sft_trainer, fits, preference_order, quiet_training_logs
+    from ecd.trl_patch import use_plain_lm_head_for_small_vocab
 
     quiet_training_logs()
     torch.manual_seed(0)

@@ -2,14 +2,23 @@
 
 A backend turns a list of ``Request`` (chat messages, a per-request seed, and for the
 model-free teacher a structured task) into one ``Completion`` each. ``generate_cached`` puts the
-call cache under every backend, commits each batch as it finishes and shows a progress bar, so a
-stage that is killed half way resumes where it stopped.
+call cache under every backend, commits each batch as it finishes, shows a progress bar and
+applies the failure policy, so a stage that is killed or fails half way resumes where it stopped.
 
 Backends here:
 - ``programmatic``: a deterministic teacher with no model. It evolves an instruction by appending a
   templated requirement and answers by rewriting the seed's reference answer until it satisfies every
   constraint. It is what lets the pipeline run offline on a CPU in minutes; it is not a language model.
 - ``transformers``: any local or hub causal LM, batched ``generate`` with the model's chat template.
+- ``openai``: any OpenAI-compatible server (``vllm serve``, SGLang, hosted APIs), concurrent, with retries.
+- ``vllm``: vLLM's offline engine on GPU runners (an optional extra, imported only when used).
+
+Failure policy (every backend): a call that still fails after its retries is counted by cause; if
+more than ``max_failed_fraction`` of a run's calls failed, ``generate_cached`` raises ``CallsFailed``
+after caching every finished call, so the stage writes nothing, DVC records nothing, and the next
+run sends only the failed calls. A request the server rejects on its own merits (a 400 for a prompt
+over the context length, a content filter) fails that request (finish reason ``rejected``), not the
+stage; an authentication or permission error stops at once.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import hashlib
 import json
 import warnings
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +35,7 @@ from typing import Any
 from ecd import constraints as C
 from ecd.cache import CallCache, call_key
 from ecd.errors import EcdError
+from ecd.layout import check_model_path
 from ecd.params import ModelParams
 from ecd.progress import console, progress_bar
 
@@ -40,9 +51,17 @@ class Request:
 @dataclass
 class Completion:
     text: str
+    #: ``stop``, ``length`` (cut at max_new_tokens), ``unanswerable`` (programmatic), ``error`` (failed
+    #: after retries) or ``rejected`` (the server refused this one request)
     finish_reason: str = "stop"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: why a failed or rejected call failed (``http_500``, ``malformed_reply``, ``timeout``, ``rejected_400``)
+    error: str = ""
+
+
+#: finish reasons of calls that produced no answer; neither is cached, so a rerun asks again
+FAILED, REJECTED = "error", "rejected"
 
 
 @dataclass
@@ -52,13 +71,39 @@ class RunStats:
     misses: int = 0
     completion_tokens: int = 0
     failed: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    #: failed (after retries) and rejected calls by cause
+    failed_by_cause: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+
+    def metrics(self) -> dict[str, int | dict[str, int]]:
+        """The counts a stage reports in its metrics file."""
+        return {"calls": self.calls, "cache_hits": self.hits, "cache_misses": self.misses,
+                "completion_tokens": self.completion_tokens, "failed_calls": self.failed,
+                "rejected_calls": self.rejected, "failed_by_cause": dict(sorted(self.failed_by_cause.items()))}
+
+
+class CallsFailed(EcdError):
+    """More calls failed after their retries than ``max_failed_fraction`` allows."""
 
 
 class Backend(ABC):
     name: str = "backend"
     #: whether results go through the call cache (the programmatic teacher is cheaper than a lookup)
     cacheable: bool = True
+    #: whether answers differ from seed to seed (a model that samples); False: one answer per prompt is all
+    samples_vary: bool = True
+    #: whether the backend answers by rewriting the seed's reference answer (the programmatic teacher), so
+    #: evolution may only add requirements that have a rewrite
+    answers_by_rewriting: bool = False
+
+    def where(self) -> str:
+        """The model (and server) to name in an error line."""
+        return self.identity()
+
+    @property
+    def max_failed_fraction(self) -> float:
+        params = getattr(self, "params", None)
+        return params.max_failed_fraction if params is not None else 0.0
 
     def identity(self) -> str:
         """What makes this model's outputs what they are: name plus revision or weights hash."""
@@ -100,6 +145,8 @@ class ProgrammaticBackend(Backend):
 
     name = "programmatic"
     cacheable = False
+    samples_vary = False
+    answers_by_rewriting = True
 
     def identity(self) -> str:
         return "programmatic:v1"
@@ -164,12 +211,7 @@ class TransformersBackend(Backend):
         self._model = None
         self._tok = None
         self._identity: str | None = None
-        local = Path(params.model).expanduser()
-        if local.exists():
-            if not (local / "config.json").exists():
-                raise EcdError(f"model path {local} has no config.json: not a transformers model directory")
-        elif params.model.startswith((".", "/", "~")) or params.model.count("/") > 1:
-            raise EcdError(f"model path not found: {params.model}")
+        check_model_path(params.model)
 
     def _load(self) -> None:
         if self._model is not None:
@@ -269,8 +311,7 @@ class SeededSampler:
 
 
 # ---------------------------------------------------------------------------------------------
-
-
+# cached execution
 
 
 def generate_cached(
@@ -281,25 +322,21 @@ def generate_cached(
     description: str,
     cache: CallCache | None = None,
 ) -> tuple[list[Completion], RunStats]:
-    """Run requests through the cache and the backend, committing each batch as it finishes."""
+    """Run requests through the cache and the backend, committing each batch as it finishes; then
+    apply the failure policy (``CallsFailed`` when too many calls failed; see the module docstring)."""
     stats = RunStats(calls=len(requests))
     results: list[Completion | None] = [None] * len(requests)
+    keys: list[str] = []
     if backend.cacheable:
         cache = cache or CallCache()
-        identity = backend.identity()
-        sampling = backend.sampling()
-        keys = [
-            call_key(identity, {"messages": r.messages, "seed": r.seed, "sampling": sampling,
-                                "template": template_version})
-            for r in requests
-        ]
+        identity, sampling = backend.identity(), backend.sampling()
+        keys = [call_key(identity, {"messages": r.messages, "seed": r.seed, "sampling": sampling,
+                                    "template": template_version}) for r in requests]
         found = cache.get_many(list(dict.fromkeys(keys)))
         for i, k in enumerate(keys):
             if k in found:
                 results[i] = Completion(**found[k])
-        todo = [i for i, r in enumerate(results) if r is None]
-    else:
-        keys, todo = [], list(range(len(requests)))
+    todo = [i for i, r in enumerate(results) if r is None]
     stats.hits = len(requests) - len(todo)
     stats.misses = len(todo) if backend.cacheable else 0
     if backend.cacheable:
@@ -312,16 +349,40 @@ def generate_cached(
             outs = backend.generate([requests[i] for i in batch])
             for i, c in zip(batch, outs):
                 results[i] = c
-                stats.completion_tokens += c.completion_tokens
-                stats.failed += c.finish_reason == "error"
-            if backend.cacheable:  # failed calls are not cached: a rerun tries them again
+            if backend.cacheable:  # failed and rejected calls are not cached: a rerun tries them again
                 cache.put_many(backend.identity(), {keys[i]: asdict(c) for i, c in zip(batch, outs)
-                                                    if c.finish_reason != "error"})
+                                                    if c.finish_reason not in (FAILED, REJECTED)})
             bar.advance(len(batch), tokens=sum(c.completion_tokens for c in outs))
+    done = [r for r in results if r is not None]
+    _count(stats, done)
     if backend.cacheable:
-        failed = f", {stats.failed} failed" if stats.failed else ""
+        failed = f", {stats.failed} failed, {stats.rejected} rejected" if stats.failed or stats.rejected else ""
         console.print(f"{description}: call cache {stats.hits} hits, {stats.misses} misses{failed}")
-    return [r for r in results if r is not None], stats
+    _apply_failure_policy(backend, stats, description)
+    return done, stats
+
+
+def _count(stats: RunStats, completions: list[Completion]) -> None:
+    causes: Counter[str] = Counter()
+    for c in completions:
+        stats.completion_tokens += c.completion_tokens
+        if c.finish_reason in (FAILED, REJECTED):
+            causes[c.error or c.finish_reason] += 1
+            stats.failed += c.finish_reason == FAILED
+            stats.rejected += c.finish_reason == REJECTED
+    stats.failed_by_cause = dict(causes)
+
+
+def _apply_failure_policy(backend: Backend, stats: RunStats, description: str) -> None:
+    if stats.failed == 0 or stats.failed <= backend.max_failed_fraction * stats.calls:
+        return
+    causes = ", ".join(f"{k} ×{v}" for k, v in sorted(stats.failed_by_cause.items()))
+    raise CallsFailed(
+        f"{description}: {stats.failed} of {stats.calls} calls to {backend.where()} failed after retries ({causes}); "
+        f"the {stats.calls - stats.failed - stats.rejected} answered calls are cached, so running the stage again "
+        f"sends only the failed ones (max_failed_fraction {backend.max_failed_fraction} allows "
+        f"{int(backend.max_failed_fraction * stats.calls)})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,11 +393,12 @@ class OpenAIBackend(Backend):
     """Any OpenAI-compatible chat server: vLLM's ``vllm serve``, SGLang, hosted APIs.
 
     Requests run concurrently up to ``concurrency``. A request that fails with a rate limit, a server
-    error, a timeout, a lost connection or a malformed reply (no JSON, no choices) is retried with
-    exponential backoff and jitter, ``max_retries`` times. A server that cannot be reached at all is
-    reported in one line naming its URL; a reply that stays malformed becomes a failed call
-    (empty text, finish reason ``error``) that verification eliminates — never a crash. ``n`` answers
-    are ``n`` requests with their own seeds, since many servers ignore ``n``.
+    error, a timeout or a malformed reply (no JSON, no choices) is retried with exponential backoff
+    and jitter, ``max_retries`` times, and then is a failed call (finish reason ``error``, counted by
+    cause for the failure policy). A 4xx other than 401, 403, 404, 408, 409 and 429 rejects that one
+    request (finish reason ``rejected``). A server that cannot be reached at all, a wrong key or a
+    model the server does not have stop the stage in one line naming the URL. ``n`` answers are
+    ``n`` requests with their own seeds, since many servers ignore ``n``.
     """
 
     name = "openai"
@@ -351,11 +413,13 @@ class OpenAIBackend(Backend):
             if not key:
                 raise EcdError(f"environment variable {params.api_key_env} (teacher.api_key_env) is not set")
             self.api_key = key
-        self.failed = 0
 
     @property
     def batch_size(self) -> int:
         return self.params.concurrency * 4
+
+    def where(self) -> str:
+        return f"{self.params.model} at {self.params.base_url}"
 
     def identity(self) -> str:
         # the served model, not the URL: the same weights behind another server give the same answers
@@ -386,7 +450,8 @@ class OpenAIBackend(Backend):
         import openai
 
         p = self.params
-        unreachable = None
+        unreachable: Exception | None = None
+        cause = ""
         for attempt in range(p.max_retries + 1):
             if attempt:
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random()))
@@ -406,18 +471,29 @@ class OpenAIBackend(Backend):
                     prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                     completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                 )
-            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                unreachable = exc
+            except openai.APITimeoutError:
+                unreachable, cause = None, "timeout"
+            except openai.APIConnectionError as exc:
+                unreachable, cause = exc, "unreachable"
             except openai.APIStatusError as exc:
-                if exc.status_code != 429 and exc.status_code < 500:
-                    raise EcdError(f"{p.base_url}: request rejected ({exc.status_code}): {exc.message}") from None
-                unreachable = None
+                unreachable, status = None, exc.status_code
+                if status in STOP_STATUSES:
+                    raise EcdError(f"{p.base_url}: {STOP_STATUSES[status]} ({status}): {exc.message}") from None
+                if status < 500 and status not in RETRY_STATUSES:  # this request's own fault: no retry helps
+                    return Completion("", REJECTED, error=f"rejected_{status}")
+                cause = f"http_{status}"
             except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError):
-                unreachable = None  # a malformed reply: bad JSON, no choices
+                unreachable, cause = None, "malformed_reply"
         if unreachable is not None:
             raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {unreachable}")
-        self.failed += 1
-        return Completion(text="", finish_reason="error")
+        return Completion("", FAILED, error=cause)
+
+
+#: statuses that no retry and no other request can fix: the stage stops at once
+STOP_STATUSES = {401: "authentication failed (check the key variable)", 403: "permission denied",
+                 404: "not found (check base_url and the model name)"}
+#: statuses that a later try may not meet: timeouts, conflicts, rate limits (and every 5xx)
+RETRY_STATUSES = {408, 409, 429}
 
 
 # ---------------------------------------------------------------------------------------------

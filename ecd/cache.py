@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,6 @@ def cache_dir() -> Path:
 def call_key(model_identity: str, request: dict[str, Any]) -> str:
     """sha256 over the model identity and the canonical JSON of the request."""
     return hashlib.sha256(canonical_json([model_identity, request]).encode("utf-8")).hexdigest()
-
-
-@dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
 
 
 class CallCache:
@@ -56,7 +49,6 @@ class CallCache:
             " hits INTEGER DEFAULT 0, misses INTEGER DEFAULT 0, entries INTEGER DEFAULT 0, bytes INTEGER DEFAULT 0)"
         )
         self._db.commit()
-        self.stats = CacheStats()
         self._run: int | None = None
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -11,17 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ecd import layout
-from ecd.errors import EcdError
+from ecd.errors import EcdError, report_errors
 
 app = typer.Typer(help="Evolutionary Contrastive Distillation as a DVC pipeline.", no_args_is_help=True)
 cache_app = typer.Typer(help="The content-addressed call cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 out = Console()
-
-
-def _fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
@@ -35,7 +29,7 @@ def report_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[tuple
     sets = sorted({s for m in data.values() for s in m}, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99)
     tables = []
     for set_name in sets:
-        order = ("base", "sft", "control", "dpo")
+        order = layout.STUDENTS
         models = sorted((m for m in data if set_name in data[m]), key=lambda m: (order.index(m) if m in order else 9, m))
         first = data[models[0]][set_name]
         ref = data.get(baseline, {}).get(set_name, {})
@@ -62,17 +56,21 @@ def report_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[tuple
 
 
 @app.command()
+@report_errors
 def report(
     metrics: Path = typer.Option(layout.METRICS / "evaluate.json", help="the evaluate stage's metrics"),
     baseline: str = typer.Option("control", help="the model the deltas are taken against"),
     markdown: Path = typer.Option(None, "--markdown", help="also write the tables to this Markdown file"),
 ) -> None:
     """Compare the students on every metric, with deltas against the SFT-only control."""
-    if not metrics.exists():
-        _fail(f"{metrics} not found: run `dvc repro` first")
-    data = json.loads(metrics.read_text())
+    from ecd.records import read_text
+
+    try:
+        data = json.loads(read_text(metrics))
+    except ValueError:
+        raise EcdError(f"{metrics}: not a JSON metrics file") from None
     if baseline not in data:
-        _fail(f"no model {baseline!r} in {metrics}; models: {', '.join(data)}")
+        raise EcdError(f"no model {baseline!r} in {metrics}; models: {', '.join(data)}")
     tables = report_tables(data, baseline)
     md = []
     for title, header, rows in tables:
@@ -94,22 +92,22 @@ def report(
 
 
 @app.command("ifeval")
+@report_errors
 def ifeval_cmd(
     responses: Path = typer.Option(..., "--responses", help='JSONL of {"prompt", "response"}, IFEval\'s format'),
     output_dir: Path = typer.Option(..., "--output-dir", help="where eval_results_{strict,loose}.jsonl go"),
     input_path: Path = typer.Option(None, "--input", help="IFEval input JSONL (default: the 541 shipped prompts)"),
 ) -> None:
     """Score responses to IFEval prompts with IFEval's strict and loose rules; print a JSON summary."""
-    from ecd.evaluation import IFEVAL_INPUT, ifeval
+    from ecd.evaluation import ifeval
+    from ecd.layout import IFEVAL_INPUT
 
-    try:
-        summary = ifeval(input_path or IFEVAL_INPUT, responses, output_dir)
-    except EcdError as exc:
-        _fail(str(exc))
+    summary = ifeval(input_path or IFEVAL_INPUT, responses, output_dir)
     print(json.dumps(summary, indent=2))
 
 
 @app.command("constraints")
+@report_errors
 def constraints_cmd(markdown: bool = typer.Option(False, "--markdown", help="print a Markdown table")) -> None:
     """List every constraint type: taxonomy place, how it is checked, whether it has a rewrite."""
     import random
@@ -146,6 +144,7 @@ def constraints_cmd(markdown: bool = typer.Option(False, "--markdown", help="pri
 
 
 @app.command("inspect")
+@report_errors
 def inspect_cmd(
     pairs_dir: Path = typer.Argument(layout.PAIRS, help="the pair stage's folder"),
     n: int = typer.Option(5, "--n", min=1, help="pairs to show"),
@@ -159,12 +158,9 @@ def inspect_cmd(
     from rich.panel import Panel
     from rich.text import Text
 
-    from ecd.pairing import load_pairs
+    from ecd.pairs import load_pairs
 
-    try:
-        rows = load_pairs(pairs_dir, split).to_list()
-    except EcdError as exc:
-        _fail(str(exc))
+    rows = load_pairs(pairs_dir, split).to_list()
     if strategy:
         rows = [r for r in rows if r["strategy"] == strategy]
     if seed is not None:
@@ -187,6 +183,7 @@ def inspect_cmd(
 
 
 @app.command("publish")
+@report_errors
 def publish_cmd(
     repo_id: str = typer.Argument(..., help="owner/name of the Hub dataset repository"),
     pairs_dir: Path = typer.Option(layout.PAIRS, "--pairs", help="the pair stage's folder"),
@@ -196,10 +193,7 @@ def publish_cmd(
     """Push the pairs and their card to the Hugging Face Hub as a dataset."""
     from ecd.hub import publish
 
-    try:
-        url = publish(pairs_dir, repo_id, private=not public, token_env=token_env)
-    except EcdError as exc:
-        _fail(str(exc))
+    url = publish(pairs_dir, repo_id, private=not public, token_env=token_env)
     out.print(f"published {pairs_dir} to {url}")
 
 
@@ -208,6 +202,7 @@ app.add_typer(grid_app, name="grid")
 
 
 @grid_app.command("queue")
+@report_errors
 def grid_queue(
     strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies"),
     losses: str = typer.Option("dpo,rpo,slic,ipo", help="comma-separated: dpo, rpo, slic, ipo"),
@@ -217,14 +212,12 @@ def grid_queue(
     """Queue one `dvc exp run --queue` per cell and seed; run them with `dvc queue start`."""
     from ecd.grid import queue
 
-    try:
-        names = queue(strategies.split(","), losses.split(","), [int(s) for s in seeds.split(",")], set_)
-    except EcdError as exc:
-        _fail(str(exc))
+    names = queue(strategies.split(","), losses.split(","), [int(s) for s in seeds.split(",")], set_)
     out.print(f"queued {len(names)} experiments; run them with `dvc queue start` and follow with `dvc queue status`")
 
 
 @grid_app.command("summary")
+@report_errors
 def grid_summary(
     metric: str = typer.Option("heldout.prompt_strict", help="the metric, under each model in metrics/evaluate.json"),
     exp_json: Path = typer.Option(None, "--json", help="read `dvc exp show --json` output from this file"),
@@ -233,33 +226,48 @@ def grid_summary(
     """Mean and spread over seeds per cell, beside the SFT-only control, as Markdown."""
     from ecd.grid import exp_rows, exp_show, markdown, runs_markdown, summarise
 
-    try:
-        show = json.loads(exp_json.read_text()) if exp_json else exp_show()
-    except EcdError as exc:
-        _fail(str(exc))
+    show = json.loads(exp_json.read_text()) if exp_json else exp_show()
     rows = exp_rows(show)
     summary = summarise(rows, metric)
     if not summary:
-        _fail("no finished grid experiments (named strategy-loss-sN) found in `dvc exp show`")
+        raise EcdError("no finished grid experiments (named strategy-loss-sN) found in `dvc exp show`")
     print(markdown(summary, metric))
     if runs:
         print()
         print(runs_markdown(rows, metric))
 
 
+@app.command("timings")
+@report_errors
+def timings_cmd(all_runs: bool = typer.Option(False, "--all", help="every recorded run, not the latest per stage")) -> None:
+    """Wall-clock time of each stage and training run on this machine (kept out of DVC's outputs)."""
+    from ecd.records import read_jsonl
+
+    if not layout.TIMINGS.exists():
+        raise EcdError(f"no timings yet ({layout.TIMINGS}): run `dvc repro` first")
+    rows = read_jsonl(layout.TIMINGS)
+    if not all_runs:
+        rows = list({r["label"]: r for r in rows}.values())
+    table = Table(title=f"timings ({layout.TIMINGS})")
+    table.add_column("stage or step")
+    table.add_column("seconds", justify="right")
+    for r in rows:
+        table.add_row(str(r.get("label")), f"{float(r.get('seconds', 0)):.1f}")
+    out.print(table)
+
+
 @app.command("check-params")
+@report_errors
 def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
     """Validate a params file without running anything."""
     from ecd.params import load_params
 
-    try:
-        load_params(path)
-    except EcdError as exc:
-        _fail(str(exc))
+    load_params(path)
     out.print(f"{path}: ok")
 
 
 @cache_app.command("stats")
+@report_errors
 def cache_stats(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Entries, hits, misses and bytes of the last cached run and of the whole cache."""
     from ecd.cache import CallCache
@@ -278,6 +286,7 @@ def cache_stats(as_json: bool = typer.Option(False, "--json", help="print JSON")
 
 
 @cache_app.command("clear")
+@report_errors
 def cache_clear() -> None:
     """Empty the call cache."""
     from ecd.cache import CallCache

@@ -13,8 +13,11 @@ from typing import Any
 from ecd import constraints as C
 from ecd.backends import Request, TransformersBackend, generate_cached
 from ecd.errors import EcdError
+from ecd.layout import DAVINCI_003, IFEVAL_INPUT, USER_ORIENTED
 from ecd.params import EvaluateParams, ModelParams
 from ecd.records import iter_jsonl, write_jsonl
+from ecd.schema import Pair, user
+from ecd.seeds import with_input
 
 TEMPLATE_VERSION = "evaluate-v1"
 
@@ -64,17 +67,17 @@ def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int], dict[str
     return summary, results
 
 
-#: the 541 IFEval prompts shipped with ecd (Apache-2.0, data/ifeval/LICENSE)
-IFEVAL_INPUT = Path(__file__).resolve().parents[1] / "data" / "ifeval" / "input_data.jsonl"
-
-
 def read_ifeval_input(path: Path) -> list[dict[str, Any]]:
     """IFEval's input format: ``key``, ``prompt``, ``instruction_id_list``, ``kwargs`` a line."""
     out = []
     for lineno, rec in iter_jsonl(path):
-        for field in ("key", "prompt", "instruction_id_list", "kwargs"):
+        for field, kind in (("key", (int, str)), ("prompt", str), ("instruction_id_list", list), ("kwargs", list)):
             if field not in rec:
                 raise EcdError(f"{path}:{lineno}: missing field {field!r}")
+            if not isinstance(rec[field], kind):
+                raise EcdError(f"{path}:{lineno}: field {field!r} has the wrong type ({type(rec[field]).__name__})")
+        if not all(isinstance(k, dict) for k in rec["kwargs"]) or not all(isinstance(i, str) for i in rec["instruction_id_list"]):
+            raise EcdError(f"{path}:{lineno}: expected a list of ids and a list of kwargs objects")
         if len(rec["kwargs"]) != len(rec["instruction_id_list"]):
             raise EcdError(f"{path}:{lineno}: {len(rec['instruction_id_list'])} instructions but {len(rec['kwargs'])} kwargs")
         for type_id in rec["instruction_id_list"]:
@@ -114,7 +117,7 @@ def ifeval(input_path: Path, responses_path: Path, output_dir: Path) -> dict[str
     return {k: summary[k] for k in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose", "n_prompts", "n_instructions")}
 
 
-def held_out_prompts(test_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def held_out_prompts(test_rows: list[Pair]) -> list[dict[str, Any]]:
     """Unique test instructions with their constraints, in a stable order."""
     seen: dict[str, dict[str, Any]] = {}
     for r in test_rows:
@@ -130,27 +133,26 @@ def held_out_prompts(test_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [seen[k] for k in sorted(seen)]
 
 
-#: Self-Instruct's 252 user-oriented instructions and text-davinci-003's answers (Apache-2.0,
-#: data/self-instruct/LICENSE); their authors ask that they be used for evaluation only
-USER_ORIENTED = Path(__file__).resolve().parents[1] / "data" / "self-instruct" / "user_oriented_instructions.jsonl"
-DAVINCI_003 = Path(__file__).resolve().parents[1] / "data" / "self-instruct" / "text-davinci-003_predictions.jsonl"
-
-
 def ifeval_prompts(path: Path = IFEVAL_INPUT) -> list[dict[str, Any]]:
     return read_ifeval_input(path)
 
 
 def user_oriented(instructions: Path = USER_ORIENTED, references: Path = DAVINCI_003) -> list[dict[str, str]]:
     """The 252 user-oriented instructions (with their input) and text-davinci-003's answers."""
-    insts = [rec for _, rec in iter_jsonl(instructions)]
-    refs = [rec for _, rec in iter_jsonl(references)]
+    insts = list(iter_jsonl(instructions))
+    refs = list(iter_jsonl(references))
     if len(insts) != len(refs):
         raise EcdError(f"{references}: {len(refs)} answers for {len(insts)} instructions in {instructions}")
     out = []
-    for rec, ref in zip(insts, refs):
-        text = rec["instruction"].strip()
-        inp = (rec.get("instances") or [{}])[0].get("input", "").strip()
-        out.append({"key": rec["id"], "prompt": f"{text}\n\n{inp}" if inp else text, "reference": ref["response"].strip()})
+    for (lineno, rec), (ref_line, ref) in zip(insts, refs):
+        instances = rec.get("instances") or [{}]
+        inp = instances[0].get("input", "") if isinstance(instances, list) and isinstance(instances[0], dict) else None
+        if not isinstance(rec.get("instruction"), str) or not isinstance(inp, str) or "id" not in rec:
+            raise EcdError(f"{instructions}:{lineno}: expected 'id', 'instruction' and instances with an 'input'")
+        if not isinstance(ref.get("response"), str):
+            raise EcdError(f"{references}:{ref_line}: expected a string field 'response'")
+        out.append({"key": str(rec["id"]), "prompt": with_input(rec["instruction"].strip(), inp.strip()),
+                    "reference": ref["response"].strip()})
     return out
 
 
@@ -173,6 +175,6 @@ def answer(model_dir: Path, prompts: list[dict[str, Any]], params: EvaluateParam
         ModelParams(backend="transformers", model=str(model_dir), temperature=0.0,
                     max_new_tokens=params.max_new_tokens, batch_size=params.batch_size)
     )
-    requests = [Request(messages=[{"role": "user", "content": p["prompt"]}]) for p in prompts]
+    requests = [Request(messages=user(p["prompt"])) for p in prompts]
     completions, _ = generate_cached(backend, requests, template_version=TEMPLATE_VERSION, description=f"answer {label}")
     return [c.text for c in completions]

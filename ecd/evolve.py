@@ -15,9 +15,15 @@ from collections import Counter
 from typing import Any
 
 from ecd import constraints as C
-from ecd.backends import Backend, Request, generate_cached
+from ecd.backends import Backend, Completion, Request, RunStats, generate_cached
+from ecd.contrast import hard_negative_flaw
 from ecd.params import EvolveParams
-from ecd.records import content_id
+from ecd.records import content_id, seed_from
+from ecd.schema import Chain, Instruction, State, user
+
+#: one chain's plan for a round: its state, the constraints drawn for it (none when it cannot
+#: evolve) and why none could be drawn
+Plan = tuple[State, list[C.Constraint], str | None]
 
 TEMPLATE_VERSION = "evolve-v2"
 
@@ -72,7 +78,7 @@ def chain_rng(seed: int, round_name: str, chain: str) -> random.Random:
     return random.Random(int(content_id(seed, round_name, chain), 16))
 
 
-def fork(state: list[dict[str, Any]], chains_per_seed: int) -> list[dict[str, Any]]:
+def fork(state: list[State], chains_per_seed: int) -> list[State]:
     """Give every root state ``chains_per_seed`` independent chains (chains start at round 1)."""
     out = []
     for entry in state:
@@ -116,7 +122,7 @@ def allowed_types(params: EvolveParams, answerable_only: bool, judge: bool) -> l
 
 
 def draw_constraints(
-    entry: dict[str, Any], params: EvolveParams, rng: random.Random, allowed: list[str], answerable_only: bool
+    entry: State, params: EvolveParams, rng: random.Random, allowed: list[str], answerable_only: bool
 ) -> tuple[list[C.Constraint], str | None]:
     """Draw one to ``max_new_constraints`` new constraints for a chain, or return why none could be.
 
@@ -146,8 +152,9 @@ def draw_constraints(
         if kwargs is None or not C.compatible([*existing, *added], type_id, kwargs):
             continue
         candidate = C.Constraint(type_id, kwargs, ctype.describe(kwargs, rng), ctype.verifiable)
-        if ctype.verifiable and C.check(candidate, ctx.response):
-            last = "already_satisfied"
+        if ctype.verifiable and hard_negative_flaw([{"id": type_id, "passed": C.check(candidate, ctx.response)}],
+                                                   [type_id]):
+            last = "already_satisfied"  # R(t-1) would meet it: no hard negative
             continue
         if answerable_only and C.apply_rewrites(instruction["reference"], [*existing, *added, candidate]) is None:
             last = "unanswerable"
@@ -214,30 +221,25 @@ def screen(parent: str, evolved: str, params: EvolveParams) -> str | None:
     return None
 
 
-def evolve_round(
-    state: list[dict[str, Any]], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
-    judge: bool = False,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Evolve every chain of ``state`` once. ``judge``: whether a judge is configured, so that
-    judge-checked constraint types may be added.
-
-    Returns (candidate instruction records, one chain record per chain, metrics). A chain whose step
-    is eliminated keeps its parent state and may try again next round.
-    """
-    chains = fork(state, params.chains_per_seed)
-    answerable_only = backend.name == "programmatic"
-    allowed = allowed_types(params, answerable_only, judge)
-    causes: Counter[str] = Counter()
-    plans: list[tuple[dict[str, Any], list[C.Constraint], str | None]] = []
+def plan_round(chains: list[State], params: EvolveParams, round_name: str, allowed: list[str],
+               answerable_only: bool) -> list[Plan]:
+    """Draw each chain's new requirements with its own seeded generator."""
+    plans = []
     for entry in chains:
         rng = chain_rng(params.seed, round_name, entry["chain"])
         added, cause = draw_constraints(entry, params, rng, allowed, answerable_only)
         plans.append((entry, added, cause))
+    return plans
+
+
+def ask_teacher(plans: list[Plan], params: EvolveParams, backend: Backend, round_name: str
+                ) -> tuple[dict[int, Completion], RunStats]:
+    """One evolution request per chain that has new requirements; the replies by plan index."""
     todo = [(i, e, added) for i, (e, added, _) in enumerate(plans) if added]
     requests = [
         Request(
-            messages=[{"role": "user", "content": evolve_prompt(e["instruction"]["text"], added)}],
-            seed=int(content_id(params.seed, round_name, e["chain"], "teacher"), 16) % (2**31),
+            messages=user(evolve_prompt(e["instruction"]["text"], added)),
+            seed=seed_from(params.seed, round_name, e["chain"], "teacher"),
             task={"kind": "evolve", "instruction": e["instruction"]["text"],
                   "description": " ".join(c.text for c in added),
                   "constraints": [{"id": c.id, "kwargs": c.kwargs} for c in added]},
@@ -247,43 +249,67 @@ def evolve_round(
     completions, stats = generate_cached(
         backend, requests, template_version=TEMPLATE_VERSION, description=f"evolve {round_name}"
     )
-    replies = {i: comp for (i, _, _), comp in zip(todo, completions)}
+    return {i: comp for (i, _, _), comp in zip(todo, completions)}, stats
 
+
+def candidate_record(entry: State, added: list[C.Constraint], evolved: str, backend: Backend, round_name: str,
+                     round_index: int) -> Instruction:
+    """The evolved instruction I(t): the parent's constraints, then the new ones."""
+    parent = entry["instruction"]
+    constraints = [*parent["constraints"], *(c.to_record() for c in added)]
+    return {
+        "id": content_id(parent["id"], entry["chain"], round_name, evolved, constraints),
+        "root_id": parent["root_id"],
+        "parent_id": parent["id"],
+        "chain": entry["chain"],
+        "round": round_index,
+        "text": evolved,
+        "constraints": constraints,
+        "operation": "+".join(f"{C.get(c.id).category}/{c.id}" for c in added),
+        "reference": parent["reference"],
+        "source": parent["source"],
+        "teacher": {"backend": backend.name, "model": backend.identity()},
+    }
+
+
+def chain_record(entry: State, candidate: Instruction | None, cause: str | None) -> Chain:
+    return {
+        "chain": entry["chain"],
+        "root_id": entry["root_id"],
+        "parent": {"instruction": entry["instruction"], "response": entry["response"], "round": entry["round"]},
+        "candidate_id": candidate["id"] if candidate else None,
+        "eliminated": cause,
+    }
+
+
+def evolve_round(
+    state: list[State], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
+    judge: bool = False,
+) -> tuple[list[Instruction], list[Chain], dict[str, Any]]:
+    """Evolve every chain of ``state`` once: plan, ask the teacher, screen the replies, write records.
+    ``judge``: whether a judge is configured, so that judge-checked constraint types may be added.
+
+    Returns (candidate instruction records, one chain record per chain, metrics). A chain whose step
+    is eliminated keeps its parent state and may try again next round.
+    """
+    chains = fork(state, params.chains_per_seed)
+    answerable_only = backend.answers_by_rewriting
+    plans = plan_round(chains, params, round_name, allowed_types(params, answerable_only, judge), answerable_only)
+    replies, stats = ask_teacher(plans, params, backend, round_name)
+    causes: Counter[str] = Counter()
     candidates, chain_records = [], []
     for i, (entry, added, cause) in enumerate(plans):
-        parent = entry["instruction"]
         cand = None
         if added:
             evolved, cause = parse_reply(replies[i].text, added)
             if evolved is not None:
-                cause = screen(parent["text"], evolved, params)
+                cause = screen(entry["instruction"]["text"], evolved, params)
             if cause is None:
-                constraints = [*parent["constraints"], *(c.to_record() for c in added)]
-                cand = {
-                    "id": content_id(parent["id"], entry["chain"], round_name, evolved, constraints),
-                    "root_id": parent["root_id"],
-                    "parent_id": parent["id"],
-                    "chain": entry["chain"],
-                    "round": round_index,
-                    "text": evolved,
-                    "constraints": constraints,
-                    "operation": "+".join(f"{C.get(c.id).category}/{c.id}" for c in added),
-                    "reference": parent["reference"],
-                    "source": parent["source"],
-                    "teacher": {"backend": backend.name, "model": backend.identity()},
-                }
+                cand = candidate_record(entry, added, evolved, backend, round_name, round_index)
                 candidates.append(cand)
         if cause:
             causes[cause] += 1
-        chain_records.append(
-            {
-                "chain": entry["chain"],
-                "root_id": entry["root_id"],
-                "parent": {"instruction": entry["instruction"], "response": entry["response"], "round": entry["round"]},
-                "candidate_id": cand["id"] if cand else None,
-                "eliminated": cause,
-            }
-        )
+        chain_records.append(chain_record(entry, cand, cause))
     metrics = {
         "chains": len(chains),
         "evolved": len(candidates),
@@ -292,5 +318,7 @@ def evolve_round(
         "teacher_calls": stats.calls,
         "cache_hits": stats.hits,
         "cache_misses": stats.misses,
+        "failed_calls": stats.failed,
+        "failed_by_cause": dict(sorted(stats.failed_by_cause.items())),
     }
     return candidates, chain_records, metrics

@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from ecd.errors import EcdError
+from ecd.params import PAIR_STRATEGIES as STRATEGIES, one_of
 
 #: the grid's losses: name → (TRL loss types, weights)
 LOSSES: dict[str, tuple[list[str], list[float]]] = {
@@ -23,7 +24,6 @@ LOSSES: dict[str, tuple[list[str], list[float]]] = {
     "slic": (["hinge"], [1.0]),
     "ipo": (["ipo"], [1.0]),
 }
-STRATEGIES = ("ecd", "random", "model_gap")
 
 
 def _list(values: list[Any]) -> str:
@@ -34,11 +34,13 @@ def experiments(strategies: list[str], losses: list[str], seeds: list[int]) -> l
     """(name, ``-S`` overrides) per cell and seed."""
     out = []
     for strategy in strategies:
-        if strategy not in STRATEGIES:
-            raise EcdError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        try:
+            one_of(strategy, STRATEGIES, "strategy")
+            for loss in losses:
+                one_of(loss, tuple(LOSSES), "grid loss")
+        except ValueError as exc:
+            raise EcdError(str(exc)) from None
         for loss in losses:
-            if loss not in LOSSES:
-                raise EcdError(f"unknown grid loss {loss!r}; valid: {', '.join(LOSSES)}")
             types, weights = LOSSES[loss]
             for seed in seeds:
                 out.append((f"{strategy}-{loss}-s{seed}", [

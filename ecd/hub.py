@@ -18,7 +18,7 @@ FILES = ("train.parquet", "test.parquet", "README.md")
 
 def check_folder(pairs_dir: Path) -> dict[str, int]:
     """Fail clearly on a folder that is not a pair dataset; return its row counts per split."""
-    from ecd.pairing import features, load_pairs
+    from ecd.pairs import features, load_pairs
 
     missing = [f for f in FILES if not (pairs_dir / f).exists()]
     if missing:

@@ -17,6 +17,7 @@ from typing import Any
 from ecd import constraints as C
 from ecd.backends import Backend, Request, RunStats, generate_cached
 from ecd.records import content_id
+from ecd.schema import user
 
 TEMPLATE_VERSION = "judge-v1"
 
@@ -86,8 +87,8 @@ def judge_constraints(
     requests = []
     for k in keys:
         text, c = unique[k]
-        question = c.type.question.format(**c.kwargs)
-        requests.append(Request(messages=[{"role": "user", "content": CONSTRAINT_PROMPT.format(question=question, response=text)}]))
+        question = c.type.judge_question(c.kwargs)
+        requests.append(Request(messages=user(CONSTRAINT_PROMPT.format(question=question, response=text))))
     completions, stats = generate_cached(backend, requests, template_version=TEMPLATE_VERSION, description=description)
     out = {}
     for k, comp in zip(keys, completions):
@@ -115,7 +116,7 @@ def win_rate(
     for it in items:
         for a, b in ((it["answer"], it["reference"]), (it["reference"], it["answer"])):
             prompt = PAIRWISE_PROMPT.format(instruction=it["instruction"], a=a, b=b)
-            requests.append(Request(messages=[{"role": "user", "content": prompt}]))
+            requests.append(Request(messages=user(prompt)))
     completions, _ = generate_cached(backend, requests, template_version=TEMPLATE_VERSION, description=f"judge {label}")
     outcomes: Counter[str] = Counter()
     records = []

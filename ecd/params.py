@@ -7,23 +7,20 @@ the closest valid key: a typo must not silently fall back to a default.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ecd.errors import EcdError
+from ecd.errors import EcdError, did_you_mean
 
 
 def one_of(name: str, valid: tuple[str, ...], what: str) -> str:
     """``name`` if it is in ``valid``; else a ValueError naming it, the closest valid name and all of them."""
     if name not in valid:
-        close = difflib.get_close_matches(name, valid, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown {what} {name!r}{hint}; valid: {', '.join(valid)}")
+        raise ValueError(f"unknown {what} {name!r}{did_you_mean(name, valid)}; valid: {', '.join(valid)}")
     return name
 
 
@@ -45,6 +42,11 @@ class SeedParams(_Section):
     id_field: str | None = "id"
     name_field: str | None = "name"
     limit: int | None = Field(default=None, ge=1)
+    #: seeds whose instruction (with its input) or reference answer is longer than this many
+    #: characters never reach a model: skipped and counted, or refused (``too_long: error``)
+    max_instruction_chars: int = Field(default=8000, ge=1)
+    max_reference_chars: int = Field(default=8000, ge=1)
+    too_long: Literal["skip", "error"] = "skip"
 
 
 class ModelParams(_Section):
@@ -62,6 +64,9 @@ class ModelParams(_Section):
     #: openai: seconds before a request times out; retries back off exponentially with jitter
     timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
+    #: share of a run's calls that may still fail after their retries; above it the stage fails
+    #: (after caching every answered call) and writes nothing. 0: any failed call fails the stage
+    max_failed_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     #: vllm: tensor- and data-parallel sizes of the offline engine
     tensor_parallel_size: int = Field(default=1, ge=1)
     data_parallel_size: int = Field(default=1, ge=1)
@@ -84,16 +89,22 @@ class ModelParams(_Section):
         return self
 
 
+#: the six format constraints of the offline profile (docs/training.md says why these)
+OFFLINE_TYPES = ("change_case:english_lowercase", "change_case:english_capital", "punctuation:no_comma",
+                 "startend:quotation", "startend:end_checker", "detectable_format:title")
+
+
 class EvolveParams(_Section):
     """Evolution: how each round makes instructions harder."""
 
     seed: int = 0
     #: independent evolution chains started from every seed instruction
-    chains_per_seed: int = Field(default=4, ge=1)
+    chains_per_seed: int = Field(default=8, ge=1)
     #: constraints an instruction may carry at most
     max_constraints: int = Field(default=6, ge=1)
-    #: constraint types the evolver may add (null: every type the teacher can answer)
-    types: list[str] | None = None
+    #: constraint types the evolver may add (null: every type the teacher can answer); the default is
+    #: the offline profile's six format constraints, which a 0.9M-parameter student can learn
+    types: list[str] | None = Field(default_factory=lambda: list(OFFLINE_TYPES))
     #: sampling weight of each operation: a taxonomy branch (content, style, format, reasoning,
     #: breadth), shared by its sub-types, or a ``branch/sub`` key (``format/layout``) for one sub-type
     op_weights: dict[str, float] = Field(
@@ -136,13 +147,14 @@ class VerifyParams(_Section):
     min_chars: int = Field(default=1, ge=1)
 
 
-PAIR_STRATEGIES = ("ecd", "random", "model_gap")
+StrategyName = Literal["ecd", "random", "model_gap"]
+PAIR_STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 
 
 class PairParams(_Section):
     #: one strategy or a list of them, combined and deduplicated: ``ecd`` (hard negative R(t-1)),
     #: ``model_gap`` (strong model's answer over the weak model's), ``random`` (another seed's answer)
-    strategy: list[Literal["ecd", "random", "model_gap"]] = Field(default_factory=lambda: ["ecd"])
+    strategy: list[StrategyName] = Field(default_factory=lambda: ["ecd"])
     test_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     seed: int = 0
     #: a rejected answer must miss at least this many of I(t)'s constraints ...
@@ -199,7 +211,7 @@ def _scheduler(name: str) -> str:
 
 
 class SFTParams(_Section):
-    steps: int = Field(default=400, ge=0)
+    steps: int = Field(default=500, ge=0)
     learning_rate: float = Field(default=2e-3, gt=0)
     batch_size: int = Field(default=16, ge=1)
     lr_scheduler: str = "cosine"
@@ -229,7 +241,7 @@ class DPOParams(_Section):
 
     #: TRL loss names; several are summed with ``loss_weights`` (["sigmoid", "sft"] is RPO)
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid", "sft"])
-    loss_weights: list[float] | None = None
+    loss_weights: list[float] | None = Field(default_factory=lambda: [1.0, 1.0])
 
     @field_validator("loss_type")
     @classmethod
@@ -263,7 +275,7 @@ class LoraParams(_Section):
 class TrainParams(_Section):
     seed: int = 0
     #: pairs whose prompt plus answer exceed this many tokens are left out (and counted)
-    max_length: int = Field(default=384, ge=16)
+    max_length: int = Field(default=256, ge=16)
     sft: SFTParams = SFTParams()
     dpo: DPOParams = DPOParams()
     lora: LoraParams = LoraParams()
@@ -294,7 +306,8 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     #: evolution rounds as DVC foreach items: ``r1: {prev: r0}``, ``r2: {prev: r1}``, ...
-    rounds: dict[str, RoundItem] = Field(default_factory=dict)
+    rounds: dict[str, RoundItem] = Field(
+        default_factory=lambda: {f"r{i}": RoundItem(prev=f"r{i - 1}") for i in (1, 2, 3)})
 
     @field_validator("judge")
     @classmethod
@@ -320,8 +333,8 @@ class Params(_Section):
         return ["r0", *self.rounds]
 
 
-def _closest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, str | None]:
-    """The dotted name of an unknown key and the closest valid key at the same level."""
+def _closest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, str]:
+    """The dotted name of an unknown key and a did-you-mean hint naming the closest valid key at its level."""
     cls: Any = model
     for part in loc[:-1]:
         field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
@@ -330,11 +343,8 @@ def _closest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, str
         if cls is None:
             break
     valid = list(cls.model_fields) if cls is not None else []
-    match = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-    dotted = ".".join(str(p) for p in loc)
-    if match:
-        return dotted, ".".join([*map(str, loc[:-1]), match[0]])
-    return dotted, None
+    prefix = "".join(f"{p}." for p in loc[:-1])
+    return ".".join(str(p) for p in loc), did_you_mean(str(loc[-1]), valid, cutoff=0.5, prefix=prefix)
 
 
 def validate_params(raw: Any, source: str = "params.yaml") -> Params:
@@ -349,8 +359,7 @@ def validate_params(raw: Any, source: str = "params.yaml") -> Params:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
-            dotted, close = _closest_key(Params, loc)
-            hint = f" (did you mean {close!r}?)" if close else ""
+            dotted, hint = _closest_key(Params, loc)
             raise EcdError(f"{source}: unknown key {dotted!r}{hint}") from None
         dotted = ".".join(str(p) for p in loc) or "(top level)"
         msg = re.sub(r"^Value error, ", "", err["msg"])
@@ -359,11 +368,13 @@ def validate_params(raw: Any, source: str = "params.yaml") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
+    from ecd.records import read_text
+
     path = Path(path)
     if not path.exists():
         raise EcdError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -62,13 +61,6 @@ def progress_bar(description: str, total: int, completed: int = 0) -> Iterator[B
         task_id = progress.add_task(description, total=total, completed=completed, start=True)
         progress.update(task_id, skipped=completed, tokens=0)
         yield Bar(progress, task_id)
-
-
-@contextmanager
-def timed(label: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    console.print(f"{label}: {time.perf_counter() - start:.1f} s")
 
 
 def trainer_progress():  # -> transformers.TrainerCallback

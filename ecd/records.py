@@ -36,18 +36,31 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, object)`` for each non-blank line of a JSONL file."""
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file.
+
+    Lines are decoded one at a time, so bytes that are not UTF-8 are reported with their line.
+    """
+    from ecd.layout import missing_input
+
     path = Path(path)
     if not path.exists():
-        raise EcdError(f"file not found: {path}")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+        raise missing_input(path)
+    if path.is_dir():
+        raise EcdError(f"{path}: is a directory, expected a JSONL file")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EcdError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise EcdError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            except (ValueError, RecursionError) as exc:  # e.g. an integer of more digits than Python parses
+                raise EcdError(f"{path}:{lineno}: malformed JSON ({str(exc)[:80]})") from None
             if not isinstance(rec, dict):
                 raise EcdError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
             yield lineno, rec
@@ -91,3 +104,30 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file; a missing file or bytes that are not UTF-8 are errors naming the file and line."""
+    from ecd.layout import missing_input
+
+    path = Path(path)
+    if not path.is_file():
+        raise missing_input(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EcdError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def seed_from(*parts: Any) -> int:
+    """A per-request random seed derived from its content, so it does not depend on batching or order."""
+    return int(content_id(*parts), 16) % (2**31)
+
+
+def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> None:
+    """``save_pretrained`` of a model and its tokenizer into ``out_dir``, atomically (whole or not at all)."""
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ecd.backends import Backend, Request, RunStats, generate_cached
-from ecd.records import content_id
+from ecd.records import content_id, seed_from
+from ecd.schema import Instruction, Response, user
 
 TEMPLATE_VERSION = "answer-v1"
 
 
 def sample_responses(
-    instructions: list[dict[str, Any]], backend: Backend, n: int, seed: int, round_name: str
-) -> tuple[list[dict[str, Any]], RunStats]:
-    """Response records for every instruction. The programmatic teacher is deterministic, so it
-    answers once whatever ``n`` is."""
-    k = 1 if backend.name == "programmatic" else n
+    instructions: list[Instruction], backend: Backend, n: int, seed: int, round_name: str
+) -> tuple[list[Response], RunStats]:
+    """Response records for every instruction, ``n`` each with their own seeds (one from a backend
+    whose answer does not depend on the seed, such as the programmatic teacher)."""
+    k = n if backend.samples_vary else 1
     requests, owners = [], []
     for inst in instructions:
         for s in range(k):
             requests.append(
                 Request(
-                    messages=[{"role": "user", "content": inst["text"]}],
-                    seed=int(content_id(seed, inst["id"], s), 16) % (2**31),
+                    messages=user(inst["text"]),
+                    seed=seed_from(seed, inst["id"], s),
                     task={"kind": "answer", "reference": inst["reference"], "constraints": inst["constraints"]},
                 )
             )
@@ -31,7 +30,7 @@ def sample_responses(
         backend, requests, template_version=TEMPLATE_VERSION, description=f"sample {round_name}"
     )
     model = backend.identity()
-    responses = [
+    responses: list[Response] = [
         {
             "id": content_id(inst["id"], model, s, c.text),
             "instruction_id": inst["id"],

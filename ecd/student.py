@@ -58,7 +58,7 @@ def build_student(texts: list[str], params: StudentParams, out_dir: str | Path) 
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from ecd.records import atomic_path
+    from ecd.records import save_model
 
     tok = build_tokenizer(texts, params.vocab_size)
     torch.manual_seed(params.seed)
@@ -80,9 +80,7 @@ def build_student(texts: list[str], params: StudentParams, out_dir: str | Path) 
     model.generation_config = GenerationConfig(
         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id
     )
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+    save_model(model, tok, out_dir)
     return {"vocab_size": len(tok), "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -90,9 +88,11 @@ def copy_student(params: StudentParams, out_dir: str | Path) -> dict[str, int]:
     """Start from a named model (hub id or local path): save it as the base student."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ecd.layout import check_model_path
     from ecd.errors import EcdError
-    from ecd.records import atomic_path
+    from ecd.records import save_model
 
+    check_model_path(params.model, "student.model")
     try:
         tok = AutoTokenizer.from_pretrained(params.model, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(params.model)
@@ -102,7 +102,5 @@ def copy_student(params: StudentParams, out_dir: str | Path) -> dict[str, int]:
         tok.chat_template = CHAT_TEMPLATE
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+    save_model(model, tok, out_dir)
     return {"vocab_size": len(tok), "parameters": sum(p.numel() for p in model.parameters())}

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ecd.params import LoraParams, TrainParams
+from ecd.records import content_id
+from ecd.schema import SFTRow, State, Step, assistant, user
 
 
 def _precision() -> dict[str, Any]:
@@ -29,7 +31,6 @@ def _common(params: TrainParams, out: Path) -> dict[str, Any]:
         output_dir=str(out),
         report_to="none",
         save_strategy="no",
-        # about ten points on a short run's curve, one every ten steps on a long one
         logging_steps=1,  # every step's loss, reward accuracy, margin and log-probs go to the DVC plots
         seed=params.seed,
         data_seed=params.seed,
@@ -118,105 +119,25 @@ def is_main_process() -> bool:
     return _state().is_main_process
 
 
-def prepare_training(params: TrainParams) -> Any:
+def prepare_training(params: TrainParams, start: Path) -> Any:
     """Everything a training stage does before any work: quiet logs, the small-vocabulary LM head,
-    the LoRA targets checked against the model, the seed set; returns the student's tokenizer."""
+    the starting model checked (it exists; LoRA's targets are in it), the seed set; returns the
+    starting model's tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from ecd import layout
+    from ecd.layout import check_model_path
+    from ecd.trl_patch import use_plain_lm_head_for_small_vocab
 
+    check_model_path(str(start), "starting model")
     quiet_training_logs()
     use_plain_lm_head_for_small_vocab()
-    base = layout.MODELS / "base"
     if params.lora.enabled:
-        check_lora_targets(AutoModelForCausalLM.from_pretrained(base), params.lora)
+        check_lora_targets(AutoModelForCausalLM.from_pretrained(start), params.lora)
     state = _state()
     if state.num_processes > 1:
         print(f"train: process {state.process_index} of {state.num_processes} ({state.backend})")
     set_seed(params.seed)
-    return AutoTokenizer.from_pretrained(base)
-
-
-#: vocabularies up to this size get full logits instead of TRL's chunked LM head (see ``plain_lm_head``)
-PLAIN_LM_HEAD_MAX_VOCAB = 32768
-
-
-def plain_lm_head(model: Any, temperature: float = 1.0, cast_lm_head_to_fp32: bool = False,
-                  outputs: tuple[str, ...] = ("log_probs",)) -> None:
-    """A drop-in for TRL's ``add_fused_lm_head`` that materialises the logits.
-
-    TRL 1.16 scores tokens through a chunked LM-head kernel that avoids the ``(batch, seq, vocab)``
-    logits tensor. That pays off for 100k-token vocabularies on a GPU; for a tiny student on a CPU it
-    is most of the step time (the kernel's torch fallback tiles over 4096 tokens and scores padding).
-    This version computes the same per-token fields (log-probs, entropy, mean logits, top-1, log sum
-    of squared probs) from full logits with one ``log_softmax``. It keeps TRL's calling convention,
-    so the trainers are otherwise untouched. Models with logit scaling or soft-capping keep TRL's head.
-    """
-    import functools
-    import types
-
-    import torch
-    from trl.trainer.utils import FusedCausalLMOutput
-
-    original_forward = model.forward
-
-    @functools.wraps(type(model).forward)
-    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
-        if not fused_lm_head:
-            for name, value in (("labels", labels), ("shift_labels", shift_labels),
-                                ("num_items_in_batch", num_items_in_batch)):
-                if value is not None:
-                    kwargs[name] = value
-            return original_forward(*args, **kwargs)
-        kwargs["use_cache"] = False
-        hidden = self.base_model(*args, **kwargs).last_hidden_state
-        if shift_labels is None:
-            hidden, labels = hidden[:, :-1], labels[:, 1:]
-        else:
-            labels = shift_labels
-        head = self.get_output_embeddings()
-        if cast_lm_head_to_fp32:
-            hidden = hidden.float()
-        logits = head(hidden.to(head.weight.device)).float() / temperature
-        labels = labels.to(logits.device)
-        mask = labels != -100
-        logp = logits.log_softmax(-1)
-        log_probs = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0)
-        with torch.no_grad():  # metrics only: TRL's trainers detach them, so no graph is kept for them
-            entropy = -(logp.exp() * logp).sum(-1).masked_fill(~mask, 0.0) if "entropy" in outputs else None
-            mean_logits = logits.mean(-1).masked_fill(~mask, 0.0) if "mean_logits" in outputs else None
-            is_top1 = (logits.argmax(-1) == labels) & mask if "is_top1" in outputs else None
-            lssp = torch.logsumexp(2 * logp, -1).masked_fill(~mask, 0.0) if "log_sum_sq_probs" in outputs else None
-        denom = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-        return FusedCausalLMOutput(
-            loss=-log_probs.sum() / denom, log_probs=log_probs, entropy=entropy, log_sum_sq_probs=lssp,
-            mean_logits=mean_logits, is_top1=is_top1, label_mask=mask,
-        )
-
-    model.forward = types.MethodType(forward, model)
-
-
-def _small_vocab_lm_head(trl_version: Any) -> Any:
-    def choose(model: Any, *args: Any, **kwargs: Any) -> None:
-        cfg = model.config.get_text_config()
-        plain = (
-            cfg.vocab_size <= PLAIN_LM_HEAD_MAX_VOCAB
-            and getattr(cfg, "final_logit_softcapping", None) is None
-            and getattr(cfg, "logit_scale", None) is None
-        )
-        (plain_lm_head if plain else trl_version)(model, *args, **kwargs)
-
-    return choose
-
-
-def use_plain_lm_head_for_small_vocab() -> None:
-    """Route TRL's SFT and DPO trainers through ``plain_lm_head`` for small vocabularies."""
-    import trl.trainer.dpo_trainer as dpo
-    import trl.trainer.sft_trainer as sft
-    from trl.trainer.utils import add_fused_lm_head
-
-    for mod in (sft, dpo):
-        mod.add_fused_lm_head = _small_vocab_lm_head(add_fused_lm_head)
+    return AutoTokenizer.from_pretrained(start)
 
 
 def _callbacks(extra: list[Any] | None = None) -> list[Any]:
@@ -229,7 +150,7 @@ def _train_and_save(trainer: Any, tok: Any, out_dir: Path) -> list[dict[str, Any
     """Train, save model and tokenizer atomically, return the logged curve."""
     from transformers.trainer_callback import PrinterCallback
 
-    from ecd.records import atomic_path
+    from ecd.records import save_model
 
     trainer.remove_callback(PrinterCallback)  # our bar shows the loss; this would print every log dict
     trainer.train()
@@ -238,9 +159,7 @@ def _train_and_save(trainer: Any, tok: Any, out_dir: Path) -> list[dict[str, Any
         if hasattr(model, "merge_and_unload"):  # a LoRA student is saved merged: later stages load a plain model
             model = model.merge_and_unload()
         model.config.use_cache = True  # TRL saves use_cache=False; generation wants the KV cache
-        with atomic_path(out_dir) as tmp:
-            model.save_pretrained(str(tmp))
-            tok.save_pretrained(tmp)
+        save_model(model, tok, out_dir)
     trainer.accelerator.wait_for_everyone()
     return _curve(trainer.state.log_history)
 
@@ -252,6 +171,9 @@ def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _load(model_dir: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ecd.layout import check_model_path
+
+    check_model_path(str(model_dir), "starting model")
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     return tok, AutoModelForCausalLM.from_pretrained(model_dir)
 
@@ -281,6 +203,18 @@ def peft_config(params: LoraParams) -> Any:
                       target_modules=list(params.target_modules), task_type="CAUSAL_LM")
 
 
+def verified_answers(r0_state: list[State], steps: list[Step], held_out: set[str]) -> list[SFTRow]:
+    """SFT rows: every training seed's answer and every verified answer R(t) of its chains, each
+    (instruction, answer) once, sorted by id so that the rows do not depend on file order."""
+    rows: dict[str, SFTRow] = {}
+    for inst, resp in [(s["instruction"], s["response"]) for s in r0_state] + [(s["instruction"], s["chosen"]) for s in steps]:
+        if inst["root_id"] in held_out:
+            continue
+        prompt, chosen = user(inst["text"]), assistant(resp["text"])
+        rows.setdefault(content_id(prompt, chosen), {"prompt": prompt, "chosen": chosen})
+    return [rows[k] for k in sorted(rows)]
+
+
 def sft_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """(prompt, completion) rows from pairs' chosen answers, in the pairs' order."""
     return [{"prompt": r["prompt"], "completion": r["chosen"]} for r in rows]
@@ -306,7 +240,7 @@ def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
         per_device_train_batch_size=bs,
         lr_scheduler_type=scheduler or s.lr_scheduler,
         warmup_steps=s.warmup_steps if warmup is None else warmup,
-        train_sampling_strategy="sequential",  # rows come in training order (``training_orders``)
+        train_sampling_strategy="sequential",  # rows come in training order (``sft_order``, ``preference_order``)
         **_common(params, work / "sft"),
     )
     lora = peft_config(params.lora) if params.lora.enabled else None
@@ -340,7 +274,7 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
         # TRL 1.16 precomputes into a per-process temporary cache file for in-memory datasets, which
         # the other processes cannot open: several processes score the reference at every step instead
         precompute_ref_log_probs=d.precompute_ref_log_probs and _state().num_processes == 1,
-        train_sampling_strategy="sequential",  # rows come in training order (``training_orders``)
+        train_sampling_strategy="sequential",  # rows come in training order (``sft_order``, ``preference_order``)
         **_common(params, work / "dpo"),
     )
     if params.lora.enabled:

@@ -10,8 +10,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from ecd import constraints as C
+from ecd.contrast import hard_negative_flaw
 from ecd.errors import EcdError
 from ecd.params import VerifyParams
+from ecd.schema import Chain, ConstraintRecord, ConstraintResult, Instruction, Response, State, Step, Verdict
+
+#: the judge's results by ``ecd.judge.judge_key``, for the judge-checked constraints
+Judged = dict[str, dict[str, Any]]
 
 
 def degenerate(text: str, params: VerifyParams) -> str | None:
@@ -24,8 +29,8 @@ def degenerate(text: str, params: VerifyParams) -> str | None:
     return None
 
 
-def check_all(text: str, constraints: list[dict[str, Any]], judged: dict[str, dict[str, Any]] | None = None
-              ) -> list[dict[str, Any]]:
+def check_all(text: str, constraints: list[ConstraintRecord], judged: Judged | None = None
+              ) -> list[ConstraintResult]:
     """Per-constraint results for one response: by code (strict IFEval semantics), or for
     ``judge:*`` types the judge's answer looked up in ``judged`` (see ``judge_requests``)."""
     from ecd.judge import judge_key
@@ -48,7 +53,7 @@ def make_checker(judge: Any | None) -> Any:
     pairing): code-checkable constraints by code, judge-checked ones by asking ``judge``."""
     from ecd.judge import judge_constraints
 
-    def check(text: str, constraints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def check(text: str, constraints: list[ConstraintRecord]) -> list[ConstraintResult]:
         items = [(text, c) for c in map(C.Constraint.from_record, constraints) if not c.verifiable]
         judged = judge_constraints(judge, items, description="judge")[0] if items and judge is not None else None
         return check_all(text, constraints, judged)
@@ -57,13 +62,13 @@ def make_checker(judge: Any | None) -> Any:
 
 
 def judge_requests(
-    instructions: list[dict[str, Any]], responses: list[dict[str, Any]], chains: list[dict[str, Any]] | None
+    instructions: list[Instruction], responses: list[Response], chains: list[Chain] | None
 ) -> list[tuple[str, C.Constraint]]:
     """Every (response text, judge-checked constraint) that ``verify_round`` will look up: each
     response against its instruction, and each chain's R(t-1) against its candidate I(t)."""
     inst_by_id = {i["id"]: i for i in instructions}
 
-    def judged(text: str, inst: dict[str, Any]) -> list[tuple[str, C.Constraint]]:
+    def judged(text: str, inst: Instruction) -> list[tuple[str, C.Constraint]]:
         cons = [C.Constraint.from_record(r) for r in inst["constraints"]]
         return [(text, c) for c in cons if not c.verifiable]
 
@@ -74,8 +79,8 @@ def judge_requests(
     return items
 
 
-def make_verdict(response: dict[str, Any], instruction: dict[str, Any], params: VerifyParams,
-                 judged: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def make_verdict(response: Response, instruction: Instruction, params: VerifyParams,
+                 judged: Judged | None = None) -> Verdict:
     results = check_all(response["text"], instruction["constraints"], judged)
     bad = degenerate(response["text"], params)
     return {
@@ -87,7 +92,12 @@ def make_verdict(response: dict[str, Any], instruction: dict[str, Any], params: 
     }
 
 
-def _best(verdicts: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+def pass_rate(verdicts: list[Verdict]) -> float:
+    """The share of responses that pass every constraint (the teacher's pass rate in a round)."""
+    return sum(v["all_pass"] for v in verdicts) / max(len(verdicts), 1)
+
+
+def _best(verdicts: list[Verdict]) -> tuple[Verdict | None, str | None]:
     """The first fully passing verdict (lowest sample index), or the reason there is none."""
     for v in verdicts:
         if v["all_pass"]:
@@ -97,84 +107,116 @@ def _best(verdicts: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | 
     return None, "response_fails" if verdicts else "no_response"
 
 
-def verify_round(
-    instructions: list[dict[str, Any]],
-    responses: list[dict[str, Any]],
-    chains: list[dict[str, Any]] | None,
-    params: VerifyParams,
-    judged: dict[str, dict[str, Any]] | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Returns (verdicts, state, steps, metrics). ``judged``: the judge's results for the
-    judge-checked constraints (``ecd.judge.judge_constraints`` over ``judge_requests``).
-
-    ``chains`` is None for the seed round r0: every seed with a usable response becomes a root state.
-    Otherwise every chain gets a state: its candidate's if a response verified, else its parent's.
-    """
+def verdicts_by_instruction(instructions: list[Instruction], responses: list[Response], params: VerifyParams,
+                            judged: Judged | None) -> tuple[list[Verdict], dict[str, list[Verdict]]]:
+    """Every response's verdict (by instruction, then sample index), and the verdicts of each instruction."""
     inst_by_id = {i["id"]: i for i in instructions}
-    resp_by_id = {r["id"]: r for r in responses}
-    by_inst: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_inst: dict[str, list[Verdict]] = defaultdict(list)
     verdicts = []
     for r in sorted(responses, key=lambda r: (r["instruction_id"], r["sample"])):
         v = make_verdict(r, inst_by_id[r["instruction_id"]], params, judged)
         verdicts.append(v)
         by_inst[r["instruction_id"]].append(v)
+    return verdicts, by_inst
 
-    causes: Counter[str] = Counter()
+
+def root_states(instructions: list[Instruction], by_inst: dict[str, list[Verdict]], resp_by_id: dict[str, Response],
+                causes: Counter[str]) -> list[State]:
+    """Round 0: every seed with a usable answer becomes the root state of its chains."""
+    state: list[State] = []
+    for inst in instructions:
+        best, cause = _best(by_inst.get(inst["id"], []))
+        if best is None:
+            causes[cause] += 1
+            continue
+        state.append({"chain": None, "root_id": inst["root_id"], "round": 0, "instruction": inst,
+                      "response": resp_by_id[best["response_id"]]})
+    return state
+
+
+def chain_steps(chains: list[Chain], inst_by_id: dict[str, Instruction], by_inst: dict[str, list[Verdict]],
+                resp_by_id: dict[str, Response], judged: Judged | None, causes: Counter[str]
+                ) -> tuple[list[State], list[Step]]:
+    """Rounds 1+: each chain's new state (its candidate's if an answer verified, else its parent's) and,
+    for each accepted step, the contrast (I(t), R(t), R(t-1)) with R(t-1) checked against I(t)."""
+    state: list[State] = []
+    steps: list[Step] = []
+    for ch in chains:
+        parent: State = {"chain": ch["chain"], "root_id": ch["root_id"], **ch["parent"]}  # type: ignore[typeddict-item]
+        if ch["candidate_id"] is None:
+            causes["not_evolved"] += 1
+            state.append(parent)
+            continue
+        inst = inst_by_id[ch["candidate_id"]]
+        best, cause = _best(by_inst.get(inst["id"], []))
+        if best is None:
+            causes[cause] += 1
+            state.append(parent)
+            continue
+        chosen = resp_by_id[best["response_id"]]
+        rejected = ch["parent"]["response"]
+        n_old = len(ch["parent"]["instruction"]["constraints"])
+        state.append({"chain": ch["chain"], "root_id": ch["root_id"], "round": inst["round"],
+                      "instruction": inst, "response": chosen})
+        steps.append({
+            "chain": ch["chain"],
+            "root_id": ch["root_id"],
+            "round": inst["round"],
+            "instruction": inst,
+            "chosen": chosen,
+            "rejected": rejected,
+            "chosen_results": best["results"],
+            "rejected_results": check_all(rejected["text"], inst["constraints"], judged),
+            "new_constraints": [c["id"] for c in inst["constraints"][n_old:]],
+        })
+    return state, steps
+
+
+def round_metrics(instructions: list[Instruction], responses: list[Response], verdicts: list[Verdict],
+                  accepted: int, steps: list[Step], causes: Counter[str]) -> dict[str, Any]:
+    """Counts for the stage's metrics file: pass rates by constraint type, eliminations by cause."""
     type_total: Counter[str] = Counter()
     type_pass: Counter[str] = Counter()
     for v in verdicts:
         for res in v["results"]:
             type_total[res["id"]] += 1
             type_pass[res["id"]] += res["passed"]
-
-    state, steps = [], []
-    if chains is None:
-        for inst in instructions:
-            best, cause = _best(by_inst.get(inst["id"], []))
-            if best is None:
-                causes[cause] += 1
-                continue
-            state.append({"chain": None, "root_id": inst["root_id"], "round": 0, "instruction": inst,
-                          "response": resp_by_id[best["response_id"]]})
-    else:
-        for ch in chains:
-            parent = {"chain": ch["chain"], "root_id": ch["root_id"], **ch["parent"]}
-            if ch["candidate_id"] is None:
-                causes["not_evolved"] += 1
-                state.append(parent)
-                continue
-            inst = inst_by_id[ch["candidate_id"]]
-            best, cause = _best(by_inst.get(inst["id"], []))
-            if best is None:
-                causes[cause] += 1
-                state.append(parent)
-                continue
-            chosen = resp_by_id[best["response_id"]]
-            rejected = ch["parent"]["response"]
-            n_old = len(ch["parent"]["instruction"]["constraints"])
-            state.append({"chain": ch["chain"], "root_id": ch["root_id"], "round": inst["round"],
-                          "instruction": inst, "response": chosen})
-            steps.append(
-                {
-                    "chain": ch["chain"],
-                    "root_id": ch["root_id"],
-                    "round": inst["round"],
-                    "instruction": inst,
-                    "chosen": chosen,
-                    "rejected": rejected,
-                    "chosen_results": best["results"],
-                    "rejected_results": check_all(rejected["text"], inst["constraints"], judged),
-                    "new_constraints": [c["id"] for c in inst["constraints"][n_old:]],
-                }
-            )
-    metrics = {
+    return {
         "instructions": len(instructions),
         "responses": len(responses),
         "responses_all_pass": sum(v["all_pass"] for v in verdicts),
-        "accepted": len(steps) if chains is not None else len(state),
+        "responses_cut_at_max_tokens": sum(r["finish_reason"] == "length" for r in responses),
+        "accepted": accepted,
+        "hard_negative_steps": sum(hard_negative_flaw(s["rejected_results"], s["new_constraints"]) is None
+                                   for s in steps),
         "eliminated_by_cause": dict(sorted(causes.items())),
         "pass_rate_by_type": {t: round(type_pass[t] / type_total[t], 4) for t in sorted(type_total)},
         "judged": sum(1 for v in verdicts for r in v["results"] if r["method"] == "judge"),
         "judge_unparsable": sum(1 for v in verdicts for r in v["results"] if r.get("judge_parse") == "unparsable"),
     }
-    return verdicts, state, steps, metrics
+
+
+def verify_round(
+    instructions: list[Instruction],
+    responses: list[Response],
+    chains: list[Chain] | None,
+    params: VerifyParams,
+    judged: Judged | None = None,
+) -> tuple[list[Verdict], list[State], list[Step], dict[str, Any]]:
+    """Returns (verdicts, state, steps, metrics). ``judged``: the judge's results for the
+    judge-checked constraints (``ecd.judge.judge_constraints`` over ``judge_requests``).
+
+    ``chains`` is None for the seed round r0: every seed with a usable response becomes a root state.
+    Otherwise every chain gets a state: its candidate's if a response verified, else its parent's.
+    """
+    resp_by_id = {r["id"]: r for r in responses}
+    verdicts, by_inst = verdicts_by_instruction(instructions, responses, params, judged)
+    causes: Counter[str] = Counter()
+    steps: list[Step] = []
+    if chains is None:
+        state = root_states(instructions, by_inst, resp_by_id, causes)
+    else:
+        inst_by_id = {i["id"]: i for i in instructions}
+        state, steps = chain_steps(chains, inst_by_id, by_inst, resp_by_id, judged, causes)
+    accepted = len(steps) if chains is not None else len(state)
+    return verdicts, state, steps, round_metrics(instructions, responses, verdicts, accepted, steps, causes)

@@ -6,12 +6,12 @@ from ecd import layout
 from ecd.backends import make_backend
 from ecd.evaluation import answer, category_rows, held_out_prompts, ifeval_prompts, score, user_oriented
 from ecd.judge import win_rate
-from ecd.pairing import load_pairs
+from ecd.pairs import load_pairs
 from ecd.params import load_params
 from ecd.records import write_json, write_jsonl
 from ecd.stage import stage
 
-MODELS = ("base", "sft", "control", "dpo")
+
 
 
 def _round(summary: dict) -> dict:
@@ -27,7 +27,7 @@ def main() -> None:
     judge = make_backend(params.judge) if params.judge else None
     user = user_oriented() if judge else []
     metrics: dict[str, dict[str, dict]] = {}
-    for name in MODELS:
+    for name in layout.STUDENTS:
         metrics[name] = {}
         for set_name, prompts in sets.items():
             responses = answer(layout.MODELS / name, prompts, params.evaluate, f"{name} {set_name}")

@@ -4,8 +4,8 @@ from ecd import layout
 from ecd.backends import make_backend
 from ecd.evolve import evolve_round
 from ecd.params import load_params
-from ecd.records import read_jsonl, write_json, write_jsonl
-from ecd.stage import round_arg, stage
+from ecd.records import read_jsonl
+from ecd.stage import round_arg, stage, write_outputs
 
 
 @stage
@@ -15,10 +15,10 @@ def main() -> None:
     state = read_jsonl(layout.round_file(params.rounds[rnd].prev, "state.jsonl"))
     backend = make_backend(params.teacher)
     candidates, chains, metrics = evolve_round(state, params.evolve, backend, rnd, int(rnd[1:]), judge=params.judge is not None)
-    write_jsonl(layout.round_file(rnd, "instructions.jsonl"), candidates)
-    write_jsonl(layout.round_file(rnd, "chains.jsonl"), chains)
-    write_json(layout.round_metrics(rnd, "evolve"), metrics)
-    print(f"evolve {rnd}: {metrics['evolved']}/{metrics['chains']} chains evolved; eliminated {metrics['eliminated_by_cause']}")
+    write_outputs({layout.round_file(rnd, "instructions.jsonl"): candidates, layout.round_file(rnd, "chains.jsonl"): chains},
+                  layout.round_metrics(rnd, "evolve"), metrics,
+                  f"evolve {rnd}: {metrics['evolved']}/{metrics['chains']} chains evolved; "
+                  f"eliminated {metrics['eliminated_by_cause']}")
 
 
 if __name__ == "__main__":

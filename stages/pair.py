@@ -3,32 +3,31 @@ seed, saved as Parquet with a dataset card."""
 
 from ecd import layout
 from ecd.backends import make_backend
-from ecd.pairing import build_pairs, dataset_card, save_pairs
+from ecd.pairing import build_pairs
+from ecd.pairs import dataset_card, save_pairs
 from ecd.params import load_params
 from ecd.records import read_jsonl, write_json
 from ecd.sampling import sample_responses
+from ecd.split import test_roots
 from ecd.stage import stage
-from ecd.verification import make_checker
+from ecd.verification import make_checker, pass_rate
 
 
 @stage
 def main() -> None:
     params = load_params()
     steps = [s for rnd in params.rounds for s in read_jsonl(layout.round_file(rnd, "steps.jsonl"))]
-    roots = [s["root_id"] for s in read_jsonl(layout.round_file("r0", "state.jsonl"))]
+    held_out = test_roots()
     weak = None
     if "model_gap" in params.pair.strategy:
         instructions = list({s["instruction"]["id"]: s["instruction"] for s in steps}.values())
         answers, _ = sample_responses(instructions, make_backend(params.pair.weak), 1, params.pair.seed, "weak")
         weak = {a["instruction_id"]: a for a in answers}
     check = make_checker(make_backend(params.judge) if params.judge else None)
-    train, test, metrics = build_pairs(steps, params.pair, check=check, weak=weak, roots=roots)
-    pass_rates = {}
-    for rnd in params.round_names:
-        verdicts = read_jsonl(layout.round_file(rnd, "verdicts.jsonl"))
-        pass_rates[rnd] = round(sum(v["all_pass"] for v in verdicts) / max(len(verdicts), 1), 4)
-    card = dataset_card(train, test, metrics, params, pass_rates)
-    save_pairs(layout.PAIRS, train, test, card)
+    train, test, metrics = build_pairs(steps, params.pair, held_out, check, weak)
+    pass_rates = {rnd: round(pass_rate(read_jsonl(layout.round_file(rnd, "verdicts.jsonl"))), 4)
+                  for rnd in params.round_names}
+    save_pairs(layout.PAIRS, train, test, dataset_card(train, test, metrics, params, pass_rates))
     write_json(layout.METRICS / "pair.json", metrics)
     print(f"pair: {metrics['train_pairs']} train and {metrics['test_pairs']} test pairs "
           f"{metrics['pairs_by_strategy']}; dropped {metrics['dropped_by_cause']}")

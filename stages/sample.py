@@ -3,9 +3,9 @@
 from ecd import layout
 from ecd.backends import make_backend
 from ecd.params import load_params
-from ecd.records import read_jsonl, write_json, write_jsonl
+from ecd.records import read_jsonl
 from ecd.sampling import sample_responses
-from ecd.stage import round_arg, stage
+from ecd.stage import round_arg, stage, write_outputs
 
 
 @stage
@@ -15,11 +15,11 @@ def main() -> None:
     instructions = read_jsonl(layout.round_file(rnd, "instructions.jsonl"))
     backend = make_backend(params.teacher)
     responses, stats = sample_responses(instructions, backend, params.sample.n, params.teacher.seed, rnd)
-    write_jsonl(layout.round_file(rnd, "responses.jsonl"), responses)
-    metrics = {"responses": len(responses), "calls": stats.calls, "cache_hits": stats.hits,
-               "cache_misses": stats.misses, "completion_tokens": stats.completion_tokens}
-    write_json(layout.round_metrics(rnd, "sample"), metrics)
-    print(f"sample {rnd}: {len(responses)} responses; cache {stats.hits} hits, {stats.misses} misses")
+    cut = sum(r["finish_reason"] == "length" for r in responses)
+    write_outputs({layout.round_file(rnd, "responses.jsonl"): responses}, layout.round_metrics(rnd, "sample"),
+                  {"responses": len(responses), "cut_at_max_tokens": cut, **stats.metrics()},
+                  f"sample {rnd}: {len(responses)} responses ({cut} cut at max_new_tokens); cache {stats.hits} hits, "
+                  f"{stats.misses} misses; {stats.failed} failed, {stats.rejected} rejected")
 
 
 if __name__ == "__main__":

@@ -2,17 +2,17 @@
 
 from ecd import layout
 from ecd.params import load_params
-from ecd.records import write_jsonl
-from ecd.seeds import load_seeds
-from ecd.stage import stage
+from ecd.seeds import read_seeds
+from ecd.stage import stage, write_outputs
 
 
 @stage
 def main() -> None:
     params = load_params()
-    seeds = load_seeds(params.seed)
-    n = write_jsonl(layout.round_file("r0", "instructions.jsonl"), seeds)
-    print(f"seed: {n} seed instructions from {params.seed.source}")
+    seeds, skipped = read_seeds(params.seed)
+    write_outputs({layout.round_file("r0", "instructions.jsonl"): seeds}, layout.METRICS / "seed.json",
+                  {"seeds": len(seeds), "left_out_by_cause": dict(sorted(skipped.items()))},
+                  f"seed: {len(seeds)} seed instructions from {params.seed.source}; left out {dict(sorted(skipped.items()))}")
 
 
 if __name__ == "__main__":

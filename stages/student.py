@@ -1,16 +1,16 @@
 """student: build the tiny student (a BPE tokenizer trained on the training seeds' text, seeded weights)."""
 
 from ecd import layout
-from ecd.pairing import held_out_roots
-from ecd.params import load_params
+from ecd.params import Params, load_params
 from ecd.records import read_jsonl, write_json
+from ecd.split import test_roots
 from ecd.stage import stage
 from ecd.student import build_student, copy_student
 
 
-def training_texts(params) -> list[str]:  # noqa: ANN001
-    """Every instruction and answer of every round, from the seeds the pair stage puts in train."""
-    held_out = held_out_roots(read_jsonl(layout.round_file("r0", "state.jsonl")), params.pair)
+def training_texts(params: Params) -> list[str]:
+    """Every instruction and answer of every round, from the seeds the split puts in train."""
+    held_out = test_roots()
     texts = []
     for rnd in params.round_names:
         texts += [i["text"] for i in read_jsonl(layout.round_file(rnd, "instructions.jsonl")) if i["root_id"] not in held_out]

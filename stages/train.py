@@ -2,14 +2,13 @@
 SFT-only control that continues SFT on the same rows for the same steps."""
 
 import sys
-import time
 
 from ecd import layout
 from ecd.errors import EcdError
-from ecd.pairing import load_pairs
+from ecd.pairs import load_pairs
 from ecd.params import load_params
 from ecd.records import write_json
-from ecd.stage import stage
+from ecd.stage import stage, timed
 from ecd.training import fits, is_main_process, preference_order, prepare_training, train_control, train_dpo
 
 RUNS = {"dpo": train_dpo, "control": train_control}
@@ -21,25 +20,23 @@ def main() -> None:
     if name not in RUNS:
         raise EcdError(f"usage: python stages/train.py {{{'|'.join(RUNS)}}} (got {name!r})")
     params = load_params()
-    tok = prepare_training(params.train)
     rows = load_pairs(layout.PAIRS, "train").to_list()
+    tok = prepare_training(params.train, layout.MODELS / "sft")
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
     print(f"train {name}: {len(kept)} of {len(rows)} pairs fit in {params.train.max_length} tokens")
     if not kept:
         raise EcdError(f"no train pairs to learn from ({len(rows)} in {layout.PAIRS}, none within train.max_length="
                        f"{params.train.max_length}); metrics/pair.json says why pairs were dropped")
     order = preference_order(tok, kept, params.train, curriculum=params.pair.curriculum != "none")
-    t0 = time.perf_counter()
-    curve = RUNS[name](layout.MODELS / "sft", order, params.train, layout.MODELS / name, layout.WORK / name)
-    seconds = round(time.perf_counter() - t0, 1)
-    print(f"train {name}: {len(curve)} steps, {seconds} s")
+    with timed(f"train {name}"):
+        curve = RUNS[name](layout.MODELS / "sft", order, params.train, layout.MODELS / name, layout.WORK / name)
+    print(f"train {name}: {len(curve)} steps")
     if not is_main_process():
         return
     write_json(layout.PLOTS / f"{name}.json", curve)
     final = {k.replace("/", "_"): round(v, 4) for k, v in curve[-1].items() if k not in ("step", "epoch")}
     write_json(layout.METRICS / f"{name}.json",
-               {"pairs": len(kept), "pairs_too_long": len(rows) - len(kept), "steps": len(curve), "seconds": seconds,
-                "final": final})
+               {"pairs": len(kept), "pairs_too_long": len(rows) - len(kept), "steps": len(curve), "final": final})
 
 
 if __name__ == "__main__":

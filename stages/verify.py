@@ -4,8 +4,8 @@ from ecd import layout
 from ecd.backends import make_backend
 from ecd.judge import judge_constraints
 from ecd.params import load_params
-from ecd.records import read_jsonl, write_json, write_jsonl
-from ecd.stage import round_arg, stage
+from ecd.records import read_jsonl
+from ecd.stage import round_arg, stage, write_outputs
 from ecd.verification import judge_requests, verify_round
 
 
@@ -21,12 +21,11 @@ def main() -> None:
     if items and params.judge is not None:
         judged, _ = judge_constraints(make_backend(params.judge), items, description=f"judge {rnd}")
     verdicts, state, steps, metrics = verify_round(instructions, responses, chains, params.verify, judged)
-    write_jsonl(layout.round_file(rnd, "verdicts.jsonl"), verdicts)
-    write_jsonl(layout.round_file(rnd, "state.jsonl"), state)
+    outputs = {layout.round_file(rnd, "verdicts.jsonl"): verdicts, layout.round_file(rnd, "state.jsonl"): state}
     if chains is not None:
-        write_jsonl(layout.round_file(rnd, "steps.jsonl"), steps)
-    write_json(layout.round_metrics(rnd, "verify"), metrics)
-    print(f"verify {rnd}: {metrics['accepted']} accepted; eliminated {metrics['eliminated_by_cause']}")
+        outputs[layout.round_file(rnd, "steps.jsonl")] = steps
+    write_outputs(outputs, layout.round_metrics(rnd, "verify"), metrics,
+                  f"verify {rnd}: {metrics['accepted']} accepted; eliminated {metrics['eliminated_by_cause']}")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def test_cache_serves_reruns_and_ignores_batch_size(tiny_model: Path, tmp_path: 
 
 
 def test_missing_model_path_is_named(tmp_path: Path) -> None:
-    with pytest.raises(EcdError, match=f"model path not found: {tmp_path}/nope"):
+    with pytest.raises(EcdError, match=f"model path does not exist: {tmp_path}/nope"):
         backend(tmp_path / "nope")
 
 

@@ -16,10 +16,10 @@ import pytest
 
 from ecd.errors import EcdError
 from ecd.hub import publish
-from ecd.pairing import build_pairs, dataset_card, save_pairs
+from ecd.pairs import dataset_card, save_pairs
 from ecd.params import PairParams, validate_params
 
-from test_pairing import _ecd_steps
+from test_pairing import _ecd_steps, build_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_inspect_prints_pairs_with_their_missed_constraints(pairs_dir: Path) -> 
     assert "chosen" in proc.stdout and "rejected" in proc.stdout
     assert "3 of " in proc.stdout and "train pairs (ecd)" in proc.stdout
     missing = ecd("inspect", str(pairs_dir.parent / "nope"))
-    assert missing.returncode == 2 and "pairs not found" in missing.stderr
+    assert missing.returncode == 2 and "input not found" in missing.stderr
 
 
 class FakeHubApi:

@@ -207,7 +207,7 @@ def test_incompatible_types_are_never_drawn_together() -> None:
 
 
 def test_every_kwarg_fits_the_pair_schema() -> None:
-    from ecd.pairing import KWARGS_SCHEMA
+    from ecd.pairs import KWARGS_SCHEMA
 
     kinds = {"int64": int, "string": str, "list": list}
     ctx = C.SampleContext("Describe the history of the bicycle in the city.",

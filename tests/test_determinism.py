@@ -8,7 +8,7 @@ import pytest
 
 from conftest import make_project
 from ecd import constraints as C
-from ecd.pairing import load_pairs
+from ecd.pairs import load_pairs
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_default_profile_gives_1000_verified_barely_missing_pairs(two_runs: tupl
 def test_default_card_counts_match_the_data(two_runs: tuple[Path, Path]) -> None:
     import re
 
-    from ecd.pairing import card_counts
+    from ecd.pairs import card_counts
 
     pairs = two_runs[0] / "data/pairs"
     counts = card_counts(load_pairs(pairs, "train").to_list(), load_pairs(pairs, "test").to_list())

@@ -80,7 +80,7 @@ def test_operation_weights_steer_the_draws() -> None:
 
 
 def test_judge_types_only_with_a_judge_and_never_for_the_programmatic_teacher() -> None:
-    params = EvolveParams()
+    params = EvolveParams(types=None)
     with_judge = allowed_types(params, answerable_only=False, judge=True)
     assert any(not C.get(t).verifiable for t in with_judge)
     assert all(C.get(t).verifiable for t in allowed_types(params, answerable_only=False, judge=False))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import LoopbackChat, chat_completion, free_port
-from ecd.backends import OpenAIBackend, Request, generate_cached
+from ecd.backends import CallsFailed, OpenAIBackend, Request, generate_cached
 from ecd.cache import CallCache
 from ecd.errors import EcdError
 from ecd.params import ModelParams
@@ -64,12 +64,17 @@ class _Malformed(LoopbackChat.Handler):
 def test_malformed_replies_are_retried_then_counted_as_failed(tmp_path) -> None:
     server, url = LoopbackChat.serve(_Malformed)
     try:
-        out, stats = generate_cached(backend(url, max_retries=2), requests()[:2], template_version="t",
-                                     description="bad", cache=CallCache(tmp_path / "c.sqlite"))
+        with pytest.raises(CallsFailed, match=r"bad: 2 of 2 calls to m at .* failed after retries \(malformed_reply ×2\)"):
+            generate_cached(backend(url, max_retries=2), requests()[:2], template_version="t",
+                            description="bad", cache=CallCache(tmp_path / "c.sqlite"))
+        assert _Malformed.calls == 2 * 3  # each request: one try and two retries
+        # a run that tolerates failures gets them as counted failed calls
+        out, stats = generate_cached(backend(url, max_retries=0, max_failed_fraction=1.0), requests()[:2],
+                                     template_version="t", description="bad", cache=CallCache(tmp_path / "c.sqlite"))
     finally:
         server.shutdown()
     assert stats.failed == 2 and [c.finish_reason for c in out] == ["error", "error"]
-    assert _Malformed.calls == 2 * 3  # each request: one try and two retries
+    assert stats.failed_by_cause == {"malformed_reply": 2}
     assert CallCache(tmp_path / "c.sqlite").count() == 0  # failed calls are not cached
 
 

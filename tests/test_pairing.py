@@ -17,13 +17,23 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecd import constraints as C
-from ecd.pairing import build_pairs, card_counts, dataset_card, load_pairs, model_gap_pairs, save_pairs
+from ecd import pairing
+from ecd.pairing import model_gap_pairs
+from ecd.pairs import card_counts, dataset_card, load_pairs, save_pairs
 from ecd.params import PairParams, Params, validate_params
+from ecd.schema import Step
+from ecd.split import split_roots
 from ecd.verification import check_all
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "self-instruct"
 STRONG = ROOT / "data" / "self-instruct" / "text-davinci-003_predictions.jsonl"
+
+
+def build_pairs(steps: list[Step], params: PairParams):
+    """``pairing.build_pairs`` with the split drawn over the steps' seeds and the code checker."""
+    held_out = split_roots([s["root_id"] for s in steps], params.test_fraction, params.seed)
+    return pairing.build_pairs(steps, params, held_out, check_all)
 
 
 def _answers(path: Path) -> list[str]:

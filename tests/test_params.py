@@ -126,3 +126,38 @@ def test_pair_strategy_and_judge_are_checked() -> None:
     assert validate_params({"pair": {"strategy": "random"}}).pair.strategy == ["random"]
     with pytest.raises(EcdError, match="the judge must be a model"):
         validate_params({"judge": {"backend": "programmatic"}})
+
+
+def test_the_schema_defaults_are_the_shipped_params_yaml() -> None:
+    """One source of truth: params.yaml states every default of the schema, and no other value."""
+    import yaml
+
+    from ecd.params import Params
+
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert validate_params(shipped) == Params(), "params.yaml and the defaults in ecd/params.py differ"
+
+    def keys(model: object, prefix: str = "") -> set[str]:
+        from pydantic import BaseModel
+
+        out = set()
+        for name, value in model:  # a pydantic model iterates as (field, value)
+            if isinstance(value, BaseModel) and name != "weak":
+                out |= keys(value, f"{prefix}{name}.")
+            else:
+                out.add(f"{prefix}{name}")
+        return out
+
+    def yaml_keys(d: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in d.items():
+            if isinstance(v, dict) and k not in ("rounds", "op_weights", "weak"):
+                out |= yaml_keys(v, f"{prefix}{k}.")
+            else:
+                out.add(f"{prefix}{k}")
+        return out
+
+    # every knob of the stages' sections is written out (the model settings of teacher and weak list
+    # what a user sets; their other keys keep the schema's documented defaults)
+    missing = {k for k in keys(Params()) - yaml_keys(shipped) if not k.startswith(("teacher.", "judge"))}
+    assert not missing, f"params.yaml does not state: {sorted(missing)}"

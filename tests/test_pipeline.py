@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import Project, make_project
 from ecd import constraints as C
@@ -174,6 +175,29 @@ def test_second_repro_does_nothing(project: Project) -> None:
     out = project.run("dvc", "repro").stdout
     assert "Data and pipelines are up to date" in out
     assert "up to date" in project.run("dvc", "status").stdout
+
+
+def test_results_travel_to_a_second_clone_through_the_run_cache(project: Project, tmp_path: Path) -> None:
+    """A second machine that pulls the run-cache restores every stage instead of running it, and a
+    stage run again gives the same dvc.lock (no wall-clock times in any output)."""
+    remote = tmp_path / "travel-remote"
+    project.run("dvc", "remote", "add", "travel", str(remote))
+    project.run("dvc", "push", "--run-cache", "-r", "travel")
+    clone = tmp_path / "second-machine"
+    project.run("git", "clone", "-q", str(project.path), str(clone))  # the committed params, no dvc.lock
+    other = Project(clone)
+    other.run("dvc", "remote", "add", "-d", "travel", str(remote))
+    other.run("dvc", "pull", "--run-cache", check=False)  # the run-cache; outputs come with --pull below
+    out = other.run("dvc", "repro", "--pull").stdout
+    stages = set(re.findall(r"Stage '([^']+)' is cached - skipping run", out))
+    locked = set(yaml.safe_load((project.path / "dvc.lock").read_text())["stages"])
+    print(f"second clone: {len(stages)} of {len(locked)} stages restored from the run-cache, {len(_ran(out))} run")
+    assert _ran(out) == set(), f"stages ran on the second clone: {_ran(out)}"
+    assert stages == locked, f"restored {sorted(stages)} of {sorted(locked)}"
+    assert (clone / "dvc.lock").read_text() == (project.path / "dvc.lock").read_text()
+    # the same stage run again (forced) writes the same outputs and metrics: an identical dvc.lock
+    other.run("dvc", "repro", "-f", "-s", "sft")
+    assert (clone / "dvc.lock").read_text() == (project.path / "dvc.lock").read_text()
 
 
 def _ran(output: str) -> set[str]:

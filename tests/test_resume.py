@@ -47,7 +47,7 @@ def test_kill_minus_nine_mid_stage_loses_only_unfinished_calls(tiny_model, tmp_p
     assert not (proj.path / "data/rounds/r0/responses.jsonl").exists()  # no half-written output
 
     rerun = proj.run(sys.executable, "stages/sample.py", "r0")
-    assert f"sample r0: {N} responses; cache {done} hits, {N - done} misses" in rerun.stdout
+    assert re.search(rf"sample r0: {N} responses \(\d+ cut at max_new_tokens\); cache {done} hits, {N - done} misses", rerun.stdout)
 
     # the same answers as an uninterrupted run in a fresh cache
     proj.env["ECD_CACHE_DIR"] = str(tmp_path / "fresh-cache")

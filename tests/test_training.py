@@ -11,7 +11,7 @@ def test_plain_lm_head_matches_trl_fused_head(tiny_model: Path) -> None:
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from ecd.training import plain_lm_head
+    from ecd.trl_patch import plain_lm_head
 
     torch.manual_seed(0)
     ids = torch.randint(5, 700, (3, 17))
@@ -71,7 +71,8 @@ import pytest  # noqa: E402
 
 @pytest.mark.parametrize("loss", [["sigmoid"], ["sigmoid", "sft"], ["hinge"], ["hinge", "sft"], ["ipo"]])
 def test_every_offered_loss_trains_with_trl(loss, tiny_model: Path, tmp_path: Path) -> None:
-    from ecd.training import train_dpo, use_plain_lm_head_for_small_vocab
+    from ecd.training import train_dpo
+    from ecd.trl_patch import use_plain_lm_head_for_small_vocab
 
     use_plain_lm_head_for_small_vocab()
     params = _params(loss_type=loss, loss_weights=[1.0] * len(loss))
@@ -157,3 +158,35 @@ def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> 
     assert one["steps"] == math.ceil(rows / 8)
     for name in ("sft", "dpo"):
         assert (proj.path / "models" / name / "model.safetensors").exists()
+
+
+def test_the_trl_override_matches_the_trl_it_was_written_for() -> None:
+    """ecd.trl_patch replaces a private function of TRL: if TRL changes under it, this fails loudly so
+    that the override is re-checked (and until then it stands aside, see the next assertion)."""
+    import inspect
+    import warnings
+
+    import trl
+    import trl.trainer.dpo_trainer as dpo
+    import trl.trainer.sft_trainer as sft
+    from trl.trainer.utils import add_fused_lm_head
+
+    from ecd import trl_patch
+
+    assert trl.__version__ == trl_patch.WRITTEN_FOR, (
+        f"TRL is {trl.__version__}; ecd/trl_patch.py was written for {trl_patch.WRITTEN_FOR}: re-check plain_lm_head "
+        "against TRL's add_fused_lm_head (tests/test_training.py::test_plain_lm_head_matches_trl_fused_head), then "
+        "update WRITTEN_FOR")
+    assert hasattr(sft, "add_fused_lm_head") and hasattr(dpo, "add_fused_lm_head")
+    ours = inspect.signature(trl_patch.plain_lm_head).parameters
+    theirs = inspect.signature(add_fused_lm_head).parameters
+    assert list(ours) == list(theirs), f"TRL's add_fused_lm_head takes {list(theirs)}, ours {list(ours)}"
+    real = trl.__version__
+    try:
+        trl.__version__ = "0.0.0"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert trl_patch.use_plain_lm_head_for_small_vocab() is False
+        assert any("written for TRL" in str(w.message) for w in caught)
+    finally:
+        trl.__version__ = real

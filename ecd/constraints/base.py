@@ -81,12 +81,9 @@ def get(type_id: str) -> ConstraintType:
     try:
         return REGISTRY[type_id]
     except KeyError:
-        import difflib
+        from ecd.errors import did_you_mean
 
-        close = difflib.get_close_matches(type_id, REGISTRY, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise KeyError(f"unknown constraint type {type_id!r}{hint}") from None
-
+        raise KeyError(f"unknown constraint type {type_id!r}{did_you_mean(type_id, list(REGISTRY))}") from None
 
 
 def relation_ok(actual: int, relation: str, threshold: int) -> bool:

@@ -1,0 +1,208 @@
+"""The pair table: its Parquet schema, how it is saved and loaded, and its dataset card.
+
+Pairs are stored in TRL's conversational preference format with metadata columns
+(``ecd.schema.Pair``), including ``instruction_id_list`` and ``kwargs`` in IFEval's own schema,
+so that a pair's constraints can be checked by any IFEval implementation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from ecd.errors import EcdError
+from ecd.records import atomic_path, content_id, write_text
+from ecd.schema import Pair
+
+#: every kwarg of IFEval's schema with its type, then ecd's own types' kwargs; a pair's kwargs fill
+#: the ones its constraints use and leave the others null, as the Hugging Face copy of IFEval does
+KWARGS_SCHEMA: dict[str, str] = {
+    "num_highlights": "int64", "relation": "string", "num_words": "int64", "num_placeholders": "int64",
+    "prompt_to_repeat": "string", "num_paragraphs": "int64", "num_sentences": "int64", "keywords": "list",
+    "nth_paragraph": "int64", "first_word": "string", "language": "string", "let_frequency": "int64",
+    "let_relation": "string", "letter": "string", "end_phrase": "string", "postscript_marker": "string",
+    "num_bullets": "int64", "forbidden_words": "list", "section_spliter": "string", "num_sections": "int64",
+    "capital_relation": "string", "capital_frequency": "int64", "keyword": "string", "frequency": "int64",
+    # ecd's code-checkable types
+    "num_steps": "int64", "num_rows": "int64", "num_headings": "int64", "sections": "list", "max_words": "int64",
+    "word": "string", "num_bold": "int64", "max_chars": "int64",
+    # judge-checked types
+    "tone": "string", "audience": "string", "persona": "string",
+}
+
+
+def features() -> Any:
+    """The explicit schema of a pair table (explicit so that every run writes the same Parquet schema)."""
+    from datasets import Features, List, Value
+
+    msg = List({"role": Value("string"), "content": Value("string")})
+    kw = {k: (List(Value("string")) if t == "list" else Value(t)) for k, t in KWARGS_SCHEMA.items()}
+    return Features(
+        {
+            "id": Value("string"),
+            "prompt": msg,
+            "chosen": msg,
+            "rejected": msg,
+            "strategy": Value("string"),
+            "root_id": Value("string"),
+            "chain": Value("string"),
+            "round": Value("int64"),
+            "instruction_id": Value("string"),
+            "chosen_id": Value("string"),
+            "rejected_id": Value("string"),
+            "chosen_model": Value("string"),
+            "rejected_model": Value("string"),
+            "n_constraints": Value("int64"),
+            "new_constraints": List(Value("string")),
+            "missed_constraints": List(Value("string")),
+            "rejected_pass_fraction": Value("float64"),
+            "model_gap": Value("float64"),
+            "difficulty": Value("float64"),
+            "instruction_id_list": List(Value("string")),
+            "kwargs": List(kw),
+        }
+    )
+
+
+def ifeval_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One constraint's kwargs in the pair table's schema (a key outside it would be lost: an error)."""
+    unknown = set(kwargs) - set(KWARGS_SCHEMA)
+    if unknown:
+        raise KeyError(f"kwargs {sorted(unknown)} are not in the pair schema (ecd.pairs.KWARGS_SCHEMA)")
+    return {k: kwargs.get(k) for k in KWARGS_SCHEMA}
+
+
+def _table(head: tuple[str, str], counts: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| (none) | 0 |"
+    return f"| {head[0]} | {head[1]} |\n|---|---|\n{rows}"
+
+
+#: the shipped seed set and its licence; another seed source's licence is its owner's to state
+SHIPPED_SEEDS = ("data/self-instruct/seed_tasks.jsonl",
+                 "the 175 Self-Instruct seed tasks (Wang et al. 2022), Apache-2.0", "apache-2.0")
+
+#: the params sections that decide the pairs' content: their hash identifies the build
+DATA_SECTIONS = {"seed", "teacher", "judge", "evolve", "sample", "verify", "pair", "rounds"}
+
+
+def card_counts(train: list[Pair], test: list[Pair]) -> dict[str, dict[str, int]]:
+    """The counts a card states, computed from the rows themselves (so a test can recount them)."""
+    rows = train + test
+    return {
+        "split": {"train": len(train), "test": len(test)},
+        "strategy": dict(sorted(Counter(p["strategy"] for p in rows).items())),
+        "round": dict(sorted(Counter(str(p["round"]) for p in rows).items())),
+        "added constraint": dict(sorted(Counter(c for p in rows for c in p["new_constraints"]).items())),
+        "constraint in prompt": dict(sorted(Counter(c for p in rows for c in p["instruction_id_list"]).items())),
+        "missed constraint": dict(sorted(Counter(c for p in rows for c in p["missed_constraints"]).items())),
+    }
+
+
+#: the dataset card (``data/pairs/README.md``); ``dataset_card`` fills it from the rows and params
+CARD_TEMPLATE = Template("""---
+license: $licence
+task_categories: [text-generation]
+tags: [dpo, preference, instruction-following, ecd]
+configs:
+  - config_name: default
+    data_files:
+      - split: train
+        path: train.parquet
+      - split: test
+        path: test.parquet
+---
+# ECD preference pairs
+
+Built by ecd (Evolutionary Contrastive Distillation). Strategies in this set: $strategies.
+
+- `ecd`: an evolved instruction I(t), the teacher's verified answer R(t) (chosen) and the answer R(t-1)
+  to the previous, easier instruction (rejected): a hard negative that misses a requirement I(t) added
+  and passes at least $min_pass of I(t)'s requirements.
+- `model_gap`: the strong model's verified answer over the weak model's answer to the same instruction.
+- `random`: the verified answer over another seed's answer (a baseline).
+
+| | |
+|---|---|
+| chosen answers by | `$teachers` |
+| rejected answers by | `$rejected` |
+| judge | `$judge` |
+| params hash | `$params_hash` |
+| pairs | $n_pairs ($n_train train, $n_test test) |
+| seeds | $seeds |
+| split | by seed instruction: $train_roots train roots, $test_roots test roots |
+| train order | $train_order |
+| mean share of constraints the rejected answer passes | $mean_rejected_pass_fraction |
+
+Format: TRL's conversational preference format (`prompt`, `chosen`, `rejected` as chat messages),
+plus `instruction_id_list` and `kwargs` in IFEval's schema for the constraints of each prompt,
+`missed_constraints` (those the rejected answer fails), `difficulty` (the curriculum's measure),
+`strategy`, `round`, `root_id` and the models on each side.
+
+## Teacher pass rates
+
+$rates
+
+## Counts
+
+$tables
+""")
+
+
+def dataset_card(train: list[Pair], test: list[Pair], metrics: dict[str, Any], params: Any,
+                 pass_rates: dict[str, float] | None = None) -> str:
+    """``README.md`` for the pairs: models, params hash, licence, and counts recomputed from the rows."""
+    rows = train + test
+    if params.seed.source == SHIPPED_SEEDS[0]:
+        seeds, licence = SHIPPED_SEEDS[1], SHIPPED_SEEDS[2]
+    else:
+        seeds, licence = f"`{params.seed.source}` (its licence applies to the seed text)", "other"
+    curriculum = params.pair.curriculum
+    return CARD_TEMPLATE.substitute(
+        licence=licence,
+        strategies=", ".join(params.pair.strategy),
+        min_pass=f"{params.pair.min_rejected_pass_fraction:.0%}",
+        teachers=", ".join(sorted({p["chosen_model"] for p in rows})) or "(none)",
+        rejected=", ".join(sorted({p["rejected_model"] for p in rows})) or "(none)",
+        judge=params.judge.model if params.judge else "none (every constraint is checked by code)",
+        params_hash=content_id(params.model_dump(include=DATA_SECTIONS)),
+        n_pairs=len(rows), n_train=len(train), n_test=len(test),
+        seeds=seeds,
+        train_roots=metrics["train_roots"], test_roots=metrics["test_roots"],
+        train_order=f"easy to hard by {curriculum}" if curriculum != "none" else "by id (train shuffled)",
+        mean_rejected_pass_fraction=metrics["mean_rejected_pass_fraction"],
+        rates=_table(("round", "teacher answers passing all constraints"), pass_rates or {}),
+        tables="\n\n".join(f"### Pairs per {name}\n\n{_table((name, 'pairs'), c)}"
+                           for name, c in card_counts(train, test).items()),
+    )
+
+
+def save_pairs(out_dir: str | Path, train: list[Pair], test: list[Pair], card: str) -> None:
+    """Write ``train.parquet``, ``test.parquet`` and ``README.md`` into ``out_dir`` atomically."""
+    from datasets import Dataset
+
+    feats = features()
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for name, rows in (("train", train), ("test", test)):
+            columns = {k: [r[k] for r in rows] for k in feats}  # from_dict, unlike from_list, takes zero rows
+            Dataset.from_dict(columns, features=feats).to_parquet(str(tmp / f"{name}.parquet"))
+        write_text(tmp / "README.md", card)
+
+
+def load_pairs(pairs_dir: str | Path, split: str) -> Any:
+    """One split as an in-memory ``datasets.Dataset`` (no copy into the HF cache)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    from ecd.layout import missing_input
+
+    path = Path(pairs_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise missing_input(path)
+    try:
+        return Dataset(pq.read_table(path))
+    except (pa.ArrowException, OSError) as exc:
+        raise EcdError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
