@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install demo test report bench bench-reference grid clean
+.PHONY: install demo test report bench bench-reference grid real clean
 
 install: $(STAMP)
 
@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/ifeval_speed.py
 	$(PY) bench/backends.py 2>&1 | grep -E "^\("
 	$(PY) bench/train_step.py 2>&1 | grep -E "threads|ratio"
+	$(PY) bench/generation.py 2>&1 | grep -E "threads|plain|backend|ratio"
 
 # the same, side by side with the reference implementation (lm-eval's port of IFEval) in its own venv
 REF := .venv-ref
@@ -54,6 +55,12 @@ grid: install
 	ECD_CACHE_DIR=$(abspath .ecd/cache) ecd grid queue -S evaluate.ifeval=false
 	ECD_CACHE_DIR=$(abspath .ecd/cache) dvc queue start -j 1
 	@echo "follow with: dvc queue status; then: ecd grid summary"
+
+# the real-model profile (profiles/smollm2.yaml): SmolLM2-135M-Instruct from the package registry as the
+# student, LoRA on CPU, evaluated on IFEval's 541 prompts; one DVC experiment named smollm2
+real: install
+	ecd profile run smollm2
+	@echo "results: dvc exp show --md; bring them in with: dvc exp apply smollm2 && ecd report"
 
 clean:
 	rm -rf .ecd models data/rounds data/pairs data/eval metrics plots report.md

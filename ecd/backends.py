@@ -124,9 +124,14 @@ class Backend(ABC):
 
     @property
     def batch_size(self) -> int:
-        """Requests handed to ``generate`` at once (and committed to the cache together)."""
+        """Requests a backend works on at once (a generation batch, or requests in flight)."""
         params = getattr(self, "params", None)
         return params.batch_size if params is not None else 64
+
+    @property
+    def chunk_size(self) -> int:
+        """Requests handed to ``generate`` at once and committed to the cache together."""
+        return self.batch_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,34 +250,32 @@ class TransformersBackend(Backend):
         model.config.use_cache = True
         self._model, self._tok, self._device = model, tok, device
 
+    @property
+    def chunk_size(self) -> int:
+        # several batches' worth at once: the decode loop refills finished rows' slots from the rest
+        return self.params.batch_size * 4
+
     def generate(self, requests: list[Request]) -> list[Completion]:
-        import torch
+        from ecd.generation import generate_continuous, greedy
 
         self._load()
         tok, model, p = self._tok, self._model, self.params
         texts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
-        kwargs: dict[str, Any] = dict(max_new_tokens=p.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        if p.temperature > 0:
-            kwargs["logits_processor"] = [SeededSampler([r.seed for r in requests], p.temperature, p.top_p)]
-        with torch.inference_mode():
-            out = model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1] :]
+        prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
-        results = []
-        for i in range(len(requests)):
-            ids = new[i].tolist()
-            stop = next((j for j, t in enumerate(ids) if t in eos), None)
-            kept = ids if stop is None else ids[:stop]
-            results.append(
-                Completion(
-                    text=tok.decode(kept, skip_special_tokens=True),
-                    finish_reason="length" if stop is None else "stop",
-                    prompt_tokens=int(enc["attention_mask"][i].sum()),
-                    completion_tokens=len(kept) + (0 if stop is None else 1),
-                )
+        pick = SeededSampler([r.seed for r in requests], p.temperature, p.top_p).pick if p.temperature > 0 else greedy
+        done = generate_continuous(model, prompts, max_new_tokens=p.max_new_tokens, eos_ids=eos,
+                                   pad_id=tok.pad_token_id, width=p.batch_size, pick=pick,
+                                   device=self._device)
+        return [
+            Completion(
+                text=tok.decode(g.tokens, skip_special_tokens=True),
+                finish_reason="stop" if g.stopped else "length",
+                prompt_tokens=len(ids),
+                completion_tokens=len(g.tokens) + g.stopped,
             )
-        return results
+            for ids, g in zip(prompts, done)
+        ]
 
 
 def _as_list(x: Any) -> list[int]:
@@ -282,11 +285,8 @@ def _as_list(x: Any) -> list[int]:
 
 
 class SeededSampler:
-    """A logits processor that samples each row with its own ``torch.Generator``.
-
-    It returns scores that are -inf everywhere but at the drawn token, so greedy decoding then
-    emits exactly that token; HF's own sampling would share one random stream across the batch.
-    """
+    """Sampling where each request draws from its own ``torch.Generator`` (seeded by the request),
+    so a request gives the same text whatever batch it lands in and whichever rows are in flight."""
 
     def __init__(self, seeds: list[int], temperature: float, top_p: float) -> None:
         import torch
@@ -294,20 +294,18 @@ class SeededSampler:
         self.temperature, self.top_p = temperature, top_p
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def pick(self, logits: Any, rows: list[int]) -> Any:
+        """The next token of each row in flight (``rows``: the request index of each row)."""
         import torch
 
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1).cpu()
         if self.top_p < 1.0:
             sorted_p, idx = probs.sort(dim=-1, descending=True)
             drop = sorted_p.cumsum(-1) - sorted_p > self.top_p
             sorted_p[drop] = 0.0
             probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
-        out = torch.full_like(scores, float("-inf"))
-        for i, g in enumerate(self.generators):
-            tok = torch.multinomial(probs[i], 1, generator=g).item()
-            out[i, tok] = 0.0
-        return out
+        drawn = [torch.multinomial(probs[k], 1, generator=self.generators[r]).item() for k, r in enumerate(rows)]
+        return torch.tensor(drawn, dtype=torch.long, device=logits.device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,8 +342,8 @@ def generate_cached(
     # longest prompts first: similar lengths share a batch, and the slowest batch runs while the bar is fresh
     todo.sort(key=lambda i: -sum(len(m["content"]) for m in requests[i].messages))
     with progress_bar(description, total=len(requests), completed=stats.hits) as bar:
-        for start in range(0, len(todo), backend.batch_size):
-            batch = todo[start : start + backend.batch_size]
+        for start in range(0, len(todo), backend.chunk_size):
+            batch = todo[start : start + backend.chunk_size]
             outs = backend.generate([requests[i] for i in batch])
             for i, c in zip(batch, outs):
                 results[i] = c

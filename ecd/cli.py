@@ -243,17 +243,47 @@ def timings_cmd(all_runs: bool = typer.Option(False, "--all", help="every record
     """Wall-clock time of each stage and training run on this machine (kept out of DVC's outputs)."""
     from ecd.records import read_jsonl
 
-    if not layout.TIMINGS.exists():
-        raise EcdError(f"no timings yet ({layout.TIMINGS}): run `dvc repro` first")
-    rows = read_jsonl(layout.TIMINGS)
+    path = layout.timings_path()
+    if not path.exists():
+        raise EcdError(f"no timings yet ({path}): run `dvc repro` first")
+    rows = read_jsonl(path)
     if not all_runs:
         rows = list({r["label"]: r for r in rows}.values())
-    table = Table(title=f"timings ({layout.TIMINGS})")
+    table = Table(title=f"timings ({path})")
     table.add_column("stage or step")
     table.add_column("seconds", justify="right")
     for r in rows:
         table.add_row(str(r.get("label")), f"{float(r.get('seconds', 0)):.1f}")
     out.print(table)
+
+
+profile_app = typer.Typer(help="Named params profiles (profiles/NAME.yaml): values over params.yaml.",
+                          no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.command("show")
+@report_errors
+def profile_show(name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2")) -> None:
+    """Print the params the profile gives (params.yaml with the profile's values over it), validated."""
+    import yaml
+
+    from ecd.profiles import merged
+
+    print(yaml.safe_dump(merged(name), sort_keys=False), end="")
+
+
+@profile_app.command("run")
+@report_errors
+def profile_run(
+    name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2"),
+    set_: list[str] = typer.Option([], "--set", "-S", help="more params on top, as dvc's -S"),
+    exp_name: str = typer.Option(None, "--name", "-n", help="the experiment's name (default: the profile's)"),
+) -> None:
+    """Run the profile as one DVC experiment: params.yaml is the profile's for the run, then restored."""
+    from ecd.profiles import run
+
+    raise typer.Exit(run(name, exp_name or name, set_))
 
 
 @app.command("check-params")

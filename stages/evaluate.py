@@ -21,7 +21,7 @@ def _round(summary: dict) -> dict:
 @stage
 def main() -> None:
     params = load_params()
-    sets = {"heldout": held_out_prompts(load_pairs(layout.PAIRS, "test").to_list())}
+    sets = {"heldout": held_out_prompts(load_pairs(layout.PAIRS, "test").to_list())[: params.evaluate.heldout_limit]}
     if params.evaluate.ifeval:
         sets["ifeval"] = ifeval_prompts()
     judge = make_backend(params.judge) if params.judge else None

@@ -6,12 +6,18 @@ from ecd.params import load_params
 from ecd.records import read_jsonl, write_json
 from ecd.split import test_roots
 from ecd.stage import stage, timed
-from ecd.training import fits, is_main_process, prepare_training, sft_order, train_sft, verified_answers
+from ecd.training import copy_model, fits, is_main_process, prepare_training, sft_order, train_sft, verified_answers
 
 
 @stage
 def main() -> None:
     params = load_params()
+    if params.train.sft.steps == 0:
+        copy_model(layout.MODELS / "base", layout.MODELS / "sft")
+        write_json(layout.PLOTS / "sft.json", [])
+        write_json(layout.METRICS / "sft.json", {"rows": 0, "rows_too_long": 0, "steps": 0, "final_loss": None})
+        print("sft: train.sft.steps is 0: the student is copied unchanged")
+        return
     tok = prepare_training(params.train, layout.MODELS / "base")
     r0 = read_jsonl(layout.round_file("r0", "state.jsonl"))
     steps = [s for rnd in params.rounds for s in read_jsonl(layout.round_file(rnd, "steps.jsonl"))]
