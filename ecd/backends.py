@@ -189,10 +189,12 @@ def weights_hash(path: Path) -> str:
 
 
 def local_or_hub_identity(kind: str, params: ModelParams) -> str:
-    """``kind:name@sha256:…`` for a local model directory (its files hashed), ``kind:id@revision`` for a hub id."""
+    """``kind:sha256:…`` for a local model directory (its files hashed: the same weights under another
+    folder name are the same model, so a copied student reuses its original's answers),
+    ``kind:id@revision`` for a hub id."""
     local = Path(params.model).expanduser()
     if local.exists():
-        return f"{kind}:{local.name}@sha256:{weights_hash(local)}"
+        return f"{kind}:sha256:{weights_hash(local)}"
     return f"{kind}:{params.model}@{params.revision or 'main'}"
 
 

@@ -81,7 +81,7 @@ def test_llm_teacher_gibberish_is_eliminated_and_counted(tiny_model: Path, tmp_p
                                                   "constraint_mismatch"}
     assert evolve["teacher_calls"] == evolve["cache_misses"] == 12
     r0 = read_jsonl(proj.path / "data/rounds/r0/responses.jsonl")
-    assert len(r0) == 12 and all(r["model"].startswith("transformers:model@sha256:") for r in r0)
+    assert len(r0) == 12 and all(r["model"].startswith("transformers:sha256:") for r in r0)
     state = read_jsonl(proj.path / "data/rounds/r1/state.jsonl")
     assert len(state) == 12 and sum(verify["eliminated_by_cause"].values()) + verify["accepted"] == 12
     pairs = json.loads((proj.path / "metrics/pair.json").read_text())
