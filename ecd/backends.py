@@ -46,6 +46,8 @@ class Request:
     seed: int = 0
     #: what the programmatic teacher reads instead of the messages
     task: dict[str, Any] | None = None
+    #: the JSON schema the reply must follow, held to it by servers that can (``structured_output``)
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass
@@ -99,6 +101,13 @@ class Backend(ABC):
     def where(self) -> str:
         """The model (and server) to name in an error line."""
         return self.identity()
+
+    @property
+    def holds_to_schema(self) -> bool:
+        """Whether replies are constrained to a request's ``json_schema`` (``structured_output`` on a
+        backend that supports it)."""
+        params = getattr(self, "params", None)
+        return bool(params is not None and params.structured_output and self.name in ("openai", "vllm"))
 
     @property
     def max_failed_fraction(self) -> float:
@@ -166,6 +175,9 @@ class ProgrammaticBackend(Backend):
                 out.append(Completion("", "unanswerable") if text is None else Completion(text, "stop"))
             elif task.get("kind") == "evolve":
                 evolved = f"{task['instruction'].rstrip()} {task['description']}"
+                if task.get("reply_format", "json") == "text":
+                    out.append(Completion(evolved))
+                    continue
                 reply = {"instruction": evolved, "constraints": task.get("constraints", [])}
                 out.append(Completion(json.dumps(reply, ensure_ascii=False)))
             else:
@@ -330,8 +342,7 @@ def generate_cached(
     if backend.cacheable:
         cache = cache or CallCache()
         identity, sampling = backend.identity(), backend.sampling()
-        keys = [call_key(identity, {"messages": r.messages, "seed": r.seed, "sampling": sampling,
-                                    "template": template_version}) for r in requests]
+        keys = [call_key(identity, _key_fields(r, sampling, template_version, backend)) for r in requests]
         found = cache.get_many(list(dict.fromkeys(keys)))
         for i, k in enumerate(keys):
             if k in found:
@@ -360,6 +371,14 @@ def generate_cached(
         console.print(f"{description}: call cache {stats.hits} hits, {stats.misses} misses{failed}")
     _apply_failure_policy(backend, stats, description)
     return done, stats
+
+
+def _key_fields(req: Request, sampling: dict[str, Any], template_version: str, backend: Backend) -> dict[str, Any]:
+    """What a call's result depends on; a schema only where the backend holds replies to it."""
+    fields = {"messages": req.messages, "seed": req.seed, "sampling": sampling, "template": template_version}
+    if req.json_schema is not None and backend.holds_to_schema:
+        fields["schema"] = req.json_schema
+    return fields
 
 
 def _count(stats: RunStats, completions: list[Completion]) -> None:
@@ -457,9 +476,13 @@ class OpenAIBackend(Backend):
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random()))
             try:
                 async with gate:
+                    extra = {}
+                    if req.json_schema is not None and self.holds_to_schema:
+                        extra["response_format"] = {"type": "json_schema", "json_schema": {
+                            "name": "reply", "schema": req.json_schema, "strict": True}}
                     reply = await client.chat.completions.create(
                         model=p.model, messages=req.messages, max_tokens=p.max_new_tokens,
-                        temperature=p.temperature, top_p=p.top_p, seed=req.seed,
+                        temperature=p.temperature, top_p=p.top_p, seed=req.seed, **extra,
                     )
                 if not getattr(reply, "choices", None) or reply.choices[0].message is None:
                     raise ValueError("reply without choices")
@@ -532,10 +555,15 @@ class VLLMBackend(Backend):
                 data_parallel_size=p.data_parallel_size, dtype=p.dtype, seed=p.seed,
                 trust_remote_code=p.trust_remote_code,
             )
-        sampling = [
-            vllm.SamplingParams(temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens, seed=r.seed)
-            for r in requests
-        ]
+        sampling = []
+        for r in requests:
+            extra = {}
+            if r.json_schema is not None and self.holds_to_schema:  # vLLM >= 0.12's structured outputs
+                from vllm.sampling_params import StructuredOutputsParams
+
+                extra["structured_outputs"] = StructuredOutputsParams(json=r.json_schema)
+            sampling.append(vllm.SamplingParams(temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
+                                                seed=r.seed, **extra))
         outputs = self._llm.chat([r.messages for r in requests], sampling, use_tqdm=False)
         results = []
         for out in outputs:

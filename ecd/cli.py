@@ -279,11 +279,12 @@ def profile_run(
     name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2"),
     set_: list[str] = typer.Option([], "--set", "-S", help="more params on top, as dvc's -S"),
     exp_name: str = typer.Option(None, "--name", "-n", help="the experiment's name (default: the profile's)"),
+    targets: list[str] = typer.Option([], "--target", help="only these stages and what they need (default: all)"),
 ) -> None:
     """Run the profile as one DVC experiment: params.yaml is the profile's for the run, then restored."""
     from ecd.profiles import run
 
-    raise typer.Exit(run(name, exp_name or name, set_))
+    raise typer.Exit(run(name, exp_name or name, set_, targets))
 
 
 @app.command("check-params")

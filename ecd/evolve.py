@@ -48,20 +48,41 @@ Keep every requirement the instruction already has. Do not answer the instructio
 Instruction:
 {instruction}
 
-Reply with JSON only, in this form:
-{{"instruction": "<the rewritten instruction>", "constraints": {constraints_json}}}"""
+{reply}"""
+
+#: the reply each protocol asks for (``evolve.reply_format``)
+REPLY_FORMATS = {
+    "json": 'Reply with JSON only, in this form:\n{{"instruction": "<the rewritten instruction>", '
+            '"constraints": {constraints_json}}}',
+    "text": "Reply with the rewritten instruction only: no title, no quotes, no answer, no explanation.",
+}
+#: the cache-key version of each protocol's prompt
+TEMPLATE_VERSIONS = {"json": "evolve-v2", "text": "evolve-text-v1"}
 
 
-def evolve_prompt(instruction: str, added: list[C.Constraint]) -> str:
+def reply_schema(added: list[C.Constraint]) -> dict[str, Any]:
+    """The JSON schema of a ``json`` reply, for servers that constrain their output to one: the
+    instruction as a non-empty string and exactly the planned constraints."""
+    planned = [{"type": "object", "properties": {"id": {"const": c.id}, "kwargs": {"const": c.kwargs}},
+                "required": ["id", "kwargs"]} for c in added]
+    return {"type": "object", "additionalProperties": False, "required": ["instruction", "constraints"],
+            "properties": {"instruction": {"type": "string", "minLength": 1},
+                           "constraints": {"type": "array", "prefixItems": planned, "items": False,
+                                           "minItems": len(added)}}}
+
+
+def evolve_prompt(instruction: str, added: list[C.Constraint], reply_format: str = "json") -> str:
     """The teacher's prompt for one step: the operation's guidance, the requirement(s) in words, and
-    the constraints (ids and kwargs, IFEval's where the type is IFEval's) it must return with them."""
+    the reply asked for — JSON with the constraints (ids and kwargs, IFEval's where the type is
+    IFEval's) it must return, or the rewritten instruction alone."""
     branches = sorted({branch(c.id) for c in added})
+    constraints_json = json.dumps([{"id": c.id, "kwargs": c.kwargs} for c in added], ensure_ascii=False)
     return EVOLVE_PROMPT.format(
         operation=", ".join(branches),
         guidance=" ".join(OPERATIONS[b] for b in branches),
         requirements="\n".join(f"- {c.text}" for c in added),
         instruction=instruction,
-        constraints_json=json.dumps([{"id": c.id, "kwargs": c.kwargs} for c in added], ensure_ascii=False),
+        reply=REPLY_FORMATS[reply_format].format(constraints_json=constraints_json),
     )
 
 
@@ -201,8 +222,37 @@ def parse_reply(text: str, planned: list[C.Constraint]) -> tuple[str | None, str
     return value.strip(), None
 
 
+#: a first line that only announces the reply ("Rewritten instruction:", "Here is the new instruction:")
+_LABEL = re.compile(r"^\s*(?:here is |here's )?(?:the )?(?:rewritten|new|evolved|harder|updated)?\s*"
+                    r"(?:instruction|prompt|version)\s*(?:is)?\s*:\s*", re.I)
+
+
+def parse_text_reply(text: str) -> tuple[str | None, str | None]:
+    """The evolved instruction from a ``text`` reply: code fences, an announcing label and wrapping
+    quotes removed (a JSON reply with an ``instruction`` field is taken too). (None, ``empty``) when
+    nothing is left."""
+    body = re.sub(r"```[a-z]*", "", text).strip()
+    if body.startswith("{"):
+        try:
+            obj = json.loads(body)
+            if isinstance(obj, dict) and isinstance(obj.get("instruction"), str):
+                body = obj["instruction"]
+        except ValueError:
+            pass
+    body = _LABEL.sub("", body, count=1).strip()
+    if len(body) >= 2 and body[0] == body[-1] and body[0] in "\"'“”":
+        body = body[1:-1].strip()
+    return (body, None) if body else (None, "empty")
+
+
 def _normalise(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def task_overlap(parent: str, evolved: str) -> float:
+    """The share of the parent's content words (four letters or more) that the evolved instruction keeps."""
+    words = set(re.findall(r"[a-z]{4,}", parent.lower()))
+    return len(words & set(re.findall(r"[a-z]{4,}", evolved.lower()))) / len(words) if words else 1.0
 
 
 def screen(parent: str, evolved: str, params: EvolveParams) -> str | None:
@@ -218,7 +268,15 @@ def screen(parent: str, evolved: str, params: EvolveParams) -> str | None:
         return "refusal"
     if Levenshtein.normalized_distance(a, b) < params.min_edit_distance:
         return "near_duplicate"
+    if task_overlap(parent, evolved) < params.min_task_overlap:
+        return "lost_task"
     return None
+
+
+def compose(parent: str, added: list[C.Constraint]) -> str:
+    """The evolved instruction written by code: the parent with the requirements appended (what the
+    programmatic teacher does, and the ``compose`` fallback when a model's reply is eliminated)."""
+    return f"{parent.rstrip()} {' '.join(c.text for c in added)}"
 
 
 def plan_round(chains: list[State], params: EvolveParams, round_name: str, allowed: list[str],
@@ -236,24 +294,26 @@ def ask_teacher(plans: list[Plan], params: EvolveParams, backend: Backend, round
                 ) -> tuple[dict[int, Completion], RunStats]:
     """One evolution request per chain that has new requirements; the replies by plan index."""
     todo = [(i, e, added) for i, (e, added, _) in enumerate(plans) if added]
+    fmt = params.reply_format
     requests = [
         Request(
-            messages=user(evolve_prompt(e["instruction"]["text"], added)),
+            messages=user(evolve_prompt(e["instruction"]["text"], added, fmt)),
             seed=seed_from(params.seed, round_name, e["chain"], "teacher"),
-            task={"kind": "evolve", "instruction": e["instruction"]["text"],
+            task={"kind": "evolve", "instruction": e["instruction"]["text"], "reply_format": fmt,
                   "description": " ".join(c.text for c in added),
                   "constraints": [{"id": c.id, "kwargs": c.kwargs} for c in added]},
+            json_schema=reply_schema(added) if fmt == "json" else None,
         )
         for _, e, added in todo
     ]
     completions, stats = generate_cached(
-        backend, requests, template_version=TEMPLATE_VERSION, description=f"evolve {round_name}"
+        backend, requests, template_version=TEMPLATE_VERSIONS[fmt], description=f"evolve {round_name}"
     )
     return {i: comp for (i, _, _), comp in zip(todo, completions)}, stats
 
 
 def candidate_record(entry: State, added: list[C.Constraint], evolved: str, backend: Backend, round_name: str,
-                     round_index: int) -> Instruction:
+                     round_index: int, by_code: bool = False) -> Instruction:
     """The evolved instruction I(t): the parent's constraints, then the new ones."""
     parent = entry["instruction"]
     constraints = [*parent["constraints"], *(c.to_record() for c in added)]
@@ -268,7 +328,8 @@ def candidate_record(entry: State, added: list[C.Constraint], evolved: str, back
         "operation": "+".join(f"{C.get(c.id).category}/{c.id}" for c in added),
         "reference": parent["reference"],
         "source": parent["source"],
-        "teacher": {"backend": backend.name, "model": backend.identity()},
+        "teacher": {"backend": "code", "model": "compose"} if by_code else
+                   {"backend": backend.name, "model": backend.identity()},
     }
 
 
@@ -297,22 +358,36 @@ def evolve_round(
     plans = plan_round(chains, params, round_name, allowed_types(params, answerable_only, judge), answerable_only)
     replies, stats = ask_teacher(plans, params, backend, round_name)
     causes: Counter[str] = Counter()
+    teacher_failed: Counter[str] = Counter()
     candidates, chain_records = [], []
+    parse = parse_reply if params.reply_format == "json" else (lambda text, _: parse_text_reply(text))
     for i, (entry, added, cause) in enumerate(plans):
         cand = None
         if added:
-            evolved, cause = parse_reply(replies[i].text, added)
+            parent = entry["instruction"]["text"]
+            evolved, cause = parse(replies[i].text, added)
             if evolved is not None:
-                cause = screen(entry["instruction"]["text"], evolved, params)
+                cause = screen(parent, evolved, params)
+            by_code = False
+            if cause is not None and params.fallback == "compose":
+                teacher_failed[cause] += 1
+                evolved, by_code = compose(parent, added), True
+                cause = screen(parent, evolved, params)
             if cause is None:
-                cand = candidate_record(entry, added, evolved, backend, round_name, round_index)
+                cand = candidate_record(entry, added, evolved, backend, round_name, round_index, by_code)
                 candidates.append(cand)
         if cause:
             causes[cause] += 1
         chain_records.append(chain_record(entry, cand, cause))
+    asked = sum(1 for _, added, _ in plans if added)
+    by_code = sum(c["teacher"]["backend"] == "code" for c in candidates)
     metrics = {
         "chains": len(chains),
         "evolved": len(candidates),
+        "evolved_by_teacher": len(candidates) - by_code,
+        "composed_by_code": by_code,
+        "teacher_reply_accepted_rate": round((len(candidates) - by_code) / asked, 4) if asked else 0.0,
+        "teacher_failed_by_cause": dict(sorted(teacher_failed.items())),
         "eliminated": sum(causes.values()),
         "eliminated_by_cause": dict(sorted(causes.items())),
         "teacher_calls": stats.calls,

@@ -79,6 +79,9 @@ class ModelParams(_Section):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int = 0
     trust_remote_code: bool = False
+    #: hold replies that must be JSON to their schema: OpenAI-compatible servers get
+    #: ``response_format`` (vLLM and SGLang honour it), vLLM's engine structured outputs
+    structured_output: bool = False
 
     @model_validator(mode="after")
     def _needs_model(self) -> "ModelParams":
@@ -119,6 +122,17 @@ class EvolveParams(_Section):
     attempts: int = Field(default=24, ge=1)
     #: evolved instructions longer than this are eliminated
     max_instruction_chars: int = Field(default=4000, ge=10)
+    #: how the teacher replies: ``json`` ({"instruction", "constraints"}, parsed strictly; with
+    #: ``teacher.structured_output`` the server is held to the schema) or ``text`` (the rewritten
+    #: instruction alone: the constraints are known from the plan, so a weak model need not write JSON)
+    reply_format: Literal["json", "text"] = "json"
+    #: an evolved instruction must keep at least this share of its parent's content words, or it is
+    #: eliminated as ``lost_task`` (it no longer asks for the parent's task)
+    min_task_overlap: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: when the teacher's reply is eliminated: ``none`` (the chain waits for the next round) or
+    #: ``compose`` (code appends the requirement to the parent, counted as ``composed_by_code`` and
+    #: recorded as code's, never the teacher's)
+    fallback: Literal["none", "compose"] = "none"
 
     @field_validator("types")
     @classmethod

@@ -50,7 +50,7 @@ def merged(name: str) -> dict[str, Any]:
     return params
 
 
-def run(name: str, exp_name: str, sets: list[str]) -> int:
+def run(name: str, exp_name: str, sets: list[str], targets: list[str] | None = None) -> int:
     """``dvc exp run --temp -n exp_name`` with the profile's params (the workspace keeps its own
     outputs; ``dvc exp apply exp_name`` brings the run's in), params.yaml restored afterwards. The
     call cache and the timings log are this project's, so the run reuses every answer already made."""
@@ -63,11 +63,15 @@ def run(name: str, exp_name: str, sets: list[str]) -> int:
     shipped = PARAMS.read_bytes()
     env = {**os.environ, "ECD_CACHE_DIR": str(cache_dir().resolve()),
            "ECD_TIMINGS": str(layout.timings_path().resolve())}
+    import signal
+
     write_text(PARAMS, yaml.safe_dump(params, sort_keys=False))
+    # a terminated run must still put the shipped params.yaml back (SIGINT already unwinds)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         cmd = ["dvc", "exp", "run", "--temp", "-n", exp_name]
         for s in sets:
             cmd += ["-S", s]
-        return subprocess.run(cmd, env=env).returncode
+        return subprocess.run([*cmd, *(targets or [])], env=env).returncode
     finally:
         PARAMS.write_bytes(shipped)

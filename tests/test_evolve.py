@@ -58,7 +58,8 @@ def test_screen_causes() -> None:
     assert screen(parent, parent + " Use no commas at all in the whole of your answer please.", params) == "too_long"
     assert screen(parent, "I'm sorry, I cannot rewrite this.", params) == "refusal"
     assert screen(parent, parent.replace("short", "shrt"), params) == "near_duplicate"
-    assert screen(parent, "Write a poem about the sea. Use no commas.", params) is None
+    assert screen(parent, "Write a short poem about the sea's people. Use no commas.", params) is None
+    assert screen(parent, "Write a poem about the sea. Use no commas.", params) == "lost_task"  # 3 of 8 words kept
 
 
 def _entry(seed: dict, k: int) -> dict:
@@ -101,3 +102,89 @@ def test_a_round_can_add_several_constraints() -> None:
         assert len(ids) == len(set(ids))
         assert c["operation"].count("+") == len(ids) - 1
     assert metrics["evolved"] + metrics["eliminated"] == metrics["chains"] == 30
+
+
+# ---------------------------------------------------------------------------------------------
+# weak teachers: a reply protocol without JSON, the task kept, code's fallback counted as code's
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("List three fruits without commas.", "List three fruits without commas."),
+    ('"List three fruits without commas."', "List three fruits without commas."),
+    ("Rewritten instruction: List three fruits without commas.", "List three fruits without commas."),
+    ("Here is the new instruction:\nList three fruits without commas.", "List three fruits without commas."),
+    ("```\nList three fruits without commas.\n```", "List three fruits without commas."),
+    ('{"instruction": "List three fruits without commas."}', "List three fruits without commas."),
+])
+def test_text_replies_need_no_json(reply: str, expected: str) -> None:
+    from ecd.evolve import parse_text_reply
+
+    assert parse_text_reply(reply) == (expected, None)
+    assert parse_text_reply("  ``` ```  ") == (None, "empty")
+
+
+def test_an_evolution_that_drops_the_parents_task_is_eliminated() -> None:
+    parent = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+    params = EvolveParams()
+    assert screen(parent, parent + " Do not use any commas.", params) is None
+    assert screen(parent, "Do not use any commas in your answer, please, and be brief.", params) == "lost_task"
+
+
+def _scripted_teacher(reply: str):
+    from conftest import LoopbackChat, chat_completion
+
+    class Handler(LoopbackChat.Handler):
+        bodies: list[dict] = []
+
+        def reply(self, n, body):
+            type(self).bodies.append(body)
+            return 200, chat_completion(reply)
+
+    server, url = LoopbackChat.serve(Handler)
+    return server, url, Handler
+
+
+def test_a_failed_reply_composed_by_code_is_counted_as_code_never_as_the_teacher() -> None:
+    from ecd.backends import OpenAIBackend
+    from ecd.params import ModelParams
+
+    seeds = load_seeds(SeedParams(limit=4))
+    state = [{"chain": None, "root_id": s["id"], "round": 0, "instruction": s,
+              "response": {"id": f"r{k}", "text": s["reference"], "model": "m"}} for k, s in enumerate(seeds)]
+    server, url, _ = _scripted_teacher("Sure! The answer is 42.")  # answers instead of rewriting
+    try:
+        teacher = OpenAIBackend(ModelParams(backend="openai", model="m", base_url=url, max_retries=0))
+        for fallback in ("none", "compose"):
+            params = EvolveParams(chains_per_seed=2, reply_format="text", fallback=fallback)
+            cands, chains, metrics = evolve_round(state, params, teacher, "r1", 1)
+            if fallback == "none":
+                assert cands == [] and metrics["eliminated_by_cause"]["lost_task"] == metrics["chains"]
+            else:
+                assert metrics["composed_by_code"] == len(cands) == metrics["chains"]
+                assert metrics["evolved_by_teacher"] == 0 and metrics["teacher_reply_accepted_rate"] == 0.0
+                assert metrics["teacher_failed_by_cause"] == {"lost_task": metrics["chains"]}
+                assert all(c["teacher"] == {"backend": "code", "model": "compose"} for c in cands)
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_structured_output_sends_the_reply_schema_to_the_server(structured: bool) -> None:
+    from ecd.backends import OpenAIBackend
+    from ecd.params import ModelParams
+
+    seeds = load_seeds(SeedParams(limit=2))
+    state = [{"chain": None, "root_id": s["id"], "round": 0, "instruction": s,
+              "response": {"id": f"r{k}", "text": s["reference"], "model": "m"}} for k, s in enumerate(seeds)]
+    server, url, handler = _scripted_teacher('{"instruction": "x"}')
+    try:
+        teacher = OpenAIBackend(ModelParams(backend="openai", model="m", base_url=url, max_retries=0,
+                                            structured_output=structured))
+        evolve_round(state, EvolveParams(chains_per_seed=1), teacher, "r1", 1)
+    finally:
+        server.shutdown()
+    formats = [b.get("response_format") for b in handler.bodies]
+    assert formats and all((f is not None) == structured for f in formats)
+    if structured:
+        schema = formats[0]["json_schema"]["schema"]
+        assert formats[0]["type"] == "json_schema" and schema["required"] == ["instruction", "constraints"]
