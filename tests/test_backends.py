@@ -57,7 +57,7 @@ def test_missing_model_path_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_llm_teacher_gibberish_is_eliminated_and_counted(tiny_model: Path, tmp_path: Path) -> None:
+def test_an_llm_teacher_whose_answers_never_end_yields_no_roots(tiny_model: Path, tmp_path: Path) -> None:
     """The dataset half with a tiny transformers model as teacher, judge and weak model."""
     tiny = {"backend": "transformers", "model": str(tiny_model), "max_new_tokens": 24, "batch_size": 8}
     proj = make_project(tmp_path / "proj", {
@@ -73,20 +73,10 @@ def test_llm_teacher_gibberish_is_eliminated_and_counted(tiny_model: Path, tmp_p
     proj.run("dvc", "repro", "pair")
     evolve = json.loads((proj.path / "metrics/rounds/r1/evolve.json").read_text())
     verify = json.loads((proj.path / "metrics/rounds/r1/verify.json").read_text())
-    assert evolve["chains"] == 12
-    assert evolve["evolved"] + sum(evolve["eliminated_by_cause"].values()) == 12
-    assert evolve["eliminated_by_cause"]  # a random tiny model does not write valid JSON
-    assert set(evolve["eliminated_by_cause"]) <= {"empty", "no_json", "bad_json", "missing_field", "unchanged",
-                                                  "too_long", "refusal", "near_duplicate", "unknown_constraint",
-                                                  "constraint_mismatch"}
-    assert evolve["teacher_calls"] == evolve["cache_misses"] == 12
-    r0 = read_jsonl(proj.path / "data/rounds/r0/responses.jsonl")
-    assert len(r0) == 12 and all(r["model"].startswith("transformers:sha256:") for r in r0)
-    state = read_jsonl(proj.path / "data/rounds/r1/state.jsonl")
-    assert len(state) == 12 and sum(verify["eliminated_by_cause"].values()) + verify["accepted"] == 12
-    pairs = json.loads((proj.path / "metrics/pair.json").read_text())
-    assert pairs["pairs"] == sum(pairs["pairs_by_strategy"].values())
-    assert (proj.path / "data/pairs/README.md").exists()
-    # a re-run of the round-0 sampling is served from the call cache
-    proc = proj.run("dvc", "repro", "-f", "-s", "sample_r0")
-    assert "cache 12 hits, 0 misses" in proc.stdout
+    roots = json.loads((proj.path / "metrics/rounds/r0/verify.json").read_text())
+    # the untrained tiny model never ends an answer within 24 tokens: every seed answer is cut, and a
+    # cut answer is never chosen, so no root survives to evolve (the gibberish evolution replies of a
+    # weak model are counted in tests/test_evolve.py against a scripted server)
+    assert roots["eliminated_by_cause"] == {"cut_at_max_tokens": 6} and roots["accepted"] == 0
+    assert evolve["chains"] == 0 and verify["accepted"] == 0
+    assert json.loads((proj.path / "metrics/pair.json").read_text())["pairs"] == 0

@@ -84,7 +84,9 @@ def test_two_lora_rpo_steps_keep_the_end_token_in_the_loss(smollm2: Path, tmp_pa
     for build in (build_dpo_trainer, build_sft_trainer):
         trainer = build(smollm2, rows, params, tmp_path / build.__name__)
         batch = next(iter(trainer.get_train_dataloader()))
-        ids, mask = batch["input_ids"], batch["completion_mask"]
+        ids = batch["input_ids"]
+        # DPO's collator marks the answer with completion_mask; SFT's sets every other label to -100
+        mask = batch["completion_mask"] if "completion_mask" in batch else (batch["labels"] != -100).long()
         for k in range(ids.size(0)):
             real = ids[k][batch["attention_mask"][k].bool()].tolist()
             last_end = len(real) - 1 - real[::-1].index(end) if real[-1] != end else len(real) - 1
