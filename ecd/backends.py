@@ -97,6 +97,9 @@ class Backend(ABC):
     #: whether the backend answers by rewriting the seed's reference answer (the programmatic teacher), so
     #: evolution may only add requirements that have a rewrite
     answers_by_rewriting: bool = False
+    #: whether the backend can hold a reply to a request's JSON schema (a server's response_format,
+    #: vLLM's structured outputs); used when params ask for it with ``structured_output``
+    supports_schema: bool = False
 
     def where(self) -> str:
         """The model (and server) to name in an error line."""
@@ -107,7 +110,7 @@ class Backend(ABC):
         """Whether replies are constrained to a request's ``json_schema`` (``structured_output`` on a
         backend that supports it)."""
         params = getattr(self, "params", None)
-        return bool(params is not None and params.structured_output and self.name in ("openai", "vllm"))
+        return bool(self.supports_schema and params is not None and params.structured_output)
 
     @property
     def max_failed_fraction(self) -> float:
@@ -421,6 +424,7 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
+    supports_schema = True
 
     def __init__(self, params: ModelParams) -> None:
         import os
@@ -531,6 +535,7 @@ class VLLMBackend(Backend):
     """
 
     name = "vllm"
+    supports_schema = True
 
     def __init__(self, params: ModelParams) -> None:
         self.params = params

@@ -25,8 +25,6 @@ from ecd.schema import Chain, Instruction, State, user
 #: evolve) and why none could be drawn
 Plan = tuple[State, list[C.Constraint], str | None]
 
-TEMPLATE_VERSION = "evolve-v2"
-
 #: what each operation of the taxonomy asks of the teacher, in the words of the paper's operations
 OPERATIONS: dict[str, str] = {
     "content": "Add a requirement on what the answer must contain (a keyword, an element, an audience).",
