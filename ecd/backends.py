@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from ecd.errors import EcdError
 from ecd.layout import check_model_path
 from ecd.params import ModelParams
 from ecd.progress import console, progress_bar
+from ecd.ratelimit import RateLimiter, estimate_tokens
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class Completion:
     completion_tokens: int = 0
     #: why a failed or rejected call failed (``http_500``, ``malformed_reply``, ``timeout``, ``rejected_400``)
     error: str = ""
+
+
+#: called with a request's index in the list handed to ``generate`` and its completion, as it finishes
+OnDone = Callable[[int, Completion], None]
 
 
 #: finish reasons of calls that produced no answer; neither is cached, so a rerun asks again
@@ -131,8 +138,9 @@ class Backend(ABC):
         return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens}
 
     @abstractmethod
-    def generate(self, requests: list[Request]) -> list[Completion]:
-        """One completion per request, in order."""
+    def generate(self, requests: list[Request], on_done: OnDone | None = None) -> list[Completion]:
+        """One completion per request, in order; ``on_done(i, completion)`` as each one finishes, so
+        that the caller can cache it at once instead of waiting for the slowest request."""
 
     @property
     def batch_size(self) -> int:
@@ -142,7 +150,8 @@ class Backend(ABC):
 
     @property
     def chunk_size(self) -> int:
-        """Requests handed to ``generate`` at once and committed to the cache together."""
+        """Requests handed to ``generate`` at once. Backends that keep every slot busy by themselves
+        (refilling a finished row or a finished request's slot from the rest) take them all."""
         return self.batch_size
 
 
@@ -168,24 +177,27 @@ class ProgrammaticBackend(Backend):
     def identity(self) -> str:
         return "programmatic:v1"
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
-        out = []
-        for req in requests:
-            task = req.task or {}
-            if task.get("kind") == "answer":
-                cons = [C.Constraint.from_record(c) for c in task["constraints"]]
-                text = C.apply_rewrites(task["reference"], cons)
-                out.append(Completion("", "unanswerable") if text is None else Completion(text, "stop"))
-            elif task.get("kind") == "evolve":
-                evolved = f"{task['instruction'].rstrip()} {task['description']}"
-                if task.get("reply_format", "json") == "text":
-                    out.append(Completion(evolved))
-                    continue
-                reply = {"instruction": evolved, "constraints": task.get("constraints", [])}
-                out.append(Completion(json.dumps(reply, ensure_ascii=False)))
-            else:
-                raise EcdError("the programmatic teacher got a request without a task it knows")
+    def generate(self, requests: list[Request], on_done: OnDone | None = None) -> list[Completion]:
+        out = [self._one(req) for req in requests]
+        for i, c in enumerate(out):
+            if on_done:
+                on_done(i, c)
         return out
+
+    @staticmethod
+    def _one(req: Request) -> Completion:
+        task = req.task or {}
+        if task.get("kind") == "answer":
+            cons = [C.Constraint.from_record(c) for c in task["constraints"]]
+            text = C.apply_rewrites(task["reference"], cons)
+            return Completion("", "unanswerable") if text is None else Completion(text, "stop")
+        if task.get("kind") == "evolve":
+            evolved = f"{task['instruction'].rstrip()} {task['description']}"
+            if task.get("reply_format", "json") == "text":
+                return Completion(evolved)
+            reply = {"instruction": evolved, "constraints": task.get("constraints", [])}
+            return Completion(json.dumps(reply, ensure_ascii=False))
+        raise EcdError("the programmatic teacher got a request without a task it knows")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,11 +281,10 @@ class TransformersBackend(Backend):
 
     @property
     def chunk_size(self) -> int:
-        # several batches' worth at once: the decode loop refills finished rows' slots from the rest
-        return self.params.batch_size * 4
+        return UNCHUNKED  # the decode loop refills finished rows' slots from the rest
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
-        from ecd.generation import generate_continuous, greedy
+    def generate(self, requests: list[Request], on_done: OnDone | None = None) -> list[Completion]:
+        from ecd.generation import Generated, generate_continuous, greedy
 
         self._load()
         tok, model, p = self._tok, self._model, self.params
@@ -281,18 +292,16 @@ class TransformersBackend(Backend):
         prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
         pick = SeededSampler([r.seed for r in requests], p.temperature, p.top_p).pick if p.temperature > 0 else greedy
+
+        def completion(i: int, g: Generated) -> Completion:
+            return Completion(text=tok.decode(g.tokens, skip_special_tokens=True),
+                              finish_reason="stop" if g.stopped else "length",
+                              prompt_tokens=len(prompts[i]), completion_tokens=len(g.tokens) + g.stopped)
+
         done = generate_continuous(model, prompts, max_new_tokens=p.max_new_tokens, eos_ids=eos,
-                                   pad_id=tok.pad_token_id, width=p.batch_size, pick=pick,
-                                   device=self._device)
-        return [
-            Completion(
-                text=tok.decode(g.tokens, skip_special_tokens=True),
-                finish_reason="stop" if g.stopped else "length",
-                prompt_tokens=len(ids),
-                completion_tokens=len(g.tokens) + g.stopped,
-            )
-            for ids, g in zip(prompts, done)
-        ]
+                                   pad_id=tok.pad_token_id, width=p.batch_size, pick=pick, device=self._device,
+                                   on_done=(lambda i, g: on_done(i, completion(i, g))) if on_done else None)
+        return [completion(i, g) for i, g in enumerate(done)]
 
 
 def _as_list(x: Any) -> list[int]:
@@ -358,15 +367,19 @@ def generate_cached(
     # longest prompts first: similar lengths share a batch, and the slowest batch runs while the bar is fresh
     todo.sort(key=lambda i: -sum(len(m["content"]) for m in requests[i].messages))
     with progress_bar(description, total=len(requests), completed=stats.hits) as bar:
+        commit = _Committer(backend, cache, keys) if backend.cacheable else None
         for start in range(0, len(todo), backend.chunk_size):
             batch = todo[start : start + backend.chunk_size]
-            outs = backend.generate([requests[i] for i in batch])
-            for i, c in zip(batch, outs):
-                results[i] = c
-            if backend.cacheable:  # failed and rejected calls are not cached: a rerun tries them again
-                cache.put_many(backend.identity(), {keys[i]: asdict(c) for i, c in zip(batch, outs)
-                                                    if c.finish_reason not in (FAILED, REJECTED)})
-            bar.advance(len(batch), tokens=sum(c.completion_tokens for c in outs))
+
+            def done(k: int, c: Completion, batch: list[int] = batch) -> None:
+                results[batch[k]] = c
+                if commit:
+                    commit.add(batch[k], c)
+                bar.advance(1, tokens=c.completion_tokens)
+
+            backend.generate([requests[i] for i in batch], on_done=done)
+            if commit:
+                commit.flush()
     done = [r for r in results if r is not None]
     _count(stats, done)
     if backend.cacheable:
@@ -374,6 +387,33 @@ def generate_cached(
         console.print(f"{description}: call cache {stats.hits} hits, {stats.misses} misses{failed}")
     _apply_failure_policy(backend, stats, description)
     return done, stats
+
+
+class _Committer:
+    """Puts finished calls into the cache in small, frequent commits (every ``COMMIT_EVERY`` calls or
+    ``COMMIT_SECONDS``), so that a kill loses only what was in flight. Failed and rejected calls are
+    not cached: a rerun tries them again."""
+
+    def __init__(self, backend: Backend, cache: CallCache, keys: list[str]) -> None:
+        self.backend, self.cache, self.keys = backend, cache, keys
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.last = time.monotonic()
+
+    def add(self, i: int, c: Completion) -> None:
+        if c.finish_reason not in (FAILED, REJECTED):
+            self.pending[self.keys[i]] = asdict(c)
+        if len(self.pending) >= COMMIT_EVERY or time.monotonic() - self.last > COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.cache.put_many(self.backend.identity(), self.pending)
+        self.pending, self.last = {}, time.monotonic()
+
+
+COMMIT_EVERY, COMMIT_SECONDS = 32, 5.0
+#: a chunk size meaning "every request at once"
+UNCHUNKED = 1 << 62
 
 
 def _key_fields(req: Request, sampling: dict[str, Any], template_version: str, backend: Backend) -> dict[str, Any]:
@@ -439,7 +479,11 @@ class OpenAIBackend(Backend):
 
     @property
     def batch_size(self) -> int:
-        return self.params.concurrency * 4
+        return self.params.concurrency
+
+    @property
+    def chunk_size(self) -> int:
+        return UNCHUNKED  # a sliding window: as one request ends the next starts
 
     def where(self) -> str:
         return f"{self.params.model} at {self.params.base_url}"
@@ -448,50 +492,80 @@ class OpenAIBackend(Backend):
         # the served model, not the URL: the same weights behind another server give the same answers
         return f"openai:{self.params.model}@{self.params.revision or 'served'}"
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
+    def generate(self, requests: list[Request], on_done: OnDone | None = None) -> list[Completion]:
         import asyncio
 
-        return asyncio.run(self._generate(requests))
+        if self.params.batch_api:
+            from ecd import batch_api
 
-    async def _generate(self, requests: list[Request]) -> list[Completion]:
+            return batch_api.generate(self, requests, on_done)
+        return asyncio.run(self._generate(requests, on_done))
+
+    async def _generate(self, requests: list[Request], on_done: OnDone | None) -> list[Completion]:
+        """``concurrency`` workers take the next request as soon as their last one ends."""
         import asyncio
 
         from openai import AsyncOpenAI
 
-        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key, max_retries=0,
-                             timeout=self.params.timeout)
+        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key,
+                             max_retries=self.params.max_retries, timeout=self.params.timeout)
+        self.limiter = RateLimiter(self.params.requests_per_minute, self.params.tokens_per_minute)
+        results: list[Completion | None] = [None] * len(requests)
+        queue = iter(range(len(requests)))
         gate = asyncio.Semaphore(self.params.concurrency)
+
+        async def worker() -> None:
+            for i in queue:  # one shared iterator: each index is taken by exactly one worker
+                results[i] = await self._one(client, gate, requests[i])
+                if on_done:
+                    on_done(i, results[i])
+
         try:
-            return list(await asyncio.gather(*(self._one(client, gate, r) for r in requests)))
+            workers = [asyncio.ensure_future(worker()) for _ in range(min(self.params.concurrency, len(requests)))]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                for w in workers:
+                    w.cancel()
+                raise
         finally:
             await client.close()
+        return results  # type: ignore[return-value]
 
     async def _one(self, client: Any, gate: Any, req: Request) -> Completion:
+        """One request. Rate limits, server errors, timeouts and lost connections are retried by the
+        ``openai`` client itself (exponential backoff with jitter, honouring ``Retry-After``);
+        replies that arrive malformed are retried here."""
         import asyncio
         import random
 
         import openai
 
+
         p = self.params
-        unreachable: Exception | None = None
-        cause = ""
+        extra = {}
+        if req.json_schema is not None and self.holds_to_schema:
+            extra["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": req.json_schema, "strict": True}}
+        estimate = sum(estimate_tokens(m["content"]) for m in req.messages) + p.max_new_tokens
         for attempt in range(p.max_retries + 1):
             if attempt:
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+            charge = await self.limiter.acquire(estimate)
             try:
                 async with gate:
-                    extra = {}
-                    if req.json_schema is not None and self.holds_to_schema:
-                        extra["response_format"] = {"type": "json_schema", "json_schema": {
-                            "name": "reply", "schema": req.json_schema, "strict": True}}
-                    reply = await client.chat.completions.create(
+                    raw = await client.chat.completions.with_raw_response.create(
                         model=p.model, messages=req.messages, max_tokens=p.max_new_tokens,
                         temperature=p.temperature, top_p=p.top_p, seed=req.seed, **extra,
                     )
+                self.limiter.observe(raw.headers)
+                reply = raw.parse()
                 if not getattr(reply, "choices", None) or reply.choices[0].message is None:
                     raise ValueError("reply without choices")
                 choice = reply.choices[0]
                 usage = getattr(reply, "usage", None)
+                if charge is not None:
+                    self.limiter.settle(charge, getattr(usage, "total_tokens", 0) or 0)
                 return Completion(
                     text=choice.message.content or "",
                     finish_reason=choice.finish_reason or "stop",
@@ -499,21 +573,20 @@ class OpenAIBackend(Backend):
                     completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                 )
             except openai.APITimeoutError:
-                unreachable, cause = None, "timeout"
+                return Completion("", FAILED, error="timeout")
             except openai.APIConnectionError as exc:
-                unreachable, cause = exc, "unreachable"
+                raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {exc}") from None
             except openai.APIStatusError as exc:
-                unreachable, status = None, exc.status_code
+                self.limiter.observe(exc.response.headers)
+                status = exc.status_code
                 if status in STOP_STATUSES:
                     raise EcdError(f"{p.base_url}: {STOP_STATUSES[status]} ({status}): {exc.message}") from None
                 if status < 500 and status not in RETRY_STATUSES:  # this request's own fault: no retry helps
                     return Completion("", REJECTED, error=f"rejected_{status}")
-                cause = f"http_{status}"
+                return Completion("", FAILED, error=f"http_{status}")
             except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError):
-                unreachable, cause = None, "malformed_reply"
-        if unreachable is not None:
-            raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {unreachable}")
-        return Completion("", FAILED, error=cause)
+                pass
+        return Completion("", FAILED, error="malformed_reply")
 
 
 #: statuses that no retry and no other request can fix: the stage stops at once
@@ -551,7 +624,11 @@ class VLLMBackend(Backend):
             ) from None
         return vllm
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
+    @property
+    def chunk_size(self) -> int:
+        return UNCHUNKED  # the engine schedules every request itself
+
+    def generate(self, requests: list[Request], on_done: OnDone | None = None) -> list[Completion]:
         vllm = self._vllm()
         p = self.params
         if self._llm is None:
@@ -571,12 +648,14 @@ class VLLMBackend(Backend):
                                                 seed=r.seed, **extra))
         outputs = self._llm.chat([r.messages for r in requests], sampling, use_tqdm=False)
         results = []
-        for out in outputs:
+        for i, out in enumerate(outputs):
             gen = out.outputs[0]
             results.append(Completion(
                 text=gen.text, finish_reason=gen.finish_reason or "stop",
                 prompt_tokens=len(out.prompt_token_ids or []), completion_tokens=len(gen.token_ids or []),
             ))
+            if on_done:
+                on_done(i, results[-1])
         return results
 
 

@@ -30,6 +30,69 @@ def greedy(logits: Any, rows: list[int]) -> Any:
     return logits.argmax(-1)
 
 
+def _layer_class() -> type:
+    """A cache layer whose keys and values live in a buffer with room to grow.
+
+    ``DynamicLayer`` concatenates every new token onto the whole cache, copying all of it at each
+    step: at 64 rows of a few hundred tokens that copy costs more than the step's attention. Here
+    ``keys``/``values`` are views of the first ``n`` positions of a larger buffer that is written
+    in place and reallocated (doubling) only when full.
+    """
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+            super().lazy_initialization(key_states, value_states)
+            self.n = 0
+            self.kbuf = self.vbuf = None
+
+        def _set(self, kbuf: Any, vbuf: Any, n: int) -> None:
+            self.kbuf, self.vbuf, self.n = kbuf, vbuf, n
+            self.keys, self.values = kbuf[:, :, :n], vbuf[:, :, :n]
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            new = key_states.size(2)
+            if self.kbuf is None or self.n + new > self.kbuf.size(2):
+                cap = max(2 * (self.n + new), 64)
+                shape = (*key_states.shape[:2], cap, key_states.size(3))
+                kbuf, vbuf = key_states.new_empty(shape), value_states.new_empty(shape)
+                if self.n:
+                    kbuf[:, :, :self.n], vbuf[:, :, :self.n] = self.keys, self.values
+                self.kbuf, self.vbuf = kbuf, vbuf
+            self.kbuf[:, :, self.n:self.n + new] = key_states
+            self.vbuf[:, :, self.n:self.n + new] = value_states
+            self._set(self.kbuf, self.vbuf, self.n + new)
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: Any) -> None:
+            if self.is_initialized and self.n:
+                # gather the filled positions only, into a buffer with the old one's room to grow
+                shape = (len(indices), self.kbuf.size(1), self.kbuf.size(2), self.kbuf.size(3))
+                kbuf, vbuf = self.kbuf.new_empty(shape), self.vbuf.new_empty(shape)
+                torch.index_select(self.keys, 0, indices, out=kbuf[:, :, :self.n])
+                torch.index_select(self.values, 0, indices, out=vbuf[:, :, :self.n])
+                self._set(kbuf, vbuf, self.n)
+
+        def drop_front(self, start: int) -> None:
+            """Forget the first ``start`` positions (a view: the buffer keeps its room at the end)."""
+            self._set(self.kbuf[:, :, start:], self.vbuf[:, :, start:], self.n - start)
+
+        def stack(self, other: Any, pad_mine: int, pad_theirs: int) -> None:
+            """Put ``other``'s rows under these, left-padded so that both end at the same position."""
+            n = max(self.n + pad_mine, other.n + pad_theirs)
+            b1, b2 = self.kbuf.size(0), other.kbuf.size(0)
+            shape = (b1 + b2, self.kbuf.size(1), 2 * n, self.kbuf.size(3))
+            kbuf, vbuf = self.kbuf.new_zeros(shape), self.vbuf.new_zeros(shape)
+            kbuf[:b1, :, pad_mine:n], vbuf[:b1, :, pad_mine:n] = self.keys, self.values
+            kbuf[b1:, :, pad_theirs:n], vbuf[b1:, :, pad_theirs:n] = other.keys, other.values
+            self._set(kbuf, vbuf, n)
+
+    return GrowingLayer
+
+
 class _Batch:
     """The rows in flight: their request indices, attention mask, positions and key/value cache."""
 
@@ -54,7 +117,7 @@ class _Batch:
         if start:
             self.mask = self.mask[:, start:]
             for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+                layer.drop_front(start)
 
     def merge(self, other: _Batch) -> None:
         """Add ``other``'s rows, left-padding whichever is shorter so that the last columns align."""
@@ -63,17 +126,12 @@ class _Batch:
         t1, t2 = self.mask.size(1), other.mask.size(1)
         t = max(t1, t2)
 
-        def pad(x: Any, n: int, dim: int) -> Any:
-            if n == 0:
-                return x
-            shape = list(x.shape)
-            shape[dim] = n
-            return torch.cat([x.new_zeros(shape), x], dim=dim)
+        def pad(x: Any, n: int) -> Any:
+            return torch.cat([x.new_zeros((x.size(0), n)), x], dim=1) if n else x
 
-        self.mask = torch.cat([pad(self.mask, t - t1, 1), pad(other.mask, t - t2, 1)], 0)
+        self.mask = torch.cat([pad(self.mask, t - t1), pad(other.mask, t - t2)], 0)
         for mine, theirs in zip(self.cache.layers, other.cache.layers):
-            mine.keys = torch.cat([pad(mine.keys, t - t1, 2), pad(theirs.keys, t - t2, 2)], 0)
-            mine.values = torch.cat([pad(mine.values, t - t1, 2), pad(theirs.values, t - t2, 2)], 0)
+            mine.stack(theirs, t - t1, t - t2)
         self.rows += other.rows
         self.next_ids = torch.cat([self.next_ids, other.next_ids], 0)
 
@@ -88,8 +146,9 @@ def generate_continuous(model: Any, prompts: Sequence[list[int]], *, max_new_tok
     each request finishes.
     """
     import torch
-    from transformers import DynamicCache
+    from transformers.cache_utils import Cache
 
+    layer_class = _layer_class()
     results: list[Generated | None] = [None] * len(prompts)
     out: dict[int, list[int]] = {}
     # longest prompts first: rows prefilled together pad little, and the long ones start early
@@ -109,7 +168,7 @@ def generate_continuous(model: Any, prompts: Sequence[list[int]], *, max_new_tok
             ids[k, longest - len(prompts[i]):] = torch.tensor(prompts[i])
             mask[k, longest - len(prompts[i]):] = 1
         ids, mask = ids.to(device), mask.to(device)
-        cache = DynamicCache(config=model.config)
+        cache = Cache(layer_class_to_replicate=layer_class)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                        use_cache=True, logits_to_keep=1).logits[:, -1, :]

@@ -61,9 +61,18 @@ class ModelParams(_Section):
     api_key_env: str | None = None
     #: openai: requests in flight at once
     concurrency: int = Field(default=8, ge=1)
-    #: openai: seconds before a request times out; retries back off exponentially with jitter
+    #: openai: seconds before a request times out; retries back off exponentially with jitter and
+    #: honour the server's Retry-After
     timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
+    #: openai: caps over any rolling minute, kept on our side (a hosted API's limits; null: none).
+    #: Tokens are charged as prompt characters / 4 + max_new_tokens, then corrected to the usage reported
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    #: openai: send the cache's misses through the Batch API (half price on OpenAI, answers within 24 h)
+    #: instead of one by one; the batch is polled every batch_poll_seconds
+    batch_api: bool = False
+    batch_poll_seconds: float = Field(default=30.0, gt=0)
     #: share of a run's calls that may still fail after their retries; above it the stage fails
     #: (after caching every answered call) and writes nothing. 0: any failed call fails the stage
     max_failed_fraction: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -174,7 +174,8 @@ class LoopbackChat:
         def answer(self, prompt: str) -> str:
             raise NotImplementedError
 
-        def reply(self, n: int, body: dict) -> tuple[int, bytes]:
+        def reply(self, n: int, body: dict) -> tuple:
+            """(status, body) or (status, body, extra headers)."""
             return 200, chat_completion(self.answer(body["messages"][-1]["content"]))
 
         def do_POST(self) -> None:  # noqa: N802
@@ -186,9 +187,11 @@ class LoopbackChat:
                 body = json.loads(raw)
             except ValueError:
                 body = {}
-            status, out = self.reply(type(self).calls, body)
+            status, out, *headers = self.reply(type(self).calls, body)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            for name, value in (headers[0] if headers else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
