@@ -4,7 +4,8 @@
 
 A loopback OpenAI-compatible server (its own process) answers each request after a latency fixed by
 the request's text: most answers take 0.2–1 s, one in seven takes 3–8 s, as an LLM server's do. The
-ideal time for a run is the sum of the latencies over the concurrency (every slot always busy). Two
+ideal time for a run is the sum of the latencies over the concurrency (every slot always busy); no schedule can beat it, and the last
+long answers keep even a perfect one a few seconds behind it, so runs are 40 answers a slot long. Two
 ways of sending the same requests are timed side by side at each concurrency:
 
 - ``chunked``: the old way, ``generate`` on chunks of ``concurrency × 4`` requests, each chunk waiting
@@ -35,7 +36,7 @@ import json, random, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def latency(text):
-    rng = random.Random(text)
+    rng = random.Random(text.rsplit(" ", 1)[-1])
     return rng.uniform(3.0, 8.0) if rng.random() < 1 / 7 else rng.uniform(0.2, 1.0)
 
 class H(BaseHTTPRequestHandler):
@@ -64,14 +65,15 @@ s.serve_forever()
 
 
 def latency(text: str) -> float:
-    """The server's latency for a request (the same function, to compute the ideal)."""
-    rng = random.Random(text)
+    """The server's latency for a request (the same function, to compute the ideal): fixed by the
+    request's number, so both ways of sending meet the same latencies."""
+    rng = random.Random(text.rsplit(" ", 1)[-1])
     return rng.uniform(3.0, 8.0) if rng.random() < 1 / 7 else rng.uniform(0.2, 1.0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=0, help="requests per run (default: 12 × concurrency)")
+    ap.add_argument("--requests", type=int, default=0, help="requests per run (default: 40 × concurrency)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[32, 256])
     args = ap.parse_args()
 
@@ -84,7 +86,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
         urllib.request.urlopen(url.replace("/v1", "/health"), timeout=10).read()
         for conc in args.concurrency:
-            n = args.requests or 12 * conc
+            n = args.requests or 40 * conc
             for way in ("chunked", "window"):
                 # fresh texts per run, so that no run is answered from another's cache
                 texts = [f"{way} {conc} request {i}" for i in range(n)]

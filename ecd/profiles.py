@@ -50,6 +50,18 @@ def merged(name: str) -> dict[str, Any]:
     return params
 
 
+def _dvc_set(params: dict[str, Any], item: str) -> str:
+    """DVC's ``-S`` overrides only keys the params file has; a key the profile leaves at its default
+    (``teacher.base_url``) is added with DVC's ``+`` prefix."""
+    key = item.split("=", 1)[0]
+    node: Any = params
+    for part in key.lstrip("+").split("."):
+        if not isinstance(node, dict) or part not in node:
+            return item if item.startswith("+") else "+" + item
+        node = node[part]
+    return item
+
+
 def run(name: str, exp_name: str, sets: list[str], targets: list[str] | None = None) -> int:
     """``dvc exp run --temp -n exp_name`` with the profile's params (the workspace keeps its own
     outputs; ``dvc exp apply exp_name`` brings the run's in), params.yaml restored afterwards. The
@@ -71,7 +83,7 @@ def run(name: str, exp_name: str, sets: list[str], targets: list[str] | None = N
     try:
         cmd = ["dvc", "exp", "run", "--temp", "-n", exp_name]
         for s in sets:
-            cmd += ["-S", s]
+            cmd += ["-S", _dvc_set(params, s)]
         return subprocess.run([*cmd, *(targets or [])], env=env).returncode
     finally:
         PARAMS.write_bytes(shipped)
