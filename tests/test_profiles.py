@@ -1,0 +1,44 @@
+"""Params profiles: the shipped ones validate, a misspelt name is named, and ``-S`` reaches DVC in
+the form it accepts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, VENV_BIN, env
+from ecd.errors import EcdError
+from ecd.profiles import _dvc_set, merged
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml")))
+def test_every_shipped_profile_validates(name: str, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    params = merged(name)
+    over = yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text())
+    assert all(k in params for k in over)
+
+
+def test_a_misspelt_profile_is_named_with_the_closest(monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(EcdError, match=r"no profile 'smolm2'.*smollm2"):
+        merged("smolm2")
+
+
+def test_set_on_a_key_the_params_leave_at_default_gets_dvcs_plus() -> None:
+    params = {"teacher": {"backend": "openai", "model": "m"}, "seed": {"limit": 24}}
+    assert _dvc_set(params, "seed.limit=4") == "seed.limit=4"
+    assert _dvc_set(params, "teacher.base_url=http://x/v1") == "+teacher.base_url=http://x/v1"
+    assert _dvc_set(params, "+teacher.base_url=u") == "+teacher.base_url=u"
+    assert _dvc_set(params, "judge.model=m") == "+judge.model=m"
+
+
+def test_profile_show_prints_the_merged_params(tmp_path: Path) -> None:
+    out = subprocess.run([str(Path(VENV_BIN) / "ecd"), "profile", "show", "smollm2"], cwd=ROOT,
+                         env=env(tmp_path / "cache"), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)
+    assert shown["student"]["model"] == "models/pretrained/smollm2" and shown["train"]["lora"]["enabled"] is True
