@@ -377,9 +377,11 @@ def generate_cached(
                     commit.add(batch[k], c)
                 bar.advance(1, tokens=c.completion_tokens)
 
-            backend.generate([requests[i] for i in batch], on_done=done)
-            if commit:
-                commit.flush()
+            try:
+                backend.generate([requests[i] for i in batch], on_done=done)
+            finally:  # a stage stopped by an error or a signal keeps what was already answered
+                if commit:
+                    commit.flush()
     done = [r for r in results if r is not None]
     _count(stats, done)
     if backend.cacheable:

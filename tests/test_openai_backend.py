@@ -133,3 +133,24 @@ def test_api_key_never_leaks(served_model, tmp_path) -> None:
     assert blobs and secret.encode() not in blobs
     r0 = [json.loads(line) for line in (proj.path / "data/rounds/r0/responses.jsonl").read_text().splitlines()]
     assert len(r0) == 4 and all(r["model"].startswith("openai:") for r in r0)
+
+
+class _KeyRevoked(LoopbackChat.Handler):
+    """Answers three requests, then says the key is no longer valid."""
+
+    def reply(self, n, body):
+        if n <= 3:
+            return 200, chat_completion("answer " + body["messages"][-1]["content"])
+        return 401, b'{"error": {"message": "key revoked"}}'
+
+
+def test_a_stage_stopped_mid_run_keeps_the_calls_already_answered(tmp_path) -> None:
+    server, url = LoopbackChat.serve(_KeyRevoked)
+    cache = CallCache(tmp_path / "c.sqlite")
+    try:
+        reqs = [Request(messages=[{"role": "user", "content": f"q{i}"}], seed=i) for i in range(8)]
+        with pytest.raises(EcdError, match="authentication failed"):
+            generate_cached(backend(url, concurrency=1), reqs, template_version="t", description="d", cache=cache)
+    finally:
+        server.shutdown()
+    assert cache.count() == 3  # committed although the stage stopped before its first regular commit
