@@ -534,6 +534,16 @@ class OpenAIBackend(Backend):
             await client.close()
         return results  # type: ignore[return-value]
 
+    def chat_body(self, req: Request) -> dict[str, Any]:
+        """The chat-completions request body for ``req``: sent directly, or as a Batch API line."""
+        p = self.params
+        body: dict[str, Any] = {"model": p.model, "messages": req.messages, "max_tokens": p.max_new_tokens,
+                                "temperature": p.temperature, "top_p": p.top_p, "seed": req.seed}
+        if req.json_schema is not None and self.holds_to_schema:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": req.json_schema, "strict": True}}
+        return body
+
     async def _one(self, client: Any, gate: Any, req: Request) -> Completion:
         """One request. Rate limits, server errors, timeouts and lost connections are retried by the
         ``openai`` client itself (exponential backoff with jitter, honouring ``Retry-After``);
@@ -545,10 +555,7 @@ class OpenAIBackend(Backend):
 
 
         p = self.params
-        extra = {}
-        if req.json_schema is not None and self.holds_to_schema:
-            extra["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "reply", "schema": req.json_schema, "strict": True}}
+        body = self.chat_body(req)
         estimate = sum(estimate_tokens(m["content"]) for m in req.messages) + p.max_new_tokens
         for attempt in range(p.max_retries + 1):
             if attempt:
@@ -556,10 +563,7 @@ class OpenAIBackend(Backend):
             charge = await self.limiter.acquire(estimate)
             try:
                 async with gate:
-                    raw = await client.chat.completions.with_raw_response.create(
-                        model=p.model, messages=req.messages, max_tokens=p.max_new_tokens,
-                        temperature=p.temperature, top_p=p.top_p, seed=req.seed, **extra,
-                    )
+                    raw = await client.chat.completions.with_raw_response.create(**body)
                 self.limiter.observe(raw.headers)
                 reply = raw.parse()
                 if not getattr(reply, "choices", None) or reply.choices[0].message is None:

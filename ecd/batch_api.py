@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,16 +33,6 @@ def state_dir() -> Path:
     from ecd.cache import cache_dir
 
     return cache_dir().parent / "batches"
-
-
-def _body(backend: OpenAIBackend, req: Request) -> dict[str, Any]:
-    p = backend.params
-    body: dict[str, Any] = {"model": p.model, "messages": req.messages, "max_tokens": p.max_new_tokens,
-                            "temperature": p.temperature, "top_p": p.top_p, "seed": req.seed}
-    if req.json_schema is not None and backend.holds_to_schema:
-        body["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "reply", "schema": req.json_schema, "strict": True}}
-    return body
 
 
 def _lines(bodies: dict[str, dict[str, Any]]) -> str:
@@ -89,7 +78,7 @@ async def _generate(backend: OpenAIBackend, requests: list[Request], on_done: On
     p = backend.params
     client = AsyncOpenAI(base_url=p.base_url, api_key=backend.api_key, max_retries=p.max_retries, timeout=p.timeout)
     results: list[Completion | None] = [None] * len(requests)
-    bodies = [_body(backend, r) for r in requests]
+    bodies = [backend.chat_body(r) for r in requests]
     # a request's custom id is its body's hash: equal requests (same messages, seed, sampling) are asked once
     ids = [hashlib.sha256(json.dumps(b, sort_keys=True).encode()).hexdigest()[:24] for b in bodies]
     todo = list(range(len(requests)))
