@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install demo test report bench bench-reference grid real clean
+.PHONY: install browser demo test report bench bench-reference grid real clean
 
 install: $(STAMP)
 
@@ -25,12 +25,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: install
 	dvc repro
-	ecd report --markdown report.md
+	ecd report --markdown report.md --html report.html
 
 report: install
 	ecd report
 
-test: install
+# Debian's chromium, for the test that opens the HTML report in a real browser (skipped without it)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+		echo "chromium could not be installed (needs root and apt-get): the browser test will be skipped"
+
+test: install browser
 	$(PY) -m pytest -q
 
 # performance and agreement checks; none of them is a unit test
@@ -64,4 +71,4 @@ real: install
 	@echo "results: dvc exp show --md; bring them in with: dvc exp apply smollm2 && ecd report"
 
 clean:
-	rm -rf .ecd models data/rounds data/pairs data/eval metrics plots report.md
+	rm -rf .ecd models data/rounds data/pairs data/eval metrics plots report.md report.html report-charts

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecd import layout
+from ecd import report as report_mod
 from ecd.errors import EcdError, report_errors
 
 app = typer.Typer(help="Evolutionary Contrastive Distillation as a DVC pipeline.", no_args_is_help=True)
@@ -18,41 +19,13 @@ app.add_typer(cache_app, name="cache")
 out = Console()
 
 
-METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
-SET_TITLES = {"heldout": "held-out instructions", "ifeval": "IFEval (541 prompts)",
-              "winrate": "judge win rate vs text-davinci-003"}
-
-
-def report_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) per evaluation set: every model on every metric, with its delta
-    against ``baseline``."""
-    sets = sorted({s for m in data.values() for s in m}, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99)
-    tables = []
-    for set_name in sets:
-        order = layout.STUDENTS
-        models = sorted((m for m in data if set_name in data[m]), key=lambda m: (order.index(m) if m in order else 9, m))
-        first = data[models[0]][set_name]
-        ref = data.get(baseline, {}).get(set_name, {})
-        n = first.get("n_prompts", first.get("judged", ""))
-        title = f"{SET_TITLES.get(set_name, set_name)}, n={n}"
-        categories = sorted(k for k in first if k.startswith("inst_strict_"))
-        groups = [(title, ["win_rate"] if set_name == "winrate" else list(METRIC_COLUMNS))]
-        if categories:
-            groups.append((f"{title}: instructions followed per category (strict)", categories))
-        for group_title, cols in groups:
-            rows = []
-            for m in models:
-                cells = []
-                for c in cols:
-                    v = data[m][set_name].get(c)
-                    cell = "" if v is None else f"{v:.3f}"
-                    if v is not None and m != baseline and c in ref:
-                        cell += f" ({v - ref[c]:+.3f})"
-                    cells.append(cell)
-                rows.append([m, *cells])
-            header = ["model", *(c.removeprefix("inst_strict_") for c in cols)]
-            tables.append((group_title, header, rows))
-    return tables
+def _print(table: "report_mod.Table") -> None:
+    rich_table = Table(title=table.title, min_width=min(len(table.title) + 4, 100))
+    for i, h in enumerate(table.header):
+        rich_table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for r in table.rows:
+        rich_table.add_row(*r)
+    out.print(rich_table)
 
 
 @app.command()
@@ -61,9 +34,16 @@ def report(
     metrics: Path = typer.Option(layout.METRICS / "evaluate.json", help="the evaluate stage's metrics"),
     baseline: str = typer.Option("control", help="the model the deltas are taken against"),
     markdown: Path = typer.Option(None, "--markdown", help="also write the tables to this Markdown file"),
+    html: Path = typer.Option(None, "--html", help="also write one self-contained HTML page (tables and charts, "
+                              "drawn without a network); the charts go as SVG and PNG to <name>-charts/ beside it"),
+    experiments: bool = typer.Option(True, "--experiments/--no-experiments",
+                                     help="add the headline numbers of `dvc exp show` (and a chart of the grid, if one ran)"),
 ) -> None:
-    """Compare the students on every metric, with deltas against the SFT-only control."""
-    from ecd.records import read_text
+    """Compare the students on every metric, with deltas against the SFT-only control; what each
+    round yielded; the experiments' headline numbers; and, with --html, the charts of dvc.yaml."""
+    from ecd import charts as charts_mod
+    from ecd import grid
+    from ecd.records import read_text, write_text
 
     try:
         data = json.loads(read_text(metrics))
@@ -71,23 +51,42 @@ def report(
         raise EcdError(f"{metrics}: not a JSON metrics file") from None
     if baseline not in data:
         raise EcdError(f"no model {baseline!r} in {metrics}; models: {', '.join(data)}")
-    tables = report_tables(data, baseline)
-    md = []
-    for title, header, rows in tables:
-        table = Table(title=title, min_width=min(len(title) + 4, 100))
-        for i, h in enumerate(header):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for r in rows:
-            table.add_row(*r)
-        out.print(table)
-        md += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-    note = f"deltas in brackets are against `{baseline}`; strict/loose as IFEval defines them; metrics: {metrics}"
-    out.print(note)
+    tables = report_mod.student_tables(data, baseline)
+    notes = [f"deltas in brackets are against `{baseline}`; strict/loose as IFEval defines them; metrics: {metrics}"]
+    yields = report_mod.yield_table(metrics.parent)
+    tables += [yields] if yields else []
+    extra_charts = []
+    if experiments:
+        try:
+            rows = grid.exp_rows(grid.exp_show())
+        except EcdError as exc:
+            rows = []
+            notes.append(f"no experiment table: {exc}")
+        exp_tables = report_mod.experiment_tables(rows)
+        tables += exp_tables
+        if exp_tables:
+            notes.append(f"the same columns in DVC: `{report_mod.HEADLINE_DVC}`")
+        summary = grid.summarise(rows, "ifeval.prompt_strict")
+        if summary:
+            extra_charts.append(charts_mod.grid_chart(summary, "ifeval.prompt_strict"))
+    for table in tables:
+        _print(table)
+    for note in notes:
+        out.print(note)
+    md = [line for table in tables for line in table.markdown()]
+    if html:
+        charts = charts_mod.dvc_charts() + extra_charts
+        chart_dir = html.parent / f"{html.stem}-charts"
+        files = charts_mod.render(charts, chart_dir)
+        sections = [(t.title, charts_mod.html_table(t.header, t.rows)) for t in tables]
+        sections.append(("Notes", "".join(f"<p>{charts_mod.html.escape(n)}</p>" for n in notes)))
+        write_text(html, charts_mod.html_page("ecd report", sections, charts))
+        out.print(f"wrote {html} ({len(charts)} charts, no external resources) and {len(files)} images in {chart_dir}")
+        if markdown:
+            where = chart_dir.relative_to(markdown.parent) if chart_dir.is_relative_to(markdown.parent) else chart_dir.resolve()
+            md += ["### Charts", ""] + [line for c in charts for line in (f"![{c.title}]({where / (c.slug + '.svg')})", "")]
     if markdown:
-        from ecd.records import write_text
-
-        write_text(markdown, "\n".join(["# ecd evaluation", "", *md, note, ""]))
+        write_text(markdown, "\n".join(["# ecd evaluation", "", *md, *notes, ""]))
         out.print(f"wrote {markdown}")
 
 

@@ -75,21 +75,27 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def exp_rows(show: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten ``dvc exp show --json``: one dict per experiment with its name, params and metrics."""
+    """Flatten ``dvc exp show --json``: one dict per commit and experiment with its name, state
+    (``None`` for a commit), params and metrics as dotted keys; also its params alone under
+    ``"params"`` and, for an experiment, those of the commit it derives from under ``"baseline"``."""
     rows = []
 
-    def visit(entry: dict[str, Any], state: str | None = None) -> None:
+    def visit(entry: dict[str, Any], state: str | None = None, baseline: dict[str, Any] | None = None) -> None:
         data = entry.get("data") or {}
         name = entry.get("name") or data.get("name") or entry.get("rev") or data.get("rev")
         flat: dict[str, Any] = {"name": name, "state": state}
-        for group in ("params", "metrics"):
-            for _file, content in (data.get(group) or {}).items():
-                flat.update(_flatten((content or {}).get("data") or {}))
+        params: dict[str, Any] = {}
+        for _file, content in (data.get("params") or {}).items():
+            params.update(_flatten((content or {}).get("data") or {}))
+        flat.update(params)
+        for _file, content in (data.get("metrics") or {}).items():
+            flat.update(_flatten((content or {}).get("data") or {}))
+        flat["params"], flat["baseline"] = params, baseline
         rows.append(flat)
         for child in entry.get("experiments") or []:
             state = ((child.get("executor") or {}).get("state")) or "success"
             for run in child.get("revs") or [child]:
-                visit(run, state)
+                visit(run, state, params)
 
     for entry in show:
         visit(entry)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import Project, make_project
+from test_report import _loads_something
 from ecd import constraints as C
 from ecd.records import read_jsonl
 
@@ -223,6 +226,67 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
     diff = json.loads(project.run("dvc", "metrics", "diff", "HEAD", "pairs-random", "--json").stdout)
     pair_diff = diff["metrics/pair.json"]  # (the tiny student's scores may not move: unchanged metrics are not listed)
     assert pair_diff["pairs_by_strategy.random"]["new"] > 0 and pair_diff["pairs_by_strategy.random"]["old"] is None
+
+
+def test_report_writes_charts_and_the_experiments_headline_offline(project: Project) -> None:
+    """``ecd report --html`` renders DVC's plots to SVG and PNG and one page with no external
+    resource; with experiments in the repo it prints their headline numbers, the same columns that
+    the documented ``dvc exp show`` invocation keeps."""
+    from ecd.report import HEADLINE_DVC_ARGS
+
+    p = project.path
+    out = project.run("ecd", "report", "--markdown", "report.md", "--html", "report.html").stdout
+    charts = json.loads(project.run("dvc", "plots", "show", "--json").stdout)["data"]
+    assert len(charts) == 5  # each plot once: the top-level definitions of dvc.yaml
+    svgs, pngs = sorted((p / "report-charts").glob("*.svg")), sorted((p / "report-charts").glob("*.png"))
+    assert len(svgs) == len(pngs) == len(charts)
+    assert all(f.read_text().lstrip().startswith("<svg") and "<path" in f.read_text() for f in svgs)
+    assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000 for f in pngs)
+    page = (p / "report.html").read_text()
+    assert not _loads_something(page), "the page loads something"
+    assert "vegaEmbed" in page and page.count('class="chart"') == len(charts)
+    md = (p / "report.md").read_text()
+    assert "![Training loss](report-charts/training-loss.svg)" in md and "### Yield per round" in md
+    # the experiments of test_experiment_reruns_only_downstream, with what each changed
+    assert "Experiments: prompt-level strict" in out
+    assert "| pairs-random |" in md and "pair.strategy=[\"random\"]" in md and "evolve.seed=1" in md
+    shown = project.run(*HEADLINE_DVC_ARGS, "--md").stdout
+    header = shown.splitlines()[0]
+    assert "dpo.ifeval.prompt_strict" in header and "control.heldout.prompt_strict" in header
+    assert header.count("|") - 1 == 7, header  # Experiment and the six headline columns, nothing else
+    assert "pairs-random" in shown
+
+
+def test_report_draws_in_a_real_browser(project: Project, tmp_path: Path) -> None:
+    """Headless Chromium opens the HTML report from disk with the network closed: every chart is
+    drawn as SVG marks and the screenshot is not blank."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (`make test` installs it: apt-get install chromium)")
+    from PIL import Image
+
+    page = project.path / "report.html"
+    if not page.exists():
+        project.run("ecd", "report", "--html", "report.html", "--no-experiments")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--virtual-time-budget=10000"]
+    dom = subprocess.run([chromium, *flags, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    n_charts = page.read_text().count('class="chart"')
+    drawn = re.findall(r'<div class="chart[^"]*" id="chart-\d+"[^>]*>(.*?)</div>\s*</figure>', dom, re.S)
+    assert len(drawn) == n_charts == 5
+    assert all('<svg' in d and 'class="marks"' in d for d in drawn), "a chart did not draw"
+    assert "chart failed:" not in "".join(drawn)
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, f"--user-data-dir={tmp_path / 'profile-shot'}", "--window-size=1200,4000",
+                    f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=180, check=True)
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    ink = sum(n for n, c in colours if c != (255, 255, 255)) / (image.width * image.height)
+    chart_colours = {c for n, c in colours if n > 50 and max(c) - min(c) > 60}  # saturated: lines and bars
+    print(f"screenshot {image.width}x{image.height}: {ink:.1%} not white, {len(chart_colours)} saturated colours")
+    assert ink > 0.02 and len(chart_colours) >= 2
 
 
 def test_push_and_pull_reproduce_pairs(project: Project, tmp_path: Path) -> None:
