@@ -47,6 +47,7 @@ bench: install
 	$(PY) bench/train_step.py 2>&1 | grep -E "threads|ratio"
 	$(PY) bench/generation.py 2>&1 | grep -E "threads|plain|backend|ratio"
 	$(PY) bench/concurrency.py 2>&1 | grep -E "^\("
+	$(PY) bench/ray_cluster.py 2>&1 | grep -E "^\("
 
 # the same, side by side with the reference implementation (lm-eval's port of IFEval) in its own venv
 REF := .venv-ref

@@ -666,8 +666,10 @@ class VLLMBackend(Backend):
 
 
 def make_backend(params: ModelParams) -> Backend:
+    from ecd.cluster import RayBackend
+
     backends = {"programmatic": lambda p: ProgrammaticBackend(), "transformers": TransformersBackend,
-                "openai": OpenAIBackend, "vllm": VLLMBackend}
+                "openai": OpenAIBackend, "vllm": VLLMBackend, "ray": RayBackend}
     if params.backend not in backends:
         raise EcdError(f"unknown backend {params.backend!r}")
     return backends[params.backend](params)

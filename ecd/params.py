@@ -52,7 +52,7 @@ class SeedParams(_Section):
 class ModelParams(_Section):
     """A model behind one of the backends."""
 
-    backend: Literal["programmatic", "transformers", "openai", "vllm"] = "programmatic"
+    backend: Literal["programmatic", "transformers", "openai", "vllm", "ray"] = "programmatic"
     #: a hub id or a local directory (transformers, vllm), or the served model's name (openai)
     model: str | None = None
     #: openai: the server's URL, e.g. http://127.0.0.1:8000/v1 (vLLM's `vllm serve`, SGLang, a hosted API)
@@ -79,6 +79,14 @@ class ModelParams(_Section):
     #: vllm: tensor- and data-parallel sizes of the offline engine
     tensor_parallel_size: int = Field(default=1, ge=1)
     data_parallel_size: int = Field(default=1, ge=1)
+    #: ray: what each worker runs (vllm on GPU workers, transformers where there is none), the
+    #: cluster (null: start a local one on this machine; "auto": the cluster this node joined with
+    #: `ray start`; "ray://head:10001": Ray Client), and the pool: replicas and each one's resources
+    engine: Literal["transformers", "vllm"] = "transformers"
+    ray_address: str | None = None
+    num_workers: int = Field(default=2, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpus_per_worker: float = Field(default=0.0, ge=0)
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
