@@ -39,11 +39,10 @@ class Chart:
         return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "chart"
 
 
-def dvc_charts(revisions: list[str] | None = None, cwd: Path | None = None) -> list[Chart]:
-    """The top-level plots of ``dvc.yaml`` as DVC fills them in: for the workspace, or overlaid for
-    ``revisions`` (commits or experiment names, through ``dvc plots diff``)."""
-    cmd = ["dvc", "plots", "diff", *revisions, "--json"] if revisions else ["dvc", "plots", "show", "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+def dvc_charts() -> list[Chart]:
+    """The top-level plots of ``dvc.yaml`` as ``dvc plots show`` fills them in for the workspace."""
+    cmd = ["dvc", "plots", "show", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise EcdError(f"{' '.join(cmd)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     try:

@@ -78,9 +78,7 @@ def report(
         charts = charts_mod.dvc_charts() + extra_charts
         chart_dir = html.parent / f"{html.stem}-charts"
         files = charts_mod.render(charts, chart_dir)
-        sections = [(t.title, charts_mod.html_table(t.header, t.rows)) for t in tables]
-        sections.append(("Notes", "".join(f"<p>{charts_mod.html.escape(n)}</p>" for n in notes)))
-        write_text(html, charts_mod.html_page("ecd report", sections, charts))
+        write_text(html, report_mod.html_report(tables, notes, charts))
         out.print(f"wrote {html} ({len(charts)} charts, no external resources) and {len(files)} images in {chart_dir}")
         if markdown:
             where = chart_dir.relative_to(markdown.parent) if chart_dir.is_relative_to(markdown.parent) else chart_dir.resolve()

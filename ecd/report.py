@@ -140,3 +140,14 @@ def experiment_tables(rows: list[dict[str, Any]], max_params: int = 6) -> list[T
             text += f", +{len(changed) - max_params} more"
         changes.rows.append([name, text or "(none: the params of its commit)"])
     return [scores, changes]
+
+
+def html_report(tables: list[Table], notes: list[str], charts: list[Any]) -> str:
+    """The report as one self-contained page: every table, the notes, then the charts."""
+    from html import escape
+
+    from ecd.charts import html_page, html_table
+
+    sections = [(t.title, html_table(t.header, t.rows)) for t in tables]
+    sections.append(("Notes", "".join(f"<p>{escape(n)}</p>" for n in notes)))
+    return html_page("ecd report", sections, charts)
