@@ -2,8 +2,10 @@
 
     python bench/concurrency.py [--requests 384] [--concurrency 32 256]
 
-A loopback OpenAI-compatible server (its own process) answers each request after a latency fixed by
-the request's text: most answers take 0.2–1 s, one in seven takes 3–8 s, as an LLM server's do. The
+A loopback OpenAI-compatible server (its own process, one asyncio event loop, keep-alive) answers each
+request after a latency fixed by the request's text: most answers take 0.2–1 s, one in seven takes
+3–8 s, as an LLM server's do. A real server's CPU is not the client's; this one shares the 2 cores,
+so it is kept as light as a server can be (a waiting answer is a timer, not a thread). The
 ideal time for a run is the sum of the latencies over the concurrency (every slot always busy); no schedule can beat it, and the last
 long answers keep even a perfect one a few seconds behind it, so runs are 40 answers a slot long. Two
 ways of sending the same requests are timed side by side at each concurrency:
@@ -32,35 +34,40 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SERVER = r'''
-import json, random, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import asyncio, json, random
 
 def latency(text):
     rng = random.Random(text.rsplit(" ", 1)[-1])
     return rng.uniform(3.0, 8.0) if rng.random() < 1 / 7 else rng.uniform(0.2, 1.0)
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        text = body["messages"][-1]["content"]
-        time.sleep(latency(text))
-        out = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok " + text}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}).encode()
-        self.send_response(200); self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out))); self.end_headers(); self.wfile.write(out)
-    def log_message(self, *a): pass
+async def serve(reader, writer):
+    # HTTP/1.1 with keep-alive on one event loop: a waiting answer costs a timer, not a thread
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            length = next((int(l.split(":", 1)[1]) for l in lines if l.lower().startswith("content-length:")), 0)
+            body = await reader.readexactly(length) if length else b""
+            if lines[0].startswith("GET"):
+                out = b"ok"
+            else:
+                req = json.loads(body)
+                text = req["messages"][-1]["content"]
+                await asyncio.sleep(latency(text))
+                out = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": req["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok " + text}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
 
-class S(ThreadingHTTPServer):
-    request_queue_size = 1024
-    daemon_threads = True
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
 
-s = S(("127.0.0.1", 0), H)
-print(s.server_port, flush=True)
-s.serve_forever()
+asyncio.run(main())
 '''
 
 

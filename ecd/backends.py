@@ -507,9 +507,15 @@ class OpenAIBackend(Backend):
         """``concurrency`` workers take the next request as soon as their last one ends."""
         import asyncio
 
-        from openai import AsyncOpenAI
+        import httpx2  # the openai client's own HTTP library
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key,
+        # a kept-alive connection per slot: the client keeps 100 by default, so above that every
+        # request would open (and a hosted API would handshake) a new connection
+        conc = self.params.concurrency
+        http = DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=max(conc, 100),
+                                                            max_keepalive_connections=conc, keepalive_expiry=30.0))
+        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key, http_client=http,
                              max_retries=self.params.max_retries, timeout=self.params.timeout)
         self.limiter = RateLimiter(self.params.requests_per_minute, self.params.tokens_per_minute)
         results: list[Completion | None] = [None] * len(requests)

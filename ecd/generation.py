@@ -136,6 +136,22 @@ class _Batch:
         self.next_ids = torch.cat([self.next_ids, other.next_ids], 0)
 
 
+def _attention_kernels(device: Any) -> Any:
+    """On CUDA, attention without cuDNN's kernel: cuDNN plans a graph for every new attention shape,
+    and this loop's shapes change at every step (the cache grows by one, rows leave and join). On an
+    H100 that planning took 1.7 ms of host time per layer and step, 61 % of the loop's time: with it
+    excluded, 256 IFEval prompts at 256 rows in flight took 6.9 s instead of 23.1 s (bf16)."""
+    import contextlib
+
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext()  # CPU kernels are left as they are: outputs stay byte-identical
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 def generate_continuous(model: Any, prompts: Sequence[list[int]], *, max_new_tokens: int, eos_ids: set[int],
                         pad_id: int, width: int, pick: Picker = greedy, device: Any = "cpu",
                         on_done: Callable[[int, Generated], None] | None = None) -> list[Generated]:
@@ -176,7 +192,7 @@ def generate_continuous(model: Any, prompts: Sequence[list[int]], *, max_new_tok
             out[i] = []
         return _Batch(cache, mask, list(rows), pick(logits, list(rows)))
 
-    with torch.inference_mode():
+    with torch.inference_mode(), _attention_kernels(device):
         while pending or batch is not None:
             if pending and (batch is None or len(batch.rows) <= width * 3 // 4):
                 room = width - (len(batch.rows) if batch else 0)
@@ -187,8 +203,7 @@ def generate_continuous(model: Any, prompts: Sequence[list[int]], *, max_new_tok
                     batch.merge(new)
             # the tokens just chosen: keep them, end the rows that are done
             keep = []
-            for k, i in enumerate(batch.rows):
-                token = int(batch.next_ids[k])
+            for k, (i, token) in enumerate(zip(batch.rows, batch.next_ids.tolist())):  # one device sync a step
                 if token in eos_ids:
                     finish(i, True)
                     continue
