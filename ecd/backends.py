@@ -507,15 +507,9 @@ class OpenAIBackend(Backend):
         """``concurrency`` workers take the next request as soon as their last one ends."""
         import asyncio
 
-        import httpx2  # the openai client's own HTTP library
-        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+        from openai import AsyncOpenAI
 
-        # a kept-alive connection per slot: the client keeps 100 by default, so above that every
-        # request would open (and a hosted API would handshake) a new connection
-        conc = self.params.concurrency
-        http = DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=max(conc, 100),
-                                                            max_keepalive_connections=conc, keepalive_expiry=30.0))
-        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key, http_client=http,
+        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key,
                              max_retries=self.params.max_retries, timeout=self.params.timeout)
         self.limiter = RateLimiter(self.params.requests_per_minute, self.params.tokens_per_minute)
         results: list[Completion | None] = [None] * len(requests)
