@@ -138,9 +138,8 @@ class _Batch:
 
 def _attention_kernels(device: Any) -> Any:
     """On CUDA, attention without cuDNN's kernel: cuDNN plans a graph for every new attention shape,
-    and this loop's shapes change at every step (the cache grows by one, rows leave and join). On an
-    H100 that planning took 1.7 ms of host time per layer and step, 61 % of the loop's time: with it
-    excluded, 256 IFEval prompts at 256 rows in flight took 6.9 s instead of 23.1 s (bf16)."""
+    and this loop's shapes change at every step (the cache grows by one, rows leave and join): on an
+    H100 that planning was most of the loop's host time (figures in the README's real-model section)."""
     import contextlib
 
     import torch
