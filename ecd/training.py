@@ -55,10 +55,18 @@ def length_batched(rows: list[dict[str, Any]], lengths: list[int], batch_size: i
     Random batches of the pairs pad to almost three times their real tokens (measured on the
     default data: 8,150 padded against 2,940 real tokens per batch of 16), and on a CPU the step
     time follows the padded size; length-sorted batches in random order keep the randomness across
-    batches and drop most of the padding. With ``levels`` (the curriculum's difficulty per row) the
-    batches are drawn within each level and the levels go easy to hard.
+    batches and drop most of the padding.
+
+    With ``levels`` (the curriculum's difficulty per row) each epoch's rows are the same ones as
+    without it, put in a different order: batched within each level, the levels easy to hard. So a
+    budget shorter than an epoch (``max_pairs``) trains on the same rows with and without the
+    curriculum, not on the easiest rows alone, and the curriculum is compared on order only.
     """
     import random as _random
+
+    def batches_of(idx: list[int], key: Any) -> list[list[int]]:
+        keyed = sorted(idx, key=key)
+        return [keyed[start:start + batch_size] for start in range(0, len(keyed), batch_size)]
 
     out: list[dict[str, Any]] = []
     epoch = 0
@@ -66,17 +74,20 @@ def length_batched(rows: list[dict[str, Any]], lengths: list[int], batch_size: i
         rng = _random.Random(seed * 1_000_003 + epoch)
         idx = list(range(len(rows)))
         rng.shuffle(idx)  # random order among equal lengths
-        keyed = sorted(idx, key=lambda i: ((levels[i] if levels else 0.0), lengths[i]))
-        groups: dict[float, list[list[int]]] = {}
-        for start in range(0, len(keyed), batch_size):
-            batch = keyed[start:start + batch_size]
-            groups.setdefault(levels[batch[0]] if levels else 0.0, []).append(batch)
-        for level in sorted(groups):
-            batches = groups[level]
-            rng.shuffle(batches)
-            out.extend(rows[i] for b in batches for i in b)
+        batches = batches_of(idx, lambda i: lengths[i])
+        rng.shuffle(batches)
+        take = [i for b in batches for i in b][:n_rows - len(out)]
+        if levels:
+            by_level: dict[float, list[list[int]]] = {}
+            for b in batches_of(take, lambda i: (levels[i], lengths[i])):
+                by_level.setdefault(levels[b[0]], []).append(b)
+            take = []
+            for level in sorted(by_level):
+                rng.shuffle(by_level[level])
+                take += [i for b in by_level[level] for i in b]
+        out.extend(rows[i] for i in take)
         epoch += 1
-    return out[:n_rows]
+    return out
 
 
 def pair_length(tok: Any, row: dict[str, Any]) -> int:

@@ -134,6 +134,27 @@ def test_length_batches_are_similar_and_the_curriculum_goes_easy_to_hard() -> No
     assert len(length_batched(rows, lengths, 8, 150, seed=0)) == 150  # more than an epoch: epochs drawn anew
 
 
+def test_a_curriculum_under_a_budget_reorders_the_same_rows_it_does_not_pick_the_easiest() -> None:
+    """``max_pairs`` shorter than an epoch: the curriculum trains on the rows the plain order would
+    (then easy to hard), so that a curriculum experiment differs from its baseline in order alone."""
+    from ecd.training import length_batched
+
+    rows = [{"i": i} for i in range(64)]
+    lengths = [(i * 37) % 64 for i in range(64)]
+    levels = [float(i % 4) for i in range(64)]
+    plain = length_batched(rows, lengths, 8, 24, seed=0)
+    cur = length_batched(rows, lengths, 8, 24, seed=0, levels=levels)
+    assert sorted(r["i"] for r in cur) == sorted(r["i"] for r in plain)
+    seen = [levels[r["i"]] for r in cur]
+    assert seen == sorted(seen) and len(set(seen)) > 1  # not the 24 easiest rows: every level is there
+    # over two epochs, each epoch's rows are the plain order's, each epoch easy to hard again
+    cur2, plain2 = length_batched(rows, lengths, 8, 100, 0, levels), length_batched(rows, lengths, 8, 100, 0)
+    for start in (0, 64):
+        assert sorted(r["i"] for r in cur2[start:start + 64]) == sorted(r["i"] for r in plain2[start:start + 64])
+        part = [levels[r["i"]] for r in cur2[start:start + 64]]
+        assert part == sorted(part)
+
+
 @pytest.mark.slow
 def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> None:
     """`accelerate launch` runs the train stage data-parallel on two CPU processes (gloo)."""
