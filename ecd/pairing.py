@@ -119,12 +119,28 @@ def random_pairs(steps: list[Step], params: PairParams, check: Checker) -> tuple
     return out, dropped
 
 
+def weak_instructions(steps: list[Step], params: PairParams) -> list[dict[str, Any]]:
+    """The instructions the weak model answers for ``model_gap``: each distinct I(t) whose chosen
+    answer passes (the others can give no pair), at most ``weak_limit`` of them, drawn with
+    ``pair.seed`` and kept in step order. A weak model's answers cost as much as the teacher's, and
+    a run that trains on a few hundred pairs needs them for a few hundred instructions, not all."""
+    usable: dict[str, dict[str, Any]] = {}
+    for step in steps:
+        if chosen_passes(step):
+            usable.setdefault(step["instruction"]["id"], step["instruction"])
+    if params.weak_limit is None or params.weak_limit >= len(usable):
+        return list(usable.values())
+    drawn = set(random.Random(content_id("weak", params.seed)).sample(sorted(usable), params.weak_limit))
+    return [inst for iid, inst in usable.items() if iid in drawn]
+
+
 def model_gap_pairs(steps: list[Step], weak: dict[str, Response], params: PairParams,
                     check: Checker) -> tuple[list[Pair], Counter[str]]:
     """Automatic pair construction: the strong model's verified answer to I(t) (the step's chosen)
     over the weak model's answer to the same instruction (``weak``: response records by
-    instruction id). Kept when the weak answer is a real answer that differs from the strong one
-    and, where I(t) has constraints, misses at least ``min_missed`` of them."""
+    instruction id; an instruction left out of ``weak_instructions`` by ``weak_limit`` has none).
+    Kept when the weak answer is a real answer that differs from the strong one and, where I(t)
+    has constraints, misses at least ``min_missed`` of them."""
     dropped: Counter[str] = Counter()
     out = []
     seen: set[str] = set()
@@ -137,7 +153,10 @@ def model_gap_pairs(steps: list[Step], weak: dict[str, Response], params: PairPa
             dropped["chosen_fails"] += 1
             continue
         w = weak.get(inst["id"])
-        if w is None or not w["text"].strip():
+        if w is None:
+            dropped["weak_not_sampled"] += 1
+            continue
+        if not w["text"].strip():
             dropped["weak_empty"] += 1
             continue
         if " ".join(w["text"].split()) == " ".join(step["chosen"]["text"].split()):

@@ -201,6 +201,9 @@ class PairParams(_Section):
     #: the offline profile's untrained tiny student
     weak: ModelParams = ModelParams(backend="transformers", model="models/base", temperature=1.0,
                                     max_new_tokens=64, batch_size=32)
+    #: model_gap: the weak model answers at most this many instructions (a draw with ``seed``), the
+    #: rest give no model_gap pair; null: every instruction whose chosen answer passes
+    weak_limit: int | None = Field(default=None, ge=1)
 
     @field_validator("strategy", mode="before")
     @classmethod

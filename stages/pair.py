@@ -3,7 +3,7 @@ seed, saved as Parquet with a dataset card."""
 
 from ecd import layout
 from ecd.backends import make_backend
-from ecd.pairing import build_pairs
+from ecd.pairing import build_pairs, weak_instructions
 from ecd.pairs import dataset_card, save_pairs
 from ecd.params import load_params
 from ecd.records import read_jsonl, write_json
@@ -20,8 +20,8 @@ def main() -> None:
     held_out = test_roots()
     weak = None
     if "model_gap" in params.pair.strategy:
-        instructions = list({s["instruction"]["id"]: s["instruction"] for s in steps}.values())
-        answers, _ = sample_responses(instructions, make_backend(params.pair.weak), 1, params.pair.seed, "weak")
+        answers, _ = sample_responses(weak_instructions(steps, params.pair), make_backend(params.pair.weak), 1,
+                                      params.pair.seed, "weak")
         weak = {a["instruction_id"]: a for a in answers}
     check = make_checker(make_backend(params.judge) if params.judge else None)
     train, test, metrics = build_pairs(steps, params.pair, held_out, check, weak)

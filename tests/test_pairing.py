@@ -18,7 +18,7 @@ import pytest
 
 from ecd import constraints as C
 from ecd import pairing
-from ecd.pairing import model_gap_pairs
+from ecd.pairing import model_gap_pairs, weak_instructions
 from ecd.pairs import card_counts, dataset_card, load_pairs, save_pairs
 from ecd.params import PairParams, Params, validate_params
 from ecd.schema import Step
@@ -91,6 +91,24 @@ def test_model_gap_with_a_constraint_keeps_only_real_gaps() -> None:
     assert {p["instruction_id"] for p in pairs} == {s["instruction"]["id"] for s in expected}
     assert dropped["chosen_fails"] == 252 - len(strong_ok)
     assert all(p["missed_constraints"] == ["punctuation:no_comma"] and p["model_gap"] == 1.0 for p in pairs)
+
+
+def test_weak_limit_draws_the_weak_models_instructions_and_counts_the_rest() -> None:
+    cons = [{"id": "punctuation:no_comma", "kwargs": {}}]
+    steps, weak = _steps(cons), _weak("davinci-t0-ft")
+    usable = [s["instruction"]["id"] for s in steps if all(r["passed"] for r in s["chosen_results"])]
+    assert [i["id"] for i in weak_instructions(steps, PairParams(strategy=["model_gap"]))] == usable
+    params = PairParams(strategy=["model_gap"], weak_limit=40)
+    drawn = [i["id"] for i in weak_instructions(steps, params)]
+    assert len(drawn) == 40 and set(drawn) <= set(usable)
+    assert drawn == [i for i in usable if i in set(drawn)]  # in step order
+    assert drawn == [i["id"] for i in weak_instructions(steps, params)]  # the same draw every run
+    assert drawn != [i["id"] for i in weak_instructions(steps, PairParams(strategy=["model_gap"], weak_limit=40, seed=1))]
+    answered = {i: weak[i] for i in drawn}
+    pairs, dropped = model_gap_pairs(steps, answered, params, check_all)
+    assert {p["instruction_id"] for p in pairs} <= set(drawn)
+    assert dropped["weak_not_sampled"] == len(usable) - 40
+    assert dropped.get("weak_empty", 0) == sum(1 for i in drawn if not weak[i]["text"].strip())
 
 
 def _ecd_steps() -> list[dict]:
