@@ -276,6 +276,10 @@ class TransformersBackend(Backend):
             warnings.warn(f"{p.model} has no chat template; using a plain 'User:/Assistant:' template", stacklevel=2)
             tok.chat_template = _FALLBACK_TEMPLATE
         model.to(device).eval()
+        if torch.device(device).type == "cpu" and dtype == torch.float32:
+            from ecd.generation import pack_linears
+
+            pack_linears(model)
         model.config.use_cache = True
         self._model, self._tok, self._device = model, tok, device
 

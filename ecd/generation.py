@@ -30,6 +30,42 @@ def greedy(logits: Any, rows: list[int]) -> Any:
     return logits.argmax(-1)
 
 
+def pack_linears(model: Any, rows: int = 64) -> int:
+    """Run a CPU fp32 model's linear layers through oneDNN with their weights packed once; returns
+    how many were swapped (0 where oneDNN or its packed-linear op is missing, or off the CPU).
+
+    Why: torch's CPU matmul calls MKL's sgemm, which on the 2-core AMD machine here ran
+    SmolLM2-135M's decode-step products at 70-100 GFLOP/s and its 49,152-wide output layer at 40-50;
+    oneDNN's prepacked linear (the kernel Inductor's freezing uses on CPU) ran them at 100-130 and
+    about 100 (``bench/generation.py`` measures the whole effect). Its sums differ from MKL's in the
+    last bits, so a near-tie between two tokens can break the other way: the benchmark counts the
+    greedy answers that still equal ``generate``'s. Packed for ``rows`` rows, a row's result does
+    not depend on how many rows share the call (checked from 1 to 200), which the decode loop needs.
+    """
+    import torch
+
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if not torch.backends.mkldnn.is_available() or op is None:
+        return 0
+
+    class PackedLinear(torch.nn.Module):
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            self.out_features = linear.out_features
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
+            self.bias = None if linear.bias is None else linear.bias.detach()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return op(x, self.packed, self.bias, "none", [], "")
+
+    swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if type(child) is torch.nn.Linear and child.weight.device.type == "cpu"
+             and child.weight.dtype == torch.float32]
+    for parent, name, child in swaps:
+        setattr(parent, name, PackedLinear(child))
+    return len(swaps)
+
+
 def _layer_class() -> type:
     """A cache layer whose keys and values live in a buffer with room to grow.
 
