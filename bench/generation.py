@@ -1,13 +1,13 @@
 """The transformers backend against a plain batched ``generate``, side by side on IFEval's prompts.
 
-    python bench/generation.py [--prompts 541] [--max-new-tokens 256] [--plain-batch 32] [--width 64]
+    python bench/generation.py [--prompts 541] [--max-new-tokens 256] [--plain-batch 32] [--width 64 [128 ...]]
 
 Both answer the same IFEval prompts greedily with SmolLM2-135M-Instruct (the registry model, fetched
 by ``ecd.registry`` into ``.ecd/models`` when ``models/pretrained`` does not hold it): first the plain
 way — ``model.generate`` on batches of ``--plain-batch`` prompts in file order, every row computed until
 the longest in its batch ends — then through ``TransformersBackend`` (length-sorted prefill, finished
-rows dropped and their slots refilled, ``--width`` rows in flight). Prints both times, their ratio,
-the tokens each produced and how many answers are identical.
+rows dropped and their slots refilled, ``--width`` rows in flight, once per width given). Prints each
+time, its ratio to the plain one, the tokens produced and how many answers are identical.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=541)
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--plain-batch", type=int, default=32)
-    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--width", type=int, nargs="+", default=[64])
     args = ap.parse_args()
 
     import torch
@@ -75,21 +75,23 @@ def main() -> None:
     t_plain = time.perf_counter() - t0
     del model
 
-    backend = TransformersBackend(ModelParams(backend="transformers", model=str(path), temperature=0.0,
-                                              max_new_tokens=args.max_new_tokens, batch_size=args.width))
-    backend._load()
-    t0 = time.perf_counter()
-    ours = backend.generate([Request(messages=[{"role": "user", "content": p}]) for p in prompts])
-    t_ours = time.perf_counter() - t0
-
     plain_text = [tok.decode(r, skip_special_tokens=True) for r in plain]
-    same = sum(a == b.text for a, b in zip(plain_text, ours))
     real = sum(len(r) for r in plain)
     print(f"plain generate, batches of {args.plain_batch} in file order: {t_plain:.1f} s "
           f"({real} real tokens of {slots} computed slots, {real / t_plain:.0f} tok/s)")
-    print(f"transformers backend, {args.width} rows in flight, finished rows refilled: {t_ours:.1f} s "
-          f"({sum(c.completion_tokens for c in ours)} tokens incl. end tokens, {real / t_ours:.0f} tok/s)")
-    print(f"(generation) speed-up ratio {t_plain / t_ours:.2f}; identical greedy answers {same}/{len(prompts)}")
+    for width in args.width:
+        backend = TransformersBackend(ModelParams(backend="transformers", model=str(path), temperature=0.0,
+                                                  max_new_tokens=args.max_new_tokens, batch_size=width))
+        backend._load()
+        t0 = time.perf_counter()
+        ours = backend.generate([Request(messages=[{"role": "user", "content": p}]) for p in prompts])
+        t_ours = time.perf_counter() - t0
+        same = sum(a == b.text for a, b in zip(plain_text, ours))
+        print(f"transformers backend, {width} rows in flight, finished rows refilled: {t_ours:.1f} s "
+              f"({sum(c.completion_tokens for c in ours)} tokens incl. end tokens, {real / t_ours:.0f} tok/s)")
+        print(f"(generation) speed-up ratio {t_plain / t_ours:.2f} at {width} rows; identical greedy answers "
+              f"{same}/{len(prompts)}", flush=True)
+        del backend
 
 
 if __name__ == "__main__":
