@@ -61,8 +61,12 @@ def pack_linears(model: Any, rows: int = 64) -> int:
     swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
              if type(child) is torch.nn.Linear and child.weight.device.type == "cpu"
              and child.weight.dtype == torch.float32]
-    for parent, name, child in swaps:
-        setattr(parent, name, PackedLinear(child))
+    try:  # a CPU whose oneDNN build cannot pack (some ARM builds) keeps torch's matmul
+        packed = [PackedLinear(child) for _, _, child in swaps]
+    except RuntimeError:
+        return 0
+    for (parent, name, _), new in zip(swaps, packed):
+        setattr(parent, name, new)
     return len(swaps)
 
 
