@@ -51,7 +51,6 @@ def pack_linears(model: Any, rows: int = 64) -> int:
     class PackedLinear(torch.nn.Module):
         def __init__(self, linear: torch.nn.Linear) -> None:
             super().__init__()
-            self.out_features = linear.out_features
             self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
             self.bias = None if linear.bias is None else linear.bias.detach()
 
