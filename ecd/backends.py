@@ -511,10 +511,7 @@ class OpenAIBackend(Backend):
         """``concurrency`` workers take the next request as soon as their last one ends."""
         import asyncio
 
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key,
-                             max_retries=self.params.max_retries, timeout=self.params.timeout)
+        client = self._client()
         self.limiter = RateLimiter(self.params.requests_per_minute, self.params.tokens_per_minute)
         results: list[Completion | None] = [None] * len(requests)
         queue = iter(range(len(requests)))
@@ -538,6 +535,23 @@ class OpenAIBackend(Backend):
             await client.close()
         return results  # type: ignore[return-value]
 
+    def _client(self) -> Any:
+        """The ``openai`` client over aiohttp, with a kept-alive connection per slot.
+
+        At hundreds of requests a second the client's own CPU sets the pace. Measured at concurrency
+        256 on one core: the typed call over the default httpx transport costs 4.0 ms of CPU a request,
+        the raw request over aiohttp 2.0 ms. The default pool also keeps only 100 connections alive,
+        so above that concurrency most requests would open a new one.
+        """
+        import httpx2
+        from openai import AsyncOpenAI, DefaultAioHttpClient
+
+        slots = self.params.concurrency
+        http = DefaultAioHttpClient(timeout=self.params.timeout,
+                                    limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots))
+        return AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key, max_retries=self.params.max_retries,
+                           timeout=self.params.timeout, http_client=http)
+
     def chat_body(self, req: Request) -> dict[str, Any]:
         """The chat-completions request body for ``req``: sent directly, or as a Batch API line."""
         p = self.params
@@ -555,8 +569,8 @@ class OpenAIBackend(Backend):
         import asyncio
         import random
 
+        import httpx2
         import openai
-
 
         p = self.params
         body = self.chat_body(req)
@@ -567,23 +581,26 @@ class OpenAIBackend(Backend):
             charge = await self.limiter.acquire(estimate)
             try:
                 async with gate:
-                    raw = await client.chat.completions.with_raw_response.create(**body)
+                    # the client's documented raw request: its retries and errors, without typing the
+                    # body and the reply into pydantic models (over a third of the client's CPU)
+                    raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
                 self.limiter.observe(raw.headers)
-                reply = raw.parse()
-                if not getattr(reply, "choices", None) or reply.choices[0].message is None:
-                    raise ValueError("reply without choices")
-                choice = reply.choices[0]
-                usage = getattr(reply, "usage", None)
+                reply = raw.json()
+                choice = reply["choices"][0]
+                usage = reply.get("usage") or {}
                 if charge is not None:
-                    self.limiter.settle(charge, getattr(usage, "total_tokens", 0) or 0)
+                    self.limiter.settle(charge, usage.get("total_tokens") or 0)
                 return Completion(
-                    text=choice.message.content or "",
-                    finish_reason=choice.finish_reason or "stop",
-                    prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                    completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                    text=choice["message"]["content"] or "",
+                    finish_reason=choice.get("finish_reason") or "stop",
+                    prompt_tokens=usage.get("prompt_tokens") or 0,
+                    completion_tokens=usage.get("completion_tokens") or 0,
                 )
-            except openai.APITimeoutError:
-                return Completion("", FAILED, error="timeout")
+            except openai.APITimeoutError as exc:
+                cause = _timeout_cause(exc)
+                if cause == "refused":
+                    raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {exc.__cause__}") from None
+                return Completion("", FAILED, error=cause)
             except openai.APIConnectionError as exc:
                 raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {exc}") from None
             except openai.APIStatusError as exc:
@@ -594,9 +611,25 @@ class OpenAIBackend(Backend):
                 if status < 500 and status not in RETRY_STATUSES:  # this request's own fault: no retry helps
                     return Completion("", REJECTED, error=f"rejected_{status}")
                 return Completion("", FAILED, error=f"http_{status}")
-            except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError):
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError):  # not JSON, or no choices
                 pass
         return Completion("", FAILED, error="malformed_reply")
+
+
+def _timeout_cause(exc: BaseException) -> str:
+    """What a timeout the client reports was: the aiohttp transport reports a refused connection and a
+    server that hung up without answering as connect timeouts too. ``refused`` stops the stage (no
+    server there); ``disconnected`` and ``timeout`` are one call's failure, counted by the policy."""
+    import aiohttp
+
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ServerDisconnectedError):
+            return "disconnected"
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            return "refused"
+        cause = cause.__cause__
+    return "timeout"
 
 
 #: statuses that no retry and no other request can fix: the stage stops at once

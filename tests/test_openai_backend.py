@@ -54,6 +54,26 @@ def test_unreachable_server_is_named_after_retries() -> None:
     assert str(info.value).startswith(f"cannot reach {url} after 3 tries")
 
 
+class _HangsUp(LoopbackChat.Handler):
+    """Reads the request, then closes the connection without a word."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).calls += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.close_connection = True
+
+
+def test_a_server_that_hangs_up_is_retried_then_a_failed_call_not_a_stop(tmp_path) -> None:
+    server, url = LoopbackChat.serve(_HangsUp)
+    try:
+        with pytest.raises(CallsFailed, match=r"failed after retries \(disconnected ×2\)"):
+            generate_cached(backend(url, max_retries=2), requests()[:2], template_version="t",
+                            description="hang", cache=CallCache(tmp_path / "c.sqlite"))
+        assert _HangsUp.calls == 2 * 3  # the client's own retries: one try and two more for each request
+    finally:
+        server.shutdown()
+
+
 class _Malformed(LoopbackChat.Handler):
     """No choices, or not JSON at all."""
 
