@@ -1,21 +1,24 @@
 """The openai backend against the ideal: every slot busy behind a server with long-tailed answer times.
 
-    python bench/concurrency.py [--requests 384] [--concurrency 32 256]
+    python bench/concurrency.py [--per-slot 100] [--concurrency 32 256]
 
 A loopback OpenAI-compatible server (its own process, one asyncio event loop, keep-alive) answers each
 request after a latency fixed by the request's text: most answers take 0.2–1 s, one in seven takes
 3–8 s, as an LLM server's do. A real server's CPU is not the client's; this one shares the 2 cores,
 so it is kept as light as a server can be (a waiting answer is a timer, not a thread). The
-ideal time for a run is the sum of the latencies over the concurrency (every slot always busy); no schedule can beat it, and the last
-long answers keep even a perfect one a few seconds behind it, so runs are 40 answers a slot long. Two
-ways of sending the same requests are timed side by side at each concurrency:
+ideal time for a run is the sum of the latencies over the concurrency (every slot always busy); no
+schedule can beat it, and the last long answers keep even a perfect one about one long answer (5-6 s)
+behind it, whatever the run's length. At 40 answers a slot that tail alone holds any on-line schedule
+to 0.90 of the ideal at concurrency 256, so runs are 100 answers a slot long (a real run is thousands).
+Two ways of sending the same requests are timed side by side at each concurrency:
 
 - ``chunked``: the old way, ``generate`` on chunks of ``concurrency × 4`` requests, each chunk waiting
   for its slowest answer before the next starts;
 - ``window``: ``generate_cached`` as the stages call it: one sliding window of ``concurrency``
   requests, each result committed to the call cache as it finishes.
 
-Prints each run's seconds, its efficiency (ideal / measured), the calls that reached the cache, and
+Prints each run's seconds, its efficiency (ideal / measured), the calls that reached the cache, the
+client's CPU time per request (one Python event loop: at 256 slots it must send about 200 a second), and
 the time of a window with no overhead at all sending in the same order (simulated from the same
 latencies): the best an on-line schedule can do, since no client knows an answer's time in advance.
 """
@@ -93,7 +96,7 @@ def best_window(latencies: list[float], concurrency: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=0, help="requests per run (default: 40 × concurrency)")
+    ap.add_argument("--per-slot", type=int, default=100, help="requests per run: this many × the concurrency")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[32, 256])
     args = ap.parse_args()
 
@@ -106,7 +109,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
         urllib.request.urlopen(url.replace("/v1", "/health"), timeout=10).read()
         for conc in args.concurrency:
-            n = args.requests or 40 * conc
+            n = args.per_slot * conc
             for way in ("chunked", "window"):
                 # fresh texts per run, so that no run is answered from another's cache
                 texts = [f"{way} {conc} request {i}" for i in range(n)]
@@ -119,7 +122,7 @@ def main() -> None:
                 requests = [Request(messages=[{"role": "user", "content": t}]) for t in texts]
                 with tempfile.TemporaryDirectory() as tmp:
                     cache = CallCache(Path(tmp) / "calls.sqlite")
-                    t0 = time.perf_counter()
+                    t0, cpu0 = time.perf_counter(), time.process_time()
                     if way == "chunked":
                         step = conc * 4
                         for start in range(0, n, step):
@@ -129,11 +132,12 @@ def main() -> None:
                         generate_cached(backend, requests, template_version="bench", description=f"window {conc}",
                                         cache=cache)
                         cached = cache.count()
-                    took = time.perf_counter() - t0
+                    took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
                     cache.close()
                 print(f"({way}) concurrency {conc}, {n} requests: {took:.1f} s against ideal {ideal:.1f} s, "
                       f"efficiency {ideal / took:.2f}, {cached} calls in the cache; a window with no overhead: "
-                      f"{best:.1f} s (efficiency {ideal / best:.2f}), reached {best / took:.2f} of it")
+                      f"{best:.1f} s (efficiency {ideal / best:.3f}), reached {best / took:.2f} of it; "
+                      f"the client's CPU {1000 * cpu / n:.1f} ms a request")
     finally:
         server.kill()
 
