@@ -115,6 +115,8 @@ async def _one_batch(client: Any, backend: OpenAIBackend, lines: str, n: int, ro
 
     import openai
 
+    from ecd.backends import FAILED
+
     p = backend.params
     key = hashlib.sha256(f"{backend.identity()}\n{p.base_url}\n{lines}".encode()).hexdigest()[:24]
     state = state_dir() / f"{key}.json"
@@ -156,7 +158,9 @@ async def _one_batch(client: Any, backend: OpenAIBackend, lines: str, n: int, ro
                     answers[str(row["custom_id"])] = _completion(row)
                 except (ValueError, KeyError, TypeError):
                     raise EcdError(f"batch {batch.id}: file {file_id} line {k} is not a batch result") from None
-        console.print(f"batch {batch.id}: {batch.status}, {len(answers)} of {n} answered")
+        failed = sum(a.finish_reason == FAILED for a in answers.values())
+        console.print(f"batch {batch.id}: {batch.status}, {len(answers) - failed} of {n} answered"
+                      + (f", {failed} failed" if failed else ""))
     except openai.APIConnectionError as exc:
         raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {exc}") from None
     except openai.APIStatusError as exc:

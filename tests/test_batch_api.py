@@ -147,13 +147,15 @@ def test_misses_go_through_one_batch_and_into_the_cache(batch_server, tmp_path) 
     assert handler.uploads == [6]
 
 
-def test_an_expired_batchs_unanswered_requests_go_into_the_next(batch_server, tmp_path) -> None:
+def test_an_expired_batchs_unanswered_requests_go_into_the_next(batch_server, tmp_path, capsys) -> None:
     handler, url = batch_server
     handler.expire_first = [2]  # the first batch answers 2 of 6, then expires
     done, stats = generate_cached(_backend(url), _requests(), template_version="t", description="b",
                                   cache=CallCache(tmp_path / "calls.sqlite"))
     assert sorted(c.text for c in done) == sorted(f"ok q{i}" for i in range(6))
     assert handler.uploads == [6, 4] and stats.failed == 0
+    printed = capsys.readouterr()
+    assert "batch-0: expired, 2 of 6 answered, 4 failed" in printed.out + printed.err
 
 
 def test_requests_no_batch_answers_fail_the_stage_and_the_answered_are_kept(batch_server, tmp_path) -> None:
