@@ -27,8 +27,7 @@ def rate_limit(cap_fraction: float | None, n: int = 64) -> None:
     import test_ratelimit
     from conftest import LoopbackChat
 
-    from ecd.backends import OpenAIBackend, Request, generate_cached
-    from ecd.cache import CallCache
+    from ecd.backends import OpenAIBackend, Request
 
     handler = type("Limited", (test_ratelimit._Limited,), {"lock": threading.Lock(), "refused": 0, "answered": []})
     server, url = LoopbackChat.serve(handler)
@@ -36,13 +35,7 @@ def rate_limit(cap_fraction: float | None, n: int = 64) -> None:
     cap = {"requests_per_minute": int(cap_fraction * rate * 60)} if cap_fraction else {}
     backend = OpenAIBackend(_params(base_url=url, concurrency=8, max_retries=20, timeout=10, **cap))
     requests = [Request(messages=[{"role": "user", "content": f"q{i}"}]) for i in range(n)]
-    try:
-        t0 = time.perf_counter()
-        _, stats = generate_cached(backend, requests, template_version="t", description="rate",
-                                   cache=CallCache(Path(os.environ["ECD_CACHE_DIR"]) / f"rate{cap_fraction}.sqlite"))
-        took = time.perf_counter() - t0
-    finally:
-        server.shutdown()
+    _, stats, took = _run(backend, requests, server, f"rate{cap_fraction}")
     achieved = (len(handler.answered) - 1) / (handler.answered[-1] - handler.answered[0])
     against = (f"a cap of {cap_fraction * rate:.2f}/s: {achieved / (cap_fraction * rate):.3f} of it" if cap_fraction
                else f"no cap, the server's {rate}/s")
@@ -54,8 +47,7 @@ def batch_mode(n: int, expire_first: list[int]) -> None:
     import test_batch_api
     from conftest import LoopbackChat
 
-    from ecd.backends import OpenAIBackend, Request, generate_cached
-    from ecd.cache import CallCache
+    from ecd.backends import OpenAIBackend, Request
 
     handler = type("Batches", (test_batch_api._BatchServer,), {
         "lock": threading.Lock(), "files": {}, "batches": {}, "uploads": [], "expire_first": expire_first,
@@ -64,16 +56,24 @@ def batch_mode(n: int, expire_first: list[int]) -> None:
     server, url = LoopbackChat.serve(handler)
     backend = OpenAIBackend(_params(base_url=url, batch_api=True, batch_poll_seconds=0.5, max_retries=0))
     requests = [Request(messages=[{"role": "user", "content": f"q{i}"}], seed=i) for i in range(n)]
-    try:
-        t0 = time.perf_counter()
-        done, stats = generate_cached(backend, requests, template_version="t", description="batch",
-                                      cache=CallCache(Path(os.environ["ECD_CACHE_DIR"]) / f"batch{expire_first}.sqlite"))
-        took = time.perf_counter() - t0
-    finally:
-        server.shutdown()
+    done, stats, took = _run(backend, requests, server, f"batch{expire_first}")
     right = sum(c.text == f"ok q{i}" for i, c in enumerate(done))
     print(f"(batch) {n} requests, first batch expiring after {expire_first or 'none'}: uploads {handler.uploads}, "
           f"{len(handler.batches)} batches, {right} right answers, {stats.failed} failed, {took:.1f} s")
+
+
+def _run(backend, requests, server, name: str) -> tuple:
+    """The requests through the call cache and the backend, timed; the server shut down after."""
+    from ecd.backends import generate_cached
+    from ecd.cache import CallCache
+
+    try:
+        t0 = time.perf_counter()
+        done, stats = generate_cached(backend, requests, template_version="t", description=name,
+                                      cache=CallCache(Path(os.environ["ECD_CACHE_DIR"]) / f"{name}.sqlite"))
+        return done, stats, time.perf_counter() - t0
+    finally:
+        server.shutdown()
 
 
 def _params(**kw):
