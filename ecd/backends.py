@@ -547,8 +547,7 @@ class OpenAIBackend(Backend):
         from openai import AsyncOpenAI, DefaultAioHttpClient
 
         slots = self.params.concurrency
-        http = DefaultAioHttpClient(timeout=self.params.timeout,
-                                    limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots))
+        http = DefaultAioHttpClient(limits=httpx2.Limits(max_connections=slots, max_keepalive_connections=slots))
         return AsyncOpenAI(base_url=self.params.base_url, api_key=self.api_key, max_retries=self.params.max_retries,
                            timeout=self.params.timeout, http_client=http)
 
@@ -599,10 +598,10 @@ class OpenAIBackend(Backend):
             except openai.APITimeoutError as exc:
                 cause = _timeout_cause(exc)
                 if cause == "refused":
-                    raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {exc.__cause__}") from None
+                    raise unreachable(p, exc.__cause__) from None
                 return Completion("", FAILED, error=cause)
             except openai.APIConnectionError as exc:
-                raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {exc}") from None
+                raise unreachable(p, exc) from None
             except openai.APIStatusError as exc:
                 self.limiter.observe(exc.response.headers)
                 status = exc.status_code
@@ -614,6 +613,11 @@ class OpenAIBackend(Backend):
             except (ValueError, TypeError, AttributeError, IndexError, KeyError):  # not JSON, or no choices
                 pass
         return Completion("", FAILED, error="malformed_reply")
+
+
+def unreachable(p: ModelParams, detail: object) -> EcdError:
+    """The one-line error for a server that no retry reached."""
+    return EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {detail}")
 
 
 def _timeout_cause(exc: BaseException) -> str:

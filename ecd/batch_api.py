@@ -115,7 +115,7 @@ async def _one_batch(client: Any, backend: OpenAIBackend, lines: str, n: int, ro
 
     import openai
 
-    from ecd.backends import FAILED
+    from ecd.backends import FAILED, unreachable
 
     p = backend.params
     key = hashlib.sha256(f"{backend.identity()}\n{p.base_url}\n{lines}".encode()).hexdigest()[:24]
@@ -162,7 +162,7 @@ async def _one_batch(client: Any, backend: OpenAIBackend, lines: str, n: int, ro
         console.print(f"batch {batch.id}: {batch.status}, {len(answers) - failed} of {n} answered"
                       + (f", {failed} failed" if failed else ""))
     except openai.APIConnectionError as exc:
-        raise EcdError(f"cannot reach {p.base_url} after {p.max_retries + 1} tries: {exc}") from None
+        raise unreachable(p, exc) from None
     except openai.APIStatusError as exc:
         raise EcdError(f"{p.base_url}: the batch endpoints answered {exc.status_code}: {exc.message}") from None
     # the state file stays: should these requests be asked again (say, a cache cleared), the rerun reads
