@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ecd import layout
 from ecd import report as report_mod
@@ -24,7 +25,7 @@ def _print(table: "report_mod.Table") -> None:
     for i, h in enumerate(table.header):
         rich_table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for r in table.rows:
-        rich_table.add_row(*r)
+        rich_table.add_row(*(Text(c) for c in r))  # cells are text: "[0.17, 0.24]" is no markup
     out.print(rich_table)
 
 
@@ -51,8 +52,17 @@ def report(
         raise EcdError(f"{metrics}: not a JSON metrics file") from None
     if baseline not in data:
         raise EcdError(f"no model {baseline!r} in {metrics}; models: {', '.join(data)}")
-    tables = report_mod.student_tables(data, baseline)
-    notes = [f"deltas in brackets are against `{baseline}`; strict/loose as IFEval defines them; metrics: {metrics}"]
+    compare_path = metrics.parent / "compare.json"
+    compare = json.loads(read_text(compare_path)) if compare_path.exists() else {}
+    tables = report_mod.student_tables(data, baseline, with_deltas=not compare)
+    tables += report_mod.difference_tables(compare, baseline)
+    if compare:
+        notes = ["[lo, hi]: 95 % intervals from a paired bootstrap over prompts (docs/evidence.md); a difference "
+                 "whose interval holds 0 is not told apart from noise; 'detectable' is the smallest true difference "
+                 f"the set would show with 80 % power at the 5 % level; strict/loose as IFEval defines them; metrics: {metrics}"]
+    else:
+        notes = [f"deltas in brackets are against `{baseline}` (no intervals: {compare_path} is missing; re-run "
+                 f"`dvc repro evaluate`); strict/loose as IFEval defines them; metrics: {metrics}"]
     yields = report_mod.yield_table(metrics.parent)
     tables += [yields] if yields else []
     extra_charts = []
@@ -65,14 +75,22 @@ def report(
         exp_tables = report_mod.experiment_tables(rows)
         tables += exp_tables
         if exp_tables:
-            notes.append(f"the same columns in DVC: `{report_mod.HEADLINE_DVC}`")
+            notes.append(f"the same columns in DVC: `{report_mod.HEADLINE_DVC}`; † a held-out score on other "
+                         "prompts than the baseline's (another split): not comparable with it")
+            resamples, seed = _bootstrap()
+            seeds = [report_mod.seed_table(rows, resamples=resamples, seed=seed, set_name=s) for s in ("ifeval", "heldout")]
+            tables += [t for t in seeds if t]
+            if any(seeds):
+                notes.append("settings over seeds: runs whose params differ only in seed keys form one row; the "
+                             "margin's interval resamples prompts and adds the seeds' spread as a Student t draw "
+                             "(docs/evidence.md)")
         summary = grid.summarise(rows, "ifeval.prompt_strict")
         if summary:
             extra_charts.append(charts_mod.grid_chart(summary, "ifeval.prompt_strict"))
     for table in tables:
         _print(table)
     for note in notes:
-        out.print(note)
+        out.print(note, markup=False)
     md = [line for table in tables for line in table.markdown()]
     if html:
         charts = charts_mod.dvc_charts() + extra_charts
@@ -86,6 +104,17 @@ def report(
     if markdown:
         write_text(markdown, "\n".join(["# ecd evaluation", "", *md, *notes, ""]))
         out.print(f"wrote {markdown}")
+
+
+def _bootstrap() -> tuple[int, int]:
+    """The bootstrap's resamples and seed from params.yaml (the defaults where it does not load)."""
+    from ecd.params import EvaluateParams, load_params
+
+    try:
+        ev = load_params().evaluate
+    except EcdError:
+        ev = EvaluateParams()
+    return ev.bootstrap_resamples, ev.bootstrap_seed
 
 
 @app.command("ifeval")
@@ -203,7 +232,7 @@ app.add_typer(grid_app, name="grid")
 def grid_queue(
     strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies"),
     losses: str = typer.Option("dpo,rpo,slic,ipo", help="comma-separated: dpo, rpo, slic, ipo"),
-    seeds: str = typer.Option("0,1,2", help="comma-separated seeds (train.seed and student.seed)"),
+    seeds: str = typer.Option("0,1,2", help="comma-separated seeds (train.seed, student.seed and pair.seed)"),
     set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
 ) -> None:
     """Queue one `dvc exp run --queue` per cell and seed; run them with `dvc queue start`."""

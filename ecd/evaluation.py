@@ -67,6 +67,23 @@ def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int], dict[str
     return summary, results
 
 
+def scored_records(prompts: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The per-prompt records an evaluation keeps: IFEval's strict result record with the prompt's
+    ``key`` and its loose verdicts beside the strict ones, so that every metric's interval can be
+    recomputed from the file alone."""
+    return [{"key": str(p["key"]), **strict, "follow_all_instructions_loose": loose["follow_all_instructions"],
+             "follow_instruction_list_loose": loose["follow_instruction_list"]}
+            for p, strict, loose in zip(prompts, results["strict"], results["loose"])]
+
+
+def prompt_set_id(prompts: list[dict[str, Any]]) -> str:
+    """A short content id of an evaluation set's prompts: two runs scored on different prompts
+    (another held-out split, a limit) are never compared as if they were paired."""
+    from ecd.records import content_id
+
+    return content_id([[p["prompt"], p["instruction_id_list"]] for p in prompts], length=12)
+
+
 def read_ifeval_input(path: Path) -> list[dict[str, Any]]:
     """IFEval's input format: ``key``, ``prompt``, ``instruction_id_list``, ``kwargs`` a line."""
     out = []
@@ -156,16 +173,22 @@ def user_oriented(instructions: Path = USER_ORIENTED, references: Path = DAVINCI
     return out
 
 
+def categories(summary: dict[str, Any]) -> dict[str, float]:
+    """The per-category instruction-level strict scores of a summary (``inst_strict_<category>``),
+    without the interval bounds of ``inst_strict`` itself (``inst_strict_lo``, ``inst_strict_hi``)."""
+    return {k.removeprefix("inst_strict_"): v for k, v in summary.items()
+            if k.startswith("inst_strict_") and k not in ("inst_strict_lo", "inst_strict_hi")}
+
+
 def category_rows(metrics: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per-category instruction-level strict accuracy, one row per (eval set, category), a column
     per model: the bar chart's data."""
     rows: dict[str, dict[str, Any]] = {}
     for model, sets in metrics.items():
         for set_name, summary in sets.items():
-            for key, value in summary.items():
-                if key.startswith("inst_strict_"):
-                    cat = f"{set_name}/{key.removeprefix('inst_strict_')}"
-                    rows.setdefault(cat, {"category": cat})[model] = value
+            for name, value in categories(summary).items():
+                cat = f"{set_name}/{name}"
+                rows.setdefault(cat, {"category": cat})[model] = value
     return [rows[k] for k in sorted(rows)]
 
 

@@ -31,7 +31,10 @@ def _list(values: list[Any]) -> str:
 
 
 def experiments(strategies: list[str], losses: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
-    """(name, ``-S`` overrides) per cell and seed."""
+    """(name, ``-S`` overrides) per cell and seed. Every cell pairs the same rows (``pair.match``:
+    the grid's strategies), so that a seed's strategies differ in their negatives alone and share
+    one SFT-only control; a seed sets the student's, the pairs' and training's seeds (not the
+    held-out split's, which stays put so that every run is scored on the same prompts)."""
     out = []
     for strategy in strategies:
         try:
@@ -44,8 +47,9 @@ def experiments(strategies: list[str], losses: list[str], seeds: list[int]) -> l
             types, weights = LOSSES[loss]
             for seed in seeds:
                 out.append((f"{strategy}-{loss}-s{seed}", [
-                    f"pair.strategy={_list([strategy])}", f"train.dpo.loss_type={_list(types)}",
-                    f"train.dpo.loss_weights={_list(weights)}", f"train.seed={seed}", f"student.seed={seed}",
+                    f"pair.strategy={_list([strategy])}", f"pair.match={_list(strategies)}",
+                    f"train.dpo.loss_type={_list(types)}", f"train.dpo.loss_weights={_list(weights)}",
+                    f"train.seed={seed}", f"student.seed={seed}", f"pair.seed={seed}",
                 ]))
     return out
 
@@ -83,7 +87,7 @@ def exp_rows(show: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def visit(entry: dict[str, Any], state: str | None = None, baseline: dict[str, Any] | None = None) -> None:
         data = entry.get("data") or {}
         name = entry.get("name") or data.get("name") or entry.get("rev") or data.get("rev")
-        flat: dict[str, Any] = {"name": name, "state": state}
+        flat: dict[str, Any] = {"name": name, "state": state, "rev": entry.get("rev") or data.get("rev")}
         params: dict[str, Any] = {}
         for _file, content in (data.get("params") or {}).items():
             params.update(_flatten((content or {}).get("data") or {}))

@@ -15,6 +15,8 @@ DATA = Path("data")
 ROUNDS = DATA / "rounds"
 SPLIT = DATA / "split.json"
 PAIRS = DATA / "pairs"
+#: the SFT-only control's rows: each train pair's prompt and chosen answer, in the pairs' order
+ROWS = DATA / "rows.parquet"
 EVAL = DATA / "eval"
 MODELS = Path("models")
 #: pretrained models fetched by the ``model`` stage, one folder each

@@ -46,6 +46,7 @@ def make_pair(strategy: str, step: Step, rejected: Response, rejected_results: l
     difficulty = {"none": float(step["round"]), "round": float(step["round"]), "missed": frac, "gap": 1.0 - gap}
     return {
         "id": content_id(prompt, chosen, rej),
+        "row_id": content_id(prompt, chosen),
         "prompt": prompt,
         "chosen": chosen,
         "rejected": rej,
@@ -97,25 +98,32 @@ def _misses_enough(results: list[ConstraintResult], params: PairParams) -> bool:
     return sum(not r["passed"] for r in results) >= params.min_missed
 
 
+#: how many other seeds' answers ``random`` tries, in a seeded order, for one that misses enough
+RANDOM_TRIES = 16
+
+
 def random_pairs(steps: list[Step], params: PairParams, check: Checker) -> tuple[list[Pair], Counter[str]]:
     """The baseline: each step's chosen R(t) against the chosen answer of a step from another seed,
-    drawn with ``pair.seed``; kept when it misses at least ``min_missed`` of I(t)'s constraints."""
+    drawn with ``pair.seed``: the first of up to :data:`RANDOM_TRIES` draws that misses at least
+    ``min_missed`` of I(t)'s constraints (so that nearly every row has a random negative, which
+    matched rows need)."""
     dropped: Counter[str] = Counter()
     usable = [s for s in sorted(steps, key=lambda s: (s["root_id"], s["chain"], s["round"])) if chosen_passes(s)]
     dropped["chosen_fails"] += len(steps) - len(usable)
     rng = random.Random(content_id("random", params.seed))
     out = []
     for step in usable:
-        others = [o for o in (rng.choice(usable) for _ in range(8)) if o["root_id"] != step["root_id"]]
+        others = [o for o in (rng.choice(usable) for _ in range(RANDOM_TRIES)) if o["root_id"] != step["root_id"]]
         if not others:
             dropped["no_other_seed"] += 1
             continue
-        other = others[0]["chosen"]
-        results = check(other["text"], step["instruction"]["constraints"])
-        if not _misses_enough(results, params):
+        for other in others:
+            results = check(other["chosen"]["text"], step["instruction"]["constraints"])
+            if _misses_enough(results, params):
+                out.append(make_pair("random", step, other["chosen"], results, params.curriculum))
+                break
+        else:
             dropped["rejected_passes"] += 1
-            continue
-        out.append(make_pair("random", step, other, results, params.curriculum))
     return out, dropped
 
 
@@ -170,11 +178,32 @@ def model_gap_pairs(steps: list[Step], weak: dict[str, Response], params: PairPa
     return out, dropped
 
 
-def order(pairs: list[Pair], curriculum: str) -> list[Pair]:
-    """Pairs by id, or easy to hard by their ``difficulty`` (ties by id) when a curriculum is on."""
+def order(pairs: list[Pair], curriculum: str, matched: bool = False) -> list[Pair]:
+    """Pairs by id, or easy to hard by their ``difficulty`` (ties by id) when a curriculum is on.
+    Matched rows go by row (then strategy), so that every strategy's pairs, and the control's rows,
+    come in the same order whatever the negative."""
+    key = (lambda p: (p["row_id"], p["strategy"])) if matched else (lambda p: p["id"])
     if curriculum == "none":
-        return sorted(pairs, key=lambda p: p["id"])
-    return sorted(pairs, key=lambda p: (p["difficulty"], p["id"]))
+        return sorted(pairs, key=key)
+    return sorted(pairs, key=lambda p: (p["difficulty"], key(p)))
+
+
+def by_row(made: list[Pair]) -> dict[str, Pair]:
+    """One pair per row (prompt and chosen answer), the first by pair id where a strategy gave several."""
+    rows: dict[str, Pair] = {}
+    for pair in sorted(made, key=lambda p: p["id"]):
+        rows.setdefault(pair["row_id"], pair)
+    return rows
+
+
+def strategy_pairs(strategy: str, steps: list[Step], params: PairParams, check: Checker,
+                   weak: dict[str, Response] | None) -> tuple[list[Pair], Counter[str]]:
+    """One strategy's pairs with the causes of the steps that gave none."""
+    if strategy == "ecd":
+        return ecd_pairs(steps, params)
+    if strategy == "random":
+        return random_pairs(steps, params, check)
+    return model_gap_pairs(steps, weak or {}, params, check)
 
 
 def build_pairs(
@@ -193,21 +222,32 @@ def build_pairs(
     """
     pairs: dict[str, Pair] = {}
     dropped: dict[str, Counter[str]] = {}
-    for strategy in params.strategy:
-        if strategy == "ecd":
-            made, causes = ecd_pairs(steps, params)
-        elif strategy == "random":
-            made, causes = random_pairs(steps, params, check)
-        else:
-            made, causes = model_gap_pairs(steps, weak or {}, params, check)
-        for pair in made:
-            if pair["id"] in pairs:
-                causes["duplicate"] += 1
-            else:
+    matched_rows: int | None = None
+    if params.match:  # every matched strategy runs, so that the rows do not depend on pair.strategy
+        made_by = {s: strategy_pairs(s, steps, params, check, weak) for s in params.match}
+        rows = {s: by_row(made) for s, (made, _) in made_by.items()}
+        common = set.intersection(*(set(r) for r in rows.values()))
+        matched_rows = len(common)
+        for strategy in params.strategy:
+            causes = made_by[strategy][1]
+            causes["duplicate"] += len(made_by[strategy][0]) - len(rows[strategy])
+            causes["unmatched"] += len(rows[strategy]) - len(common)
+            for row_id in common:
+                pair = rows[strategy][row_id]
                 pairs[pair["id"]] = pair
-        dropped[strategy] = causes
-    train = order([p for p in pairs.values() if p["root_id"] not in test_roots], params.curriculum)
-    test = order([p for p in pairs.values() if p["root_id"] in test_roots], "none")
+            dropped[strategy] = causes
+    else:
+        for strategy in params.strategy:
+            made, causes = strategy_pairs(strategy, steps, params, check, weak)
+            for pair in made:
+                if pair["id"] in pairs:
+                    causes["duplicate"] += 1
+                else:
+                    pairs[pair["id"]] = pair
+            dropped[strategy] = causes
+    matched = bool(params.match)
+    train = order([p for p in pairs.values() if p["root_id"] not in test_roots], params.curriculum, matched)
+    test = order([p for p in pairs.values() if p["root_id"] in test_roots], "none", matched)
     every = train + test
     counts = card_counts(train, test)
     metrics = {
@@ -218,6 +258,7 @@ def build_pairs(
         "train_roots": len({p["root_id"] for p in train}),
         "test_roots": len({p["root_id"] for p in test}),
         "curriculum": params.curriculum,
+        "matched_rows": matched_rows if matched_rows is not None else len({p["row_id"] for p in pairs.values()}),
         "dropped_by_cause": {k: dict(sorted(v.items())) for k, v in dropped.items()},
         "pairs_by_strategy": counts["strategy"],
         "pairs_by_round": counts["round"],

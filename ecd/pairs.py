@@ -42,6 +42,7 @@ def features() -> Any:
     return Features(
         {
             "id": Value("string"),
+            "row_id": Value("string"),
             "prompt": msg,
             "chosen": msg,
             "rejected": msg,
@@ -191,15 +192,41 @@ def save_pairs(out_dir: str | Path, train: list[Pair], test: list[Pair], card: s
         write_text(tmp / "README.md", card)
 
 
+#: the columns of the control's rows: a pair without its rejected side
+ROW_COLUMNS = ("row_id", "prompt", "chosen", "difficulty")
+
+
+def save_rows(path: str | Path, train: list[Pair]) -> None:
+    """The SFT-only control's rows: each train pair's prompt and chosen answer, in the pairs' order.
+
+    A file of its own, so that the control depends on the rows and not on the negatives: with
+    matched rows (``pair.match``) every strategy writes the same bytes here, and DVC runs one control
+    for all of them."""
+    from datasets import Dataset
+
+    feats = features()
+    columns = {k: [r[k] for r in train] for k in ROW_COLUMNS}
+    with atomic_path(Path(path)) as tmp:
+        Dataset.from_dict(columns, features=type(feats)({k: feats[k] for k in ROW_COLUMNS})).to_parquet(str(tmp))
+
+
+def load_rows(path: str | Path) -> Any:
+    """The control's rows as a ``datasets.Dataset``."""
+    return _load_parquet(Path(path))
+
+
 def load_pairs(pairs_dir: str | Path, split: str) -> Any:
     """One split as an in-memory ``datasets.Dataset`` (no copy into the HF cache)."""
+    return _load_parquet(Path(pairs_dir) / f"{split}.parquet")
+
+
+def _load_parquet(path: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Dataset
 
     from ecd.layout import missing_input
 
-    path = Path(pairs_dir) / f"{split}.parquet"
     if not path.exists():
         raise missing_input(path)
     try:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecd import layout
+from ecd.evaluation import categories as evaluation_categories
+
+if TYPE_CHECKING:
+    from ecd.uncertainty import Verdicts
 
 METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
 SET_TITLES = {"heldout": "held-out instructions", "ifeval": "IFEval (541 prompts)",
@@ -41,9 +46,49 @@ class Table:
                 *("| " + " | ".join(r) + " |" for r in self.rows), ""]
 
 
-def student_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[Table]:
-    """Per evaluation set: every model on every metric, with its delta against ``baseline``, then
-    the per-category pass rates."""
+def _ci(value: float, lo: float | None, hi: float | None, signed: bool = False) -> str:
+    """``0.202 [0.170, 0.236]``, or ``+0.037 [+0.017, +0.057]`` for a difference."""
+    f = "{:+.3f}" if signed else "{:.3f}"
+    if lo is None or hi is None:
+        return f.format(value)
+    return f"{f.format(value)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def _verdict(d: dict[str, float]) -> str:
+    """What an interval says, in words."""
+    if d["lo"] > 0:
+        return "higher"
+    if d["hi"] < 0:
+        return "lower"
+    return f"no detectable difference (could see ≥{d['mde']:.3f})"
+
+
+def difference_tables(compare: dict[str, dict[str, dict[str, dict[str, float]]]], baseline: str) -> list[Table]:
+    """Per evaluation set, the paired differences between students (``metrics/compare.json``):
+    each metric's difference with its 95 % interval, McNemar's exact p on prompt-level strict, the
+    smallest difference the set could detect, and what the interval says. Comparisons against
+    ``baseline`` come first."""
+    tables = []
+    for set_name in sorted(compare, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99):
+        pairs = sorted(compare[set_name], key=lambda k: (not k.endswith(f"-{baseline}"), k != "dpo-control"))
+        table = Table(f"{SET_TITLES.get(set_name, set_name)}: paired differences, 95 % intervals",
+                      ["difference", *METRIC_COLUMNS, "p (McNemar)", "detectable", "verdict (prompt_strict)"])
+        for key in pairs:
+            d = compare[set_name][key]
+            a, b = key.split("-", 1)
+            cells = [_ci(d[m]["delta"], d[m].get("lo"), d[m].get("hi"), signed=True) if m in d else "" for m in METRIC_COLUMNS]
+            ps = d.get("prompt_strict", {})
+            p = ps.get("p")
+            table.rows.append([f"{a} − {b}", *cells, "" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}",
+                               f"{ps['mde']:.3f}" if "mde" in ps else "", _verdict(ps) if "lo" in ps else ""])
+        tables.append(table)
+    return tables
+
+
+def student_tables(data: dict[str, dict[str, dict]], baseline: str, with_deltas: bool = True) -> list[Table]:
+    """Per evaluation set: every model on every metric with its 95 % interval where the metrics
+    have one (else its delta against ``baseline``, when ``with_deltas``), then the per-category
+    pass rates."""
     sets = sorted({s for m in data.values() for s in m}, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99)
     tables = []
     for set_name in sets:
@@ -53,7 +98,7 @@ def student_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[Tabl
         ref = data.get(baseline, {}).get(set_name, {})
         n = first.get("n_prompts", first.get("judged", ""))
         title = f"{SET_TITLES.get(set_name, set_name)}, n={n}"
-        categories = sorted(k for k in first if k.startswith("inst_strict_"))
+        categories = sorted(f"inst_strict_{c}" for c in evaluation_categories(first))
         groups = [(title, ["win_rate"] if set_name == "winrate" else list(METRIC_COLUMNS))]
         if categories:
             groups.append((f"{title}: instructions followed per category (strict)", categories))
@@ -62,9 +107,10 @@ def student_tables(data: dict[str, dict[str, dict]], baseline: str) -> list[Tabl
             for m in models:
                 cells = []
                 for c in cols:
-                    v = data[m][set_name].get(c)
-                    cell = "" if v is None else f"{v:.3f}"
-                    if v is not None and m != baseline and c in ref:
+                    row = data[m][set_name]
+                    v = row.get(c)
+                    cell = "" if v is None else _ci(v, row.get(f"{c}_lo"), row.get(f"{c}_hi"))
+                    if v is not None and f"{c}_lo" not in row and with_deltas and m != baseline and c in ref:
                         cell += f" ({v - ref[c]:+.3f})"
                     cells.append(cell)
                 table.rows.append([m, *cells])
@@ -112,34 +158,154 @@ def _short(value: Any, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def is_seed_key(key: str) -> bool:
+    """A param that only reseeds a run (``train.seed``, ``evaluate.bootstrap_seed``, ...)."""
+    last = key.rsplit(".", 1)[-1]
+    return last == "seed" or last.endswith("_seed")
+
+
+def baseline_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The commit's own run: the first commit row of ``dvc exp show`` with metrics, else the workspace."""
+    commits = [r for r in rows if r.get("state") is None and any(k.startswith("dpo.") for k in r)]
+    named = [r for r in commits if r.get("name") != "workspace"]
+    return (named or commits or [None])[0]
+
+
+def _changed(params_now: dict[str, Any], before: dict[str, Any], max_params: int, seeds: bool = True) -> str:
+    changed = [k for k in sorted(params_now) if params_now[k] != before.get(k) and (seeds or not is_seed_key(k))]
+    text = ", ".join(f"{k}={_short(params_now[k])}" for k in changed[:max_params])
+    if len(changed) > max_params:
+        text += f", +{len(changed) - max_params} more"
+    return text
+
+
 def experiment_tables(rows: list[dict[str, Any]], max_params: int = 6) -> list[Table]:
-    """The experiments of ``dvc exp show`` (flattened by :func:`ecd.grid.exp_rows`): their
-    :data:`HEADLINE` columns with the preference run's margin over its control on IFEval, and, in a
-    second table, the params each changed from the commit it derives from. Empty when there are none."""
+    """The experiments of ``dvc exp show`` (flattened by :func:`ecd.grid.exp_rows`) beside the
+    commit's own run: their :data:`HEADLINE` columns with the preference run's margin over its
+    control on IFEval, and, in a second table, the params each changed from the commit it derives
+    from. A held-out score measured on other prompts than the baseline's (another split) is marked
+    † and not compared. Empty when there are no experiments."""
     exps = sorted((r for r in rows if r.get("state") is not None and r.get("name")), key=lambda r: str(r["name"]))
     if not exps:
         return []
+    base = baseline_row(rows)
     pattern = re.compile(HEADLINE)
     order = {"ifeval": 0, "heldout": 1}
-    columns = sorted({k for r in exps for k in r if pattern.match(k)},
+    columns = sorted({k for r in exps + ([base] if base else []) for k in r if pattern.match(k)},
                      key=lambda k: (order[k.split(".")[1]], layout.STUDENTS.index(k.split(".")[0])))
     scores = Table("Experiments: prompt-level strict", ["experiment", *(" ".join(c.split(".")[1::-1]) for c in columns),
                                                          "dpo − control ifeval"])
     changes = Table("Experiments: the params each changed", ["experiment", "changed params"])
-    for r in exps:
-        name = str(r["name"]) + ("" if r["state"] == "success" else f" ({r['state']})")
-        done = r["state"] == "success"  # a running or queued experiment shows its baseline's metrics
-        cells = [f"{r[c]:.3f}" if done and isinstance(r.get(c), (int, float)) else "" for c in columns]
+    listed = ([(f"baseline ({base['name']})", base, True)] if base else []) + \
+        [(str(r["name"]) + ("" if r["state"] == "success" else f" ({r['state']})"), r, r["state"] == "success") for r in exps]
+    for name, r, done in listed:  # a running or queued experiment shows its baseline's metrics: not shown
+        def cell(c: str) -> str:
+            v = r.get(c)
+            if not done or not isinstance(v, (int, float)):
+                return ""
+            set_name = c.split(".")[1]
+            other = base is not None and r is not base and \
+                r.get(f"dpo.{set_name}.prompt_set", "") != base.get(f"dpo.{set_name}.prompt_set", "")
+            return f"{v:.3f}" + (" †" if other else "")
         d, c = (r.get("dpo.ifeval.prompt_strict"), r.get("control.ifeval.prompt_strict")) if done else (None, None)
         margin = f"{d - c:+.3f}" if isinstance(d, (int, float)) and isinstance(c, (int, float)) else ""
-        scores.rows.append([name, *cells, margin])
-        params_now, before = r.get("params") or {}, r.get("baseline") or {}
-        changed = [k for k in sorted(params_now) if params_now[k] != before.get(k)]
-        text = ", ".join(f"{k}={_short(params_now[k])}" for k in changed[:max_params])
-        if len(changed) > max_params:
-            text += f", +{len(changed) - max_params} more"
-        changes.rows.append([name, text or "(none: the params of its commit)"])
+        scores.rows.append([name, *(cell(c) for c in columns), margin])
+        if r is not base:
+            text = _changed(r.get("params") or {}, r.get("baseline") or {}, max_params)
+            changes.rows.append([name, text or "(none: the params of its commit)"])
     return [scores, changes]
+
+
+#: reads one student's per-prompt verdicts on one set at a revision (an experiment's commit)
+VerdictReader = Callable[[str, str, str], "Verdicts"]
+
+
+def read_verdicts(rev: str, model: str, set_name: str) -> "Verdicts":
+    """``data/eval/<model>/<set>.jsonl`` as it was at ``rev`` (from DVC's cache), as verdicts."""
+    from dvc.api import DVCFileSystem
+
+    from ecd.uncertainty import Verdicts
+
+    path = f"{layout.EVAL.as_posix()}/{model}/{set_name}.jsonl"
+    if rev == "workspace":
+        text = Path(path).read_text(encoding="utf-8")
+    else:
+        fs = _FILESYSTEMS.get(rev) or _FILESYSTEMS.setdefault(rev, DVCFileSystem(".", rev=rev))
+        text = fs.read_text(path, encoding="utf-8")
+    return Verdicts.from_results([json.loads(line) for line in text.splitlines() if line.strip()])
+
+
+_FILESYSTEMS: dict[str, Any] = {}
+
+
+def seed_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The finished runs (the commit's own and its experiments) grouped by their params less the
+    seed params: each group is one setting run under several seeds. An experiment with exactly the
+    params of an earlier run (the baseline's own seed, queued again) is the same run and counted
+    once. Groups keep the order of their first run; the baseline's group comes first."""
+    base = baseline_row(rows)
+    runs = ([base] if base else []) + sorted((r for r in rows if r.get("state") == "success"), key=lambda r: str(r["name"]))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+    for r in runs:
+        params = r.get("params") or {}
+        full = json.dumps(params, sort_keys=True, default=str)
+        if full in seen:
+            continue
+        seen.add(full)
+        key = json.dumps({k: v for k, v in params.items() if not is_seed_key(k)}, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def seed_table(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts, resamples: int = 10_000,
+               seed: int = 0, set_name: str = "ifeval") -> Table | None:
+    """One row per setting over its seeds: how many runs, each student's mean ± sd of prompt-level
+    strict on ``set_name``, and the preference-minus-control margin with a 95 % interval over
+    prompts and seeds (:func:`ecd.uncertainty.seed_interval`, from each run's per-prompt verdicts).
+    Runs scored on different prompts are not combined: the row says so. None without runs."""
+    import statistics
+
+    from dvc.exceptions import DvcException
+
+    from ecd.uncertainty import seed_interval
+
+    groups = seed_groups(rows)
+    base = baseline_row(rows)
+    metric = f"{set_name}.prompt_strict"
+    if not any(f"dpo.{metric}" in r for g in groups for r in g):
+        return None
+    table = Table(f"Settings over seeds: {SET_TITLES.get(set_name, set_name)}, prompt-level strict",
+                  ["setting", "runs", *(f"{m} (mean ± sd)" for m in layout.STUDENTS), "dpo − control, 95 % over prompts and seeds"])
+    for group in groups:
+        first = group[0]
+        label = "baseline" if first is base else (_changed(first.get("params") or {}, (base or {}).get("params") or {}, 4,
+                                                           seeds=False) or "the baseline's params")
+        label += " (seeds: " + ", ".join(str(r["name"]) for r in group) + ")"
+        cells = []
+        for m in layout.STUDENTS:
+            vals = [r[f"{m}.{metric}"] for r in group if isinstance(r.get(f"{m}.{metric}"), (int, float))]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "")
+        prompt_sets = {r.get(f"dpo.{set_name}.prompt_set") for r in group}
+        if len(prompt_sets) > 1:
+            margin = "runs scored on different prompts: not combined"
+        else:
+            try:
+                diffs = []
+                for r in group:
+                    rev = str(r.get("rev") or r.get("name"))
+                    dpo, ctl = read(rev, "dpo", set_name), read(rev, "control", set_name)
+                    diffs.append(dpo.follow_all["strict"].astype(float) - ctl.follow_all["strict"].astype(float))
+                s = seed_interval(diffs, resamples, seed)
+                margin = _ci(s["delta"], s["lo"], s["hi"], signed=True) + ("" if s["runs"] > 1 else " (1 run: prompts only)")
+            except (OSError, ValueError, KeyError, DvcException) as exc:  # answers not in the local cache
+                margins = [r[f"dpo.{metric}"] - r[f"control.{metric}"] for r in group
+                           if isinstance(r.get(f"dpo.{metric}"), (int, float)) and isinstance(r.get(f"control.{metric}"), (int, float))]
+                margin = (f"{statistics.mean(margins):+.3f} (no interval: per-prompt answers not readable, "
+                          f"{type(exc).__name__})") if margins else ""
+        table.rows.append([label, str(len(group)), *cells, margin])
+    return table
 
 
 def html_report(tables: list[Table], notes: list[str], charts: list[Any]) -> str:

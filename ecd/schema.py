@@ -171,6 +171,7 @@ class Pair(TypedDict):
     """A preference pair: TRL's conversational format plus metadata. ``data/pairs/{train,test}.parquet``."""
 
     id: str  #: content hash of prompt, chosen and rejected
+    row_id: str  #: content hash of prompt and chosen: the row, the same under every strategy's negative
     prompt: list[Message]
     chosen: list[Message]
     rejected: list[Message]

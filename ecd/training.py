@@ -91,13 +91,14 @@ def length_batched(rows: list[dict[str, Any]], lengths: list[int], batch_size: i
 
 
 def pair_length(tok: Any, row: dict[str, Any]) -> int:
-    """Tokens of the prompt with its longer answer (chosen, or rejected where the row has one)."""
-    answers = [row["chosen"]] + ([row["rejected"]] if row.get("rejected") else [])
-    return max(n_tokens(tok, row["prompt"] + a) for a in answers)
+    """Tokens of the prompt with its chosen answer: what decides a row's place and whether it is
+    kept. Not the rejected side, so that the preference run and its control keep the same rows in
+    the same order whatever the negative; a rejected answer past ``max_length`` is cut by TRL."""
+    return n_tokens(tok, row["prompt"] + row["chosen"])
 
 
 def fits(tok: Any, row: dict[str, Any], max_length: int) -> bool:
-    """Whether the prompt with each answer fits in ``max_length`` tokens."""
+    """Whether the prompt with its chosen answer fits in ``max_length`` tokens."""
     return pair_length(tok, row) <= max_length
 
 

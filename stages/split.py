@@ -10,7 +10,7 @@ from ecd.stage import stage
 @stage
 def main() -> None:
     params = load_params()
-    split = make_split(read_jsonl(layout.round_file("r0", "state.jsonl")), params.pair.test_fraction, params.pair.seed)
+    split = make_split(read_jsonl(layout.round_file("r0", "state.jsonl")), params.split.test_fraction, params.split.seed)
     save_split(split)
     print(f"split: {len(split['train_roots'])} train and {len(split['test_roots'])} test seeds")
 

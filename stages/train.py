@@ -5,7 +5,7 @@ import sys
 
 from ecd import layout
 from ecd.errors import EcdError
-from ecd.pairs import load_pairs
+from ecd.pairs import load_pairs, load_rows
 from ecd.params import load_params
 from ecd.records import write_json
 from ecd.stage import stage, timed
@@ -20,10 +20,11 @@ def main() -> None:
     if name not in RUNS:
         raise EcdError(f"usage: python stages/train.py {{{'|'.join(RUNS)}}} (got {name!r})")
     params = load_params()
-    rows = load_pairs(layout.PAIRS, "train").to_list()
+    # the control reads the rows alone (prompt, chosen), so that one control serves every negative
+    rows = (load_pairs(layout.PAIRS, "train") if name == "dpo" else load_rows(layout.ROWS)).to_list()
     tok = prepare_training(params.train, layout.MODELS / "sft")
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
-    print(f"train {name}: {len(kept)} of {len(rows)} pairs fit in {params.train.max_length} tokens")
+    print(f"train {name}: {len(kept)} of {len(rows)} rows fit in {params.train.max_length} tokens")
     if not kept:
         raise EcdError(f"no train pairs to learn from ({len(rows)} in {layout.PAIRS}, none within train.max_length="
                        f"{params.train.max_length}); metrics/pair.json says why pairs were dropped")

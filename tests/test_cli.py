@@ -115,6 +115,7 @@ def test_grid_queue_names_and_summary_of_dvc_exp_show() -> None:
     exps = experiments(["ecd", "random"], ["rpo", "ipo"], [0, 1, 2])
     assert len(exps) == 12 and exps[0][0] == "ecd-rpo-s0"
     assert "train.dpo.loss_type=[sigmoid,sft]" in exps[0][1] and "train.dpo.loss_weights=[1.0,1.0]" in exps[0][1]
+    assert "pair.match=[ecd,random]" in exps[0][1] and "pair.match=[ecd,random]" in exps[-1][1]  # matched rows
     with pytest.raises(EcdError, match="valid: dpo, rpo, slic, ipo"):
         experiments(["ecd"], ["kto"], [0])
     show = [{"rev": "workspace", "name": None, "data": {}, "experiments": None},

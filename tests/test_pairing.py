@@ -19,7 +19,7 @@ import pytest
 from ecd import constraints as C
 from ecd import pairing
 from ecd.pairing import model_gap_pairs, weak_instructions
-from ecd.pairs import card_counts, dataset_card, load_pairs, save_pairs
+from ecd.pairs import card_counts, dataset_card, load_pairs, save_pairs, save_rows
 from ecd.params import PairParams, Params, validate_params
 from ecd.schema import Step
 from ecd.split import split_roots
@@ -32,7 +32,7 @@ STRONG = ROOT / "data" / "self-instruct" / "text-davinci-003_predictions.jsonl"
 
 def build_pairs(steps: list[Step], params: PairParams):
     """``pairing.build_pairs`` with the split drawn over the steps' seeds and the code checker."""
-    held_out = split_roots([s["root_id"] for s in steps], params.test_fraction, params.seed)
+    held_out = split_roots([s["root_id"] for s in steps], 0.2, params.seed)
     return pairing.build_pairs(steps, params, held_out, check_all)
 
 
@@ -66,7 +66,7 @@ def _weak(name: str) -> dict[str, dict]:
 @pytest.mark.parametrize("weak_name", ["text-davinci-001", "davinci-t0-ft"])
 def test_model_gap_pairs_put_the_stronger_model_first(weak_name: str) -> None:
     steps, weak = _steps(), _weak(weak_name)
-    pairs, dropped = model_gap_pairs(steps, weak, PairParams(strategy=["model_gap"]), check_all)
+    pairs, dropped = model_gap_pairs(steps, weak, PairParams(strategy=["model_gap"], match=[]), check_all)
     expected_empty = sum(1 for w in weak.values() if not w["text"].strip())
     expected_same = sum(1 for s in steps if weak[s["instruction"]["id"]]["text"].strip()
                         and " ".join(weak[s["instruction"]["id"]]["text"].split()) == " ".join(s["chosen"]["text"].split()))
@@ -83,7 +83,7 @@ def test_model_gap_pairs_put_the_stronger_model_first(weak_name: str) -> None:
 def test_model_gap_with_a_constraint_keeps_only_real_gaps() -> None:
     cons = [{"id": "punctuation:no_comma", "kwargs": {}}]
     steps, weak = _steps(cons), _weak("davinci-t0-ft")
-    pairs, dropped = model_gap_pairs(steps, weak, PairParams(strategy=["model_gap"]), check_all)
+    pairs, dropped = model_gap_pairs(steps, weak, PairParams(strategy=["model_gap"], match=[]), check_all)
     no_comma = lambda t: "," not in t  # noqa: E731  (IFEval's rule, said plainly)
     strong_ok = [s for s in steps if no_comma(s["chosen"]["text"])]
     expected = [s for s in strong_ok if weak[s["instruction"]["id"]]["text"].strip()
@@ -97,13 +97,13 @@ def test_weak_limit_draws_the_weak_models_instructions_and_counts_the_rest() -> 
     cons = [{"id": "punctuation:no_comma", "kwargs": {}}]
     steps, weak = _steps(cons), _weak("davinci-t0-ft")
     usable = [s["instruction"]["id"] for s in steps if all(r["passed"] for r in s["chosen_results"])]
-    assert [i["id"] for i in weak_instructions(steps, PairParams(strategy=["model_gap"]))] == usable
-    params = PairParams(strategy=["model_gap"], weak_limit=40)
+    assert [i["id"] for i in weak_instructions(steps, PairParams(strategy=["model_gap"], match=[]))] == usable
+    params = PairParams(strategy=["model_gap"], match=[], weak_limit=40)
     drawn = [i["id"] for i in weak_instructions(steps, params)]
     assert len(drawn) == 40 and set(drawn) <= set(usable)
     assert drawn == [i for i in usable if i in set(drawn)]  # in step order
     assert drawn == [i["id"] for i in weak_instructions(steps, params)]  # the same draw every run
-    assert drawn != [i["id"] for i in weak_instructions(steps, PairParams(strategy=["model_gap"], weak_limit=40, seed=1))]
+    assert drawn != [i["id"] for i in weak_instructions(steps, PairParams(strategy=["model_gap"], match=[], weak_limit=40, seed=1))]
     answered = {i: weak[i] for i in drawn}
     pairs, dropped = model_gap_pairs(steps, answered, params, check_all)
     assert {p["instruction_id"] for p in pairs} <= set(drawn)
@@ -140,7 +140,7 @@ def _ecd_steps() -> list[dict]:
 
 def test_strategies_combine_deduplicate_and_split_by_seed() -> None:
     steps = _ecd_steps()
-    params = PairParams(strategy=["ecd", "random"], min_rejected_pass_fraction=0.5)
+    params = PairParams(strategy=["ecd", "random"], match=[], min_rejected_pass_fraction=0.5)
     train, test, metrics = build_pairs(steps, params)
     rows = train + test
     assert metrics["pairs_by_strategy"] == {"ecd": sum(p["strategy"] == "ecd" for p in rows),
@@ -173,11 +173,34 @@ def test_strategies_combine_deduplicate_and_split_by_seed() -> None:
 
 @pytest.mark.parametrize("curriculum", ["round", "missed"])
 def test_curriculum_orders_train_pairs_easy_to_hard(curriculum: str) -> None:
-    train, _, _ = build_pairs(_ecd_steps(), PairParams(curriculum=curriculum, min_rejected_pass_fraction=0.0))
+    train, _, _ = build_pairs(_ecd_steps(), PairParams(curriculum=curriculum, match=[], min_rejected_pass_fraction=0.0))
     levels = [p["difficulty"] for p in train]
     assert levels == sorted(levels) and len(set(levels)) > 1
     expected = {"round": [float(p["round"]) for p in train], "missed": [p["rejected_pass_fraction"] for p in train]}
     assert levels == expected[curriculum]
+
+
+def test_matched_rows_differ_in_the_negative_only(tmp_path: Path) -> None:
+    """With ``pair.match`` every strategy pairs the same rows (instruction and chosen answer), in the
+    same order, and the control's rows file is byte-identical whichever strategy is trained."""
+    steps = _ecd_steps()
+    runs = {s: build_pairs(steps, PairParams(strategy=[s], match=["ecd", "random"], min_rejected_pass_fraction=0.0))
+            for s in ("ecd", "random")}
+    ecd_train, random_train = runs["ecd"][0], runs["random"][0]
+    assert ecd_train and [p["row_id"] for p in ecd_train] == [p["row_id"] for p in random_train]
+    assert [(p["prompt"], p["chosen"]) for p in ecd_train] == [(p["prompt"], p["chosen"]) for p in random_train]
+    assert all(e["rejected"] != r["rejected"] for e, r in zip(ecd_train, random_train))
+    assert {p["strategy"] for p in random_train} == {"random"}
+    assert runs["ecd"][2]["matched_rows"] == runs["random"][2]["matched_rows"] == len(ecd_train) + len(runs["ecd"][1])
+    own, _, _ = build_pairs(steps, PairParams(strategy=["ecd"], match=[], min_rejected_pass_fraction=0.0))
+    assert {p["row_id"] for p in ecd_train} <= {p["row_id"] for p in own}  # matching only removes rows
+    files = []
+    for s in ("ecd", "random"):
+        save_rows(tmp_path / f"{s}.parquet", runs[s][0])
+        files.append((tmp_path / f"{s}.parquet").read_bytes())
+    assert files[0] == files[1]
+    with pytest.raises(ValueError, match="not in pair.match"):
+        PairParams(strategy=["model_gap"], match=["ecd", "random"])
 
 
 def test_card_counts_match_the_saved_data(tmp_path: Path) -> None:

@@ -102,10 +102,10 @@ def test_unknown_round_is_named(project) -> None:
 
 
 def test_check_params_command(project) -> None:
-    project.params({"pair": {"test_fracton": 0.1}})
+    project.params({"split": {"test_fracton": 0.1}})
     proc = project.run("ecd", "check-params", check=False)
     assert proc.returncode == 2
-    assert "did you mean 'pair.test_fraction'?" in proc.stderr
+    assert "did you mean 'split.test_fraction'?" in proc.stderr
 
 
 def test_schedules_match_transformers_and_are_checked() -> None:

@@ -174,6 +174,60 @@ def test_training_and_evaluation(project: Project) -> None:
     assert "| dpo |" in (p / "report.md").read_text()
 
 
+def _plain_bootstrap(x: list[float], y: list[float], resamples: int, seed: int) -> tuple[float, float]:
+    """A paired bootstrap of mean(x) − mean(y) written the plain way (indices drawn per resample)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a, b = np.array(x), np.array(y)
+    diffs = [float((a[idx] - b[idx]).mean()) for idx in (rng.integers(0, len(a), len(a)) for _ in range(resamples))]
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def test_intervals_agree_with_a_plain_bootstrap_of_the_answers(project: Project) -> None:
+    """Every score and difference carries a 95 % interval in metrics/, in the report's tables, and
+    the bounds agree with a paired bootstrap recomputed independently from data/eval/*/ifeval.jsonl."""
+    p = project.path
+    metrics = json.loads((p / "metrics/evaluate.json").read_text())
+    compare = json.loads((p / "metrics/compare.json").read_text())
+    verdicts = {m: [float(r["follow_all_instructions"]) for r in read_jsonl(p / f"data/eval/{m}/ifeval.jsonl")]
+                for m in ("base", "sft", "control", "dpo")}
+    for m, v in verdicts.items():
+        s = metrics[m]["ifeval"]
+        assert s["prompt_strict"] == pytest.approx(sum(v) / len(v), abs=1e-4)
+        assert s["prompt_strict_lo"] <= s["prompt_strict"] <= s["prompt_strict_hi"]
+        assert s["prompt_set"] == metrics["base"]["ifeval"]["prompt_set"]
+    for pair in ("dpo-control", "dpo-base", "control-base"):
+        a, b = pair.split("-")
+        d = compare["ifeval"][pair]["prompt_strict"]
+        assert d["delta"] == pytest.approx(metrics[a]["ifeval"]["prompt_strict"] - metrics[b]["ifeval"]["prompt_strict"], abs=2e-4)
+        lo, hi = _plain_bootstrap(verdicts[a], verdicts[b], 4000, seed=11)
+        # two Monte Carlo estimates of the same quantiles (10,000 and 4,000 draws): within their error
+        assert d["lo"] == pytest.approx(lo, abs=0.008) and d["hi"] == pytest.approx(hi, abs=0.008)
+        assert 0.0 <= d["p"] <= 1.0 and d["mde"] > 0
+    report = project.run("ecd", "report", "--no-experiments").stdout
+    s = metrics["dpo"]["ifeval"]
+    assert f"{s['prompt_strict']:.3f} [{s['prompt_strict_lo']:.3f}, {s['prompt_strict_hi']:.3f}]" in report
+    d = compare["ifeval"]["dpo-control"]["prompt_strict"]
+    assert f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" in report
+    scores = json.loads((p / "plots/scores.json").read_text())
+    assert {(r["set"], r["student"]) for r in scores} == {(s_, m) for s_ in ("heldout", "ifeval") for m in verdicts}
+
+
+def test_a_pair_experiment_never_resplits_or_retrains_the_student(project: Project) -> None:
+    """``pair.seed`` (any pair.* key) is downstream of the split: ``dvc status`` lists the pair
+    stage and what follows, never split, student or SFT."""
+    params = (project.path / "params.yaml").read_text()
+    try:
+        project.params({"pair": {"seed": 1}})
+        changed = set(json.loads(project.run("dvc", "status", "--json").stdout))
+        assert "pair" in changed
+        assert not changed & {"split", "student", "sft", "seed", "sample_r0", "verify_r0"}
+    finally:
+        (project.path / "params.yaml").write_text(params)
+
+
 def test_second_repro_does_nothing(project: Project) -> None:
     out = project.run("dvc", "repro").stdout
     assert "Data and pipelines are up to date" in out
@@ -213,10 +267,13 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
     ran = _ran(out)
     assert {"evolve@r1", "pair", "sft", "train", "control", "evaluate"} <= ran
     assert not ran & {"seed", "sample_r0", "verify_r0"}
-    for strategy in ("random", "model_gap"):
-        out = project.run("dvc", "exp", "run", "--temp", "-n", f"pairs-{strategy}", "-S", f"pair.strategy=[{strategy}]").stdout
-        ran = _ran(out)  # a new pair strategy re-uses the data half, the student and SFT
-        assert {"pair", "train", "control", "evaluate"} <= ran and not ran & {"evolve@r1", "student", "sft"}
+    out = project.run("dvc", "exp", "run", "--temp", "-n", "pairs-random", "-S", "pair.strategy=[random]").stdout
+    ran = _ran(out)  # matched rows: only the negatives change, so the one control is reused
+    assert {"pair", "train", "evaluate"} <= ran and not ran & {"evolve@r1", "split", "student", "sft", "control"}
+    out = project.run("dvc", "exp", "run", "--temp", "-n", "pairs-model_gap", "-S", "pair.strategy=[model_gap]",
+                      "-S", "pair.match=[]").stdout
+    ran = _ran(out)  # a strategy on its own rows: a control of its own, still the data half, student and SFT reused
+    assert {"pair", "train", "control", "evaluate"} <= ran and not ran & {"evolve@r1", "student", "sft"}
     shown = json.loads(project.run("dvc", "exp", "show", "--json").stdout)
     text = json.dumps(shown)
     assert all(name in text for name in ("evolve-seed-1", "pairs-random", "pairs-model_gap"))
@@ -237,7 +294,7 @@ def test_report_writes_charts_and_the_experiments_headline_offline(project: Proj
     p = project.path
     out = project.run("ecd", "report", "--markdown", "report.md", "--html", "report.html").stdout
     charts = json.loads(project.run("dvc", "plots", "show", "--json").stdout)["data"]
-    assert len(charts) == 5  # each plot once: the top-level definitions of dvc.yaml
+    assert len(charts) == 7  # each plot once: the top-level definitions of dvc.yaml
     svgs, pngs = sorted((p / "report-charts").glob("*.svg")), sorted((p / "report-charts").glob("*.png"))
     assert len(svgs) == len(pngs) == len(charts)
     assert all(f.read_text().lstrip().startswith("<svg") and "<path" in f.read_text() for f in svgs)
@@ -246,7 +303,8 @@ def test_report_writes_charts_and_the_experiments_headline_offline(project: Proj
     assert not _loads_something(page), "the page loads something"
     assert "vegaEmbed" in page and page.count('class="chart"') == len(charts)
     md = (p / "report.md").read_text()
-    assert "![Training loss](report-charts/training-loss.svg)" in md and "### Yield per round" in md
+    assert "![SFT loss](report-charts/sft-loss.svg)" in md and "### Yield per round" in md
+    assert "paired differences, 95 % intervals" in md and "Settings over seeds" in md
     # the experiments of test_experiment_reruns_only_downstream, with what each changed
     assert "Experiments: prompt-level strict" in out
     assert "| pairs-random |" in md and "pair.strategy=[\"random\"]" in md and "evolve.seed=1" in md
@@ -275,8 +333,13 @@ def test_report_draws_in_a_real_browser(project: Project, tmp_path: Path) -> Non
                           page.as_uri()], capture_output=True, text=True, timeout=180).stdout
     n_charts = page.read_text().count('class="chart"')
     drawn = re.findall(r'<div class="chart[^"]*" id="chart-\d+"[^>]*>(.*?)</div>\s*</figure>', dom, re.S)
-    assert len(drawn) == n_charts == 5
+    assert len(drawn) == n_charts == 7
     assert all('<svg' in d and 'class="marks"' in d for d in drawn), "a chart did not draw"
+    headline = re.search(r'<figcaption>Students, prompt-level strict with 95 % intervals</figcaption>\s*'
+                         r'<div class="chart[^"]*" id="chart-\d+"[^>]*>(.*?)</div>\s*</figure>', dom, re.S)
+    assert headline, "the headline chart is missing"
+    assert headline.group(1).count('aria-roledescription="bar"') >= 8  # four students on two sets
+    assert "mark-rule" in headline.group(1), "the headline chart drew no error bars"
     assert "chart failed:" not in "".join(drawn)
     shot = tmp_path / "report.png"
     subprocess.run([chromium, *flags, f"--user-data-dir={tmp_path / 'profile-shot'}", "--window-size=1200,4000",

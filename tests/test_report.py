@@ -82,3 +82,65 @@ def test_grid_chart_and_page_render_with_nothing_external(tmp_path: Path) -> Non
                          "encoding": {"x": {"field": "a"}, "y": {"field": "b", "type": "quantitative"}}})
     assert "</script><script>alert" not in html_page("t", [], [tricky])
     assert json.loads(json.dumps(tricky.spec)) == tricky.spec
+
+
+def _seeded(name: str, params: dict, dpo: float, control: float, prompt_set: str = "s1") -> dict:
+    metrics = {"metrics/evaluate.json": {"data": {
+        "base": {"ifeval": {"prompt_strict": 0.1, "prompt_set": prompt_set}},
+        "control": {"ifeval": {"prompt_strict": control, "prompt_set": prompt_set}},
+        "dpo": {"ifeval": {"prompt_strict": dpo, "prompt_set": prompt_set}}}}}
+    return {"executor": None, "name": name,
+            "revs": [{"rev": f"rev-{name}", "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}]}
+
+
+def test_seed_table_groups_runs_that_differ_only_in_seeds() -> None:
+    """Runs whose params differ only in seed keys form one row with the mean ± sd of each student and
+    the margin's interval over prompts and seeds, read from each run's per-prompt verdicts; the
+    commit's own run is the baseline row; runs on different prompts are not combined."""
+    import numpy as np
+
+    from ecd.report import is_seed_key, seed_table
+    from ecd.uncertainty import Verdicts, seed_interval
+
+    def params(strategy: str, seed: int) -> dict:
+        return {"pair": {"strategy": [strategy], "seed": seed}, "train": {"seed": seed}, "evaluate": {"bootstrap_seed": 0}}
+
+    rng = np.random.default_rng(0)
+    answers = {}  # rev → model → per-prompt follow_all
+    def run(name: str, strategy: str, seed: int, prompt_set: str = "s1") -> dict:
+        ctl = rng.random(200) < 0.3
+        dpo = ctl | (rng.random(200) < (0.2 if strategy == "ecd" else 0.05))
+        answers[f"rev-{name}"] = {"control": ctl, "dpo": dpo}
+        return _seeded(name, params(strategy, seed), float(dpo.mean()), float(ctl.mean()), prompt_set)
+
+    def read(rev: str, model: str, set_name: str) -> Verdicts:
+        return Verdicts.from_results([{"key": str(i), "prompt": str(i), "follow_instruction_list": [bool(f)]}
+                                      for i, f in enumerate(answers[rev][model])])
+
+    head = run("main", "ecd", 0)["revs"][0]
+    head["data"]["params"]["params.yaml"]["data"] = params("ecd", 0)
+    show = [{"rev": "workspace", "name": None, "data": {}},
+            {**head, "experiments": [run("ecd-s1", "ecd", 1), run("ecd-s2", "ecd", 2), run("random-s0", "random", 0),
+                                     run("random-s1", "random", 1), run("other-prompts", "random", 2, "s2")]}]
+    table = seed_table(exp_rows(show), read=read, resamples=2000, seed=0)
+    assert table is not None and [r[1] for r in table.rows] == ["3", "3"]
+    assert table.rows[0][0].startswith("baseline (seeds: main, ecd-s1, ecd-s2)")
+    assert table.rows[1][0].startswith('pair.strategy=["random"]') and "other-prompts" in table.rows[1][0]
+    assert table.rows[1][-1] == "runs scored on different prompts: not combined"
+    diffs = [answers[r]["dpo"].astype(float) - answers[r]["control"].astype(float) for r in ("rev-main", "rev-ecd-s1", "rev-ecd-s2")]
+    s = seed_interval(diffs, 2000, 0)
+    assert table.rows[0][-1] == f"{s['delta']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"
+    dpo = [float(answers[r]["dpo"].mean()) for r in ("rev-main", "rev-ecd-s1", "rev-ecd-s2")]
+    assert table.rows[0][5] == f"{np.mean(dpo):.3f} ± {np.std(dpo, ddof=1):.3f}"
+    assert is_seed_key("train.seed") and is_seed_key("evaluate.bootstrap_seed") and not is_seed_key("pair.seeds_file")
+
+
+def test_seed_groups_count_a_rerun_of_the_baseline_once() -> None:
+    from ecd.report import seed_groups
+
+    same = {"pair": {"seed": 0}, "train": {"seed": 0}}
+    head = _seeded("main", same, 0.3, 0.2)["revs"][0]
+    show = [{**head, "experiments": [_seeded("ecd-rpo-s0", same, 0.3, 0.2),
+                                     _seeded("ecd-rpo-s1", {"pair": {"seed": 1}, "train": {"seed": 1}}, 0.4, 0.2)]}]
+    groups = seed_groups(exp_rows(show))
+    assert [[r["name"] for r in g] for g in groups] == [["main", "ecd-rpo-s1"]]
