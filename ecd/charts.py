@@ -22,8 +22,9 @@ from ecd.records import atomic_path
 
 #: the Vega-Lite major version DVC's templates are written for (their ``$schema``)
 _SCHEMA = re.compile(r"vega-lite/v(\d+)")
-#: a table cell that is a number, a count like 12/30 or a score with its delta like 0.25 (+0.05)
-_NUMBER = re.compile(r"^[+-]?[\d.]+(/\d+)?( \([+-]?[\d.]+\))?$")
+#: a table cell that is a number, a count like 12/30, a score with its delta like 0.25 (+0.05) or
+#: with its interval like 0.25 [0.20, 0.30]
+_NUMBER = re.compile(r"^[+-]?[\d.]+(/\d+)?( \([+-]?[\d.]+\))?( \[[+-]?[\d.]+, [+-]?[\d.]+\])?$")
 
 
 @dataclass(frozen=True)
@@ -131,32 +132,29 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def grid_chart(summary: list[dict[str, Any]], metric: str) -> Chart:
-    """The experiment grid as grouped bars: per strategy and loss, the preference-trained student's
-    mean over seeds beside its SFT-only control's, with one standard deviation as an error bar.
-    (Not a DVC plot: it is computed across experiments, which DVC plots do not aggregate.)"""
-    values = []
-    for s in summary:
-        run = f"{s['strategy']} / {s['loss']}"
-        values.append({"run": run, "model": "preference", "mean": s["mean"], "lo": s["mean"] - s["sd"],
-                       "hi": s["mean"] + s["sd"], "seeds": s["seeds"]})
-        if s.get("control_mean") is not None:
-            values.append({"run": run, "model": "SFT-only control", "mean": s["control_mean"],
-                           "lo": s["control_mean"] - s["control_sd"], "hi": s["control_mean"] + s["control_sd"],
-                           "seeds": s["seeds"]})
-    x = {"field": "run", "type": "nominal", "title": "strategy / loss"}
-    offset = {"field": "model"}
+def margin_chart(groups: list[Any], metric: str) -> Chart:
+    """Each setting's preference-minus-control margin over its seeds with its 95 % interval over
+    prompts and seeds (``ecd.report.SeedGroup``s), against a line at zero: a setting helps where its
+    whole bar is right of the line. (Not a DVC plot: it is computed across experiments, which DVC
+    plots do not aggregate.)"""
+    values = [{"setting": (g.label if len(g.label) <= 60 else g.label[:59] + "…") + f" ({len(g.runs)} runs)",
+               "delta": g.margin["delta"], "lo": g.margin["lo"], "hi": g.margin["hi"], "runs": len(g.runs)}
+              for g in groups if g.margin]
+    y = {"field": "setting", "type": "nominal", "title": None, "sort": None, "axis": {"labelLimit": 420}}
     spec = {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "title": f"Preference runs against their controls ({metric}, mean ± sd over seeds)",
-        "data": {"values": values}, "width": 420, "height": 260,
+        "title": f"Preference − control over seeds, {metric}, with 95 % intervals over prompts and seeds",
+        "data": {"values": values}, "width": 520, "height": {"step": 28},
         "layer": [
-            {"mark": "bar", "encoding": {"x": x, "xOffset": offset, "y": {"field": "mean", "type": "quantitative", "title": metric},
-                                         "color": {"field": "model", "type": "nominal", "title": None},
-                                         "tooltip": [{"field": "run"}, {"field": "model"}, {"field": "mean", "format": ".3f"},
-                                                     {"field": "seeds"}]}},
-            {"mark": "rule", "encoding": {"x": x, "xOffset": offset, "y": {"field": "lo", "type": "quantitative"},
-                                          "y2": {"field": "hi"}}},
+            {"mark": {"type": "rule", "strokeWidth": 2}, "encoding": {
+                "y": y, "x": {"field": "lo", "type": "quantitative", "title": f"preference − control ({metric})"},
+                "x2": {"field": "hi"}}},
+            {"mark": {"type": "point", "filled": True, "size": 70, "color": "black"}, "encoding": {
+                "y": y, "x": {"field": "delta", "type": "quantitative"},
+                "tooltip": [{"field": "setting"}, {"field": "delta", "format": "+.3f"}, {"field": "lo", "format": "+.3f"},
+                            {"field": "hi", "format": "+.3f"}, {"field": "runs"}]}},
+            {"mark": {"type": "rule", "strokeDash": [4, 4], "color": "grey"}, "data": {"values": [{"zero": 0}]},
+             "encoding": {"x": {"field": "zero", "type": "quantitative"}}},
         ],
     }
-    return Chart("Preference runs against their controls", spec)
+    return Chart(f"Preference minus control over seeds ({metric})", spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -78,15 +79,20 @@ def report(
             notes.append(f"the same columns in DVC: `{report_mod.HEADLINE_DVC}`; † a held-out score on other "
                          "prompts than the baseline's (another split): not comparable with it")
             resamples, seed = _bootstrap()
-            seeds = [report_mod.seed_table(rows, resamples=resamples, seed=seed, set_name=s) for s in ("ifeval", "heldout")]
-            tables += [t for t in seeds if t]
-            if any(seeds):
+            seeds = []
+            for set_name, metric_name in (("ifeval", "prompt_strict"), ("heldout", "prompt_strict"), ("ifbench", "prompt_loose")):
+                groups = report_mod.seed_summary(rows, resamples=resamples, seed=seed, set_name=set_name,
+                                                 metric_name=metric_name)
+                table = report_mod.seed_table(groups, set_name, metric_name)
+                if table:
+                    seeds.append(table)
+                    if any(g.margin for g in groups):
+                        extra_charts.append(charts_mod.margin_chart(groups, f"{set_name} {metric_name}"))
+            tables += seeds
+            if seeds:
                 notes.append("settings over seeds: runs whose params differ only in seed keys form one row; the "
                              "margin's interval resamples prompts and adds the seeds' spread as a Student t draw "
                              "(docs/evidence.md)")
-        summary = grid.summarise(rows, "ifeval.prompt_strict")
-        if summary:
-            extra_charts.append(charts_mod.grid_chart(summary, "ifeval.prompt_strict"))
     for table in tables:
         _print(table)
     for note in notes:
@@ -117,6 +123,17 @@ def _bootstrap() -> tuple[int, int]:
     return ev.bootstrap_resamples, ev.bootstrap_seed
 
 
+def _score_benchmark(name: str, responses: Path, output_dir: Path, input_path: Path | None) -> None:
+    from ecd.evaluation import BENCHMARKS, score_responses
+
+    bench = BENCHMARKS[name]
+    summary = score_responses(input_path or bench.input, responses, output_dir, None if input_path else bench.sha256)
+    print(json.dumps(summary, indent=2))
+    if summary.get("unscored_prompts"):
+        print(f"note: {summary['unscored_prompts']} prompts not scored ({summary['unscored_types']}): a language "
+              "resource is missing; `python -m ecd.resources` installs it", file=sys.stderr)
+
+
 @app.command("ifeval")
 @report_errors
 def ifeval_cmd(
@@ -125,11 +142,20 @@ def ifeval_cmd(
     input_path: Path = typer.Option(None, "--input", help="IFEval input JSONL (default: the 541 shipped prompts)"),
 ) -> None:
     """Score responses to IFEval prompts with IFEval's strict and loose rules; print a JSON summary."""
-    from ecd.evaluation import ifeval
-    from ecd.layout import IFEVAL_INPUT
+    _score_benchmark("ifeval", responses, output_dir, input_path)
 
-    summary = ifeval(input_path or IFEVAL_INPUT, responses, output_dir)
-    print(json.dumps(summary, indent=2))
+
+@app.command("ifbench")
+@report_errors
+def ifbench_cmd(
+    responses: Path = typer.Option(..., "--responses", help='JSONL of {"prompt", "response"}, IFBench\'s format'),
+    output_dir: Path = typer.Option(..., "--output-dir", help="where eval_results_{strict,loose}.jsonl go"),
+    input_path: Path = typer.Option(None, "--input", help="IFBench input JSONL (default: the 294 shipped test prompts)"),
+) -> None:
+    """Score responses to IFBench's out-of-distribution prompts (58 constraint types ecd never trains
+    on), strict and loose as IFBench scores them; print a JSON summary (prompt-level loose is the
+    benchmark's headline)."""
+    _score_benchmark("ifbench", responses, output_dir, input_path)
 
 
 @app.command("constraints")
@@ -152,7 +178,7 @@ def constraints_cmd(markdown: bool = typer.Option(False, "--markdown", help="pri
                     title="bicycle history"))
                 example = t.describe(kwargs, random.Random(0)) if kwargs is not None else ""
                 how = "code" if t.verifiable else f"judge: {t.judge_question(kwargs or {})}"
-                rows.append((f"{branch}/{sub}", type_id, "IFEval" if t.ifeval else "ecd", how,
+                rows.append((f"{branch}/{sub}", type_id, "IFEval" if t.ifeval else "IFBench" if t.held_out else "ecd", how,
                              "yes" if t.has_rewrite else "no", example.replace("\n", " ")))
     header = ("taxonomy", "id", "source", "checked by", "rewrite", "example description")
     if markdown:

@@ -7,13 +7,14 @@ and instruction-level accuracy (the fraction of all instructions followed), each
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ecd import constraints as C
 from ecd.backends import Request, TransformersBackend, generate_cached
 from ecd.errors import EcdError
-from ecd.layout import DAVINCI_003, IFEVAL_INPUT, USER_ORIENTED
+from ecd.layout import DAVINCI_003, IFBENCH_INPUT, IFBENCH_SHA256, IFEVAL_INPUT, IFEVAL_SHA256, USER_ORIENTED
 from ecd.params import EvaluateParams, ModelParams
 from ecd.records import iter_jsonl, write_jsonl
 from ecd.schema import Pair, user
@@ -27,44 +28,85 @@ def clean_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (kwargs or {}).items() if v is not None}
 
 
-def follow_list(response: str, ids: list[str], kwargs: list[dict[str, Any]], loose: bool) -> list[bool]:
-    return [C.check(C.Constraint(i, clean_kwargs(k)), response, loose=loose) for i, k in zip(ids, kwargs)]
+def follow_list(response: str, ids: list[str], kwargs: list[dict[str, Any]], loose: bool) -> list[bool | None]:
+    """Each instruction's verdict; None where a language resource the check needs is not
+    installed (``C.ResourceMissing``): such an instruction is reported apart, never guessed."""
+    out: list[bool | None] = []
+    for i, k in zip(ids, kwargs):
+        try:
+            out.append(C.check(C.Constraint(i, clean_kwargs(k)), response, loose=loose))
+        except C.ResourceMissing:
+            out.append(None)
+    return out
 
 
-def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int], dict[str, list[dict[str, Any]]]]:
+def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int | str], dict[str, list[dict[str, Any]]]]:
     """Score ``{"prompt", "response", "instruction_id_list", "kwargs"}`` items.
 
     Returns (summary, per-prompt results for ``strict`` and ``loose`` in IFEval's output format).
+    A prompt with an instruction that could not be scored (``None`` in its list) is left out of
+    every metric and counted in ``unscored_prompts``, its types named in ``unscored_types``.
     """
     results: dict[str, list[dict[str, Any]]] = {"strict": [], "loose": []}
-    summary: dict[str, float | int] = {}
-    by_category: dict[str, list[bool]] = defaultdict(list)
+    summary: dict[str, float | int | str] = {}
+    by_group: dict[str, list[bool]] = defaultdict(list)
+    unscored: set[str] = set()
     for mode in ("strict", "loose"):
-        n_prompts = n_follow_all = n_inst = n_inst_follow = 0
+        n_prompts = n_follow_all = n_inst = n_inst_follow = n_unscored = 0
         for it in items:
             follow = follow_list(it["response"], it["instruction_id_list"], it["kwargs"], loose=mode == "loose")
+            scored = None not in follow
             results[mode].append(
                 {  # IFEval's output record, fields in its order
                     "instruction_id_list": it["instruction_id_list"],
                     "prompt": it["prompt"],
                     "response": it["response"],
-                    "follow_all_instructions": all(follow),
+                    "follow_all_instructions": all(follow) if scored else None,
                     "follow_instruction_list": follow,
                 }
             )
+            if not scored:
+                n_unscored += 1
+                unscored |= {i for i, f in zip(it["instruction_id_list"], follow) if f is None}
+                continue
             n_prompts += 1
             n_follow_all += all(follow)
             n_inst += len(follow)
-            n_inst_follow += sum(follow)
+            n_inst_follow += sum(map(bool, follow))
             if mode == "strict":
                 for i, f in zip(it["instruction_id_list"], follow):
-                    by_category[C.get(i).category.split("/")[0]].append(f)
+                    by_group[C.get(i).group].append(bool(f))
         summary[f"prompt_{mode}"] = n_follow_all / max(n_prompts, 1)
         summary[f"inst_{mode}"] = n_inst_follow / max(n_inst, 1)
         summary["n_prompts"], summary["n_instructions"] = n_prompts, n_inst
-    for cat, fs in sorted(by_category.items()):
-        summary[f"inst_strict_{cat}"] = sum(fs) / len(fs)
+        if n_unscored:
+            summary["unscored_prompts"], summary["unscored_types"] = n_unscored, ",".join(sorted(unscored))
+    for group, fs in sorted(by_group.items()):
+        summary[f"inst_strict_{group}"] = sum(fs) / len(fs)
     return summary, results
+
+
+def seen_split(records: list[dict[str, Any]], trained: set[str]) -> dict[str, float | int]:
+    """Instruction-level strict accuracy apart for the constraint types the student's training
+    pairs contained (``seen_*``) and the others (``unseen_*``): the cheapest generalisation signal.
+    Prompt level too: a prompt is seen when every one of its types was trained on."""
+    out: dict[str, float | int] = {}
+    inst: dict[str, list[bool]] = {"seen": [], "unseen": []}
+    prompts: dict[str, list[bool]] = {"seen": [], "unseen": []}
+    for r in records:
+        if None in r["follow_instruction_list"]:
+            continue
+        for type_id, ok in zip(r["instruction_id_list"], r["follow_instruction_list"]):
+            inst["seen" if type_id in trained else "unseen"].append(bool(ok))
+        side = "seen" if all(t in trained for t in r["instruction_id_list"]) else "unseen"
+        prompts[side].append(bool(r["follow_all_instructions"]))
+    for side in ("seen", "unseen"):
+        out[f"{side}_instructions"], out[f"{side}_prompts"] = len(inst[side]), len(prompts[side])
+        if inst[side]:
+            out[f"{side}_inst_strict"] = sum(inst[side]) / len(inst[side])
+        if prompts[side]:
+            out[f"{side}_prompt_strict"] = sum(prompts[side]) / len(prompts[side])
+    return out
 
 
 def scored_records(prompts: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -84,8 +126,37 @@ def prompt_set_id(prompts: list[dict[str, Any]]) -> str:
     return content_id([[p["prompt"], p["instruction_id_list"]] for p in prompts], length=12)
 
 
-def read_ifeval_input(path: Path) -> list[dict[str, Any]]:
-    """IFEval's input format: ``key``, ``prompt``, ``instruction_id_list``, ``kwargs`` a line."""
+@dataclass(frozen=True)
+class Benchmark:
+    """A shipped evaluation set in IFEval's format: its file, pinned by sha256, checked where read."""
+
+    name: str
+    title: str
+    input: Path
+    sha256: str
+
+
+BENCHMARKS = {
+    "ifeval": Benchmark("ifeval", "IFEval", IFEVAL_INPUT, IFEVAL_SHA256),
+    "ifbench": Benchmark("ifbench", "IFBench", IFBENCH_INPUT, IFBENCH_SHA256),
+}
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    """A shipped file is the one ecd was measured with: a changed byte is an error naming the file."""
+    import hashlib
+
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != expected:
+        raise EcdError(f"{path}: sha256 {got} is not the pinned {expected} (the shipped file was changed; "
+                       "`git checkout` it, or pass your own set with --input)")
+
+
+def read_ifeval_input(path: Path, sha256: str | None = None) -> list[dict[str, Any]]:
+    """IFEval's input format (IFBench's too): ``key``, ``prompt``, ``instruction_id_list``,
+    ``kwargs`` a line; with ``sha256``, the file must be that one."""
+    if sha256 is not None and path.exists():
+        check_sha256(path, sha256)
     out = []
     for lineno, rec in iter_jsonl(path):
         for field, kind in (("key", (int, str)), ("prompt", str), ("instruction_id_list", list), ("kwargs", list)):
@@ -116,22 +187,29 @@ def read_ifeval_responses(path: Path) -> dict[str, str]:
     return out
 
 
-def ifeval(input_path: Path, responses_path: Path, output_dir: Path) -> dict[str, float | int]:
-    """Score responses to IFEval prompts as IFEval does; write its two result files; return the summary.
+def score_responses(input_path: Path, responses_path: Path, output_dir: Path, sha256: str | None = None
+                    ) -> dict[str, Any]:
+    """Score responses as IFEval (and IFBench) do; write the two result files; return the summary.
 
-    A prompt without a response is an error naming its key; responses to other prompts are ignored.
+    Responses are matched to prompts by their text (or the text without surrounding whitespace,
+    as IFBench's evaluator allows); a prompt without a response is an error naming its key, and
+    responses to other prompts are ignored.
     """
-    inputs = read_ifeval_input(input_path)
+    inputs = read_ifeval_input(input_path, sha256)
     responses = read_ifeval_responses(responses_path)
+    stripped = {p.strip(): r for p, r in responses.items()}
     items = []
     for rec in inputs:
-        if rec["prompt"] not in responses:
+        response = responses.get(rec["prompt"], stripped.get(rec["prompt"].strip()))
+        if response is None:
             raise EcdError(f"{responses_path}: no response for the prompt with key {rec['key']}")
-        items.append({**rec, "response": responses[rec["prompt"]]})
+        items.append({**rec, "response": response})
     summary, results = score(items)
     for mode in ("strict", "loose"):
         write_jsonl(output_dir / f"eval_results_{mode}.jsonl", results[mode], sort_keys=False)
-    return {k: summary[k] for k in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose", "n_prompts", "n_instructions")}
+    keep = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose", "n_prompts", "n_instructions",
+            "unscored_prompts", "unscored_types")
+    return {k: summary[k] for k in keep if k in summary}
 
 
 def held_out_prompts(test_rows: list[Pair]) -> list[dict[str, Any]]:
@@ -150,8 +228,10 @@ def held_out_prompts(test_rows: list[Pair]) -> list[dict[str, Any]]:
     return [seen[k] for k in sorted(seen)]
 
 
-def ifeval_prompts(path: Path = IFEVAL_INPUT) -> list[dict[str, Any]]:
-    return read_ifeval_input(path)
+def benchmark_prompts(name: str) -> list[dict[str, Any]]:
+    """A shipped benchmark's prompts (``ifeval``, ``ifbench``), its file's sha256 checked."""
+    bench = BENCHMARKS[name]
+    return read_ifeval_input(bench.input, bench.sha256)
 
 
 def user_oriented(instructions: Path = USER_ORIENTED, references: Path = DAVINCI_003) -> list[dict[str, str]]:

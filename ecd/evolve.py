@@ -133,6 +133,8 @@ def allowed_types(params: EvolveParams, answerable_only: bool, judge: bool) -> l
     """The types a round may add: ``evolve.types`` or every type; only those with a rewrite for the
     programmatic teacher (it answers by rewriting), only code-checkable ones without a judge."""
     allowed = params.types or C.all_types()
+    if not params.allow_held_out_types:  # IFBench's types stay out of training data: they test generalisation
+        allowed = [t for t in allowed if not C.get(t).held_out]
     if answerable_only:
         allowed = [t for t in allowed if C.get(t).has_rewrite]
     if not judge:

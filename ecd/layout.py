@@ -40,6 +40,10 @@ STUDENTS = ("base", "sft", "control", "dpo")
 SHIPPED = Path(__file__).resolve().parents[1] / "data"
 #: the 541 IFEval prompts (Apache-2.0, data/ifeval/LICENSE)
 IFEVAL_INPUT = SHIPPED / "ifeval" / "input_data.jsonl"
+IFEVAL_SHA256 = "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49"
+#: IFBench's 294 test prompts, the original release (ODC-BY-1.0, data/ifbench/LICENSE)
+IFBENCH_INPUT = SHIPPED / "ifbench" / "IFBench_test.jsonl"
+IFBENCH_SHA256 = "11c3d683dcc7f4908a4d3cacd05c9a8bbd5484af2f8fde969e7abe2b8bad3e34"
 #: Self-Instruct's 252 user-oriented instructions and text-davinci-003's answers (Apache-2.0,
 #: data/self-instruct/LICENSE); their authors ask that they be used for evaluation only
 USER_ORIENTED = SHIPPED / "self-instruct" / "user_oriented_instructions.jsonl"

@@ -30,6 +30,8 @@ KWARGS_SCHEMA: dict[str, str] = {
     "word": "string", "num_bold": "int64", "max_chars": "int64",
     # judge-checked types
     "tone": "string", "audience": "string", "persona": "string",
+    # IFBench's held-out types that evolution may draw in an ablation (evolve.allow_held_out_types)
+    "min_words": "int64", "N": "int64", "small_n": "int64", "percentage": "int64",
 }
 
 

@@ -150,6 +150,10 @@ class EvolveParams(_Section):
     #: ``compose`` (code appends the requirement to the parent, counted as ``composed_by_code`` and
     #: recorded as code's, never the teacher's)
     fallback: Literal["none", "compose"] = "none"
+    #: let evolution draw the held-out evaluation types (IFBench's 58): off, so that IFBench stays an
+    #: out-of-distribution test; on for an ablation (with a weight for the ``ifbench`` branch in
+    #: op_weights, and a teacher that is a model: the programmatic one cannot answer them)
+    allow_held_out_types: bool = False
 
     @field_validator("types")
     @classmethod
@@ -162,6 +166,16 @@ class EvolveParams(_Section):
             except KeyError as exc:
                 raise ValueError(exc.args[0]) from None
         return v
+
+    @model_validator(mode="after")
+    def _held_out_types(self) -> "EvolveParams":
+        from ecd import constraints
+
+        held = [t for t in self.types or [] if constraints.get(t).held_out]
+        if held and not self.allow_held_out_types:
+            raise ValueError(f"types {held} are held-out evaluation types (IFBench): set evolve.allow_held_out_types: "
+                             "true to train on them")
+        return self
 
 
 class SampleParams(_Section):
@@ -347,8 +361,11 @@ class TrainParams(_Section):
 class EvaluateParams(_Section):
     max_new_tokens: int = Field(default=192, ge=1)
     batch_size: int = Field(default=32, ge=1)
-    #: also answer IFEval's 541 prompts (data/ifeval) besides the held-out test instructions
-    ifeval: bool = True
+    #: the evaluation sets: ``heldout`` (the test seeds' instructions, IFEval's own constraint types
+    #: as trained), ``ifeval`` (IFEval's 541 prompts), ``ifbench`` (IFBench's 294 prompts with 58
+    #: constraint types ecd never trains on: out of distribution)
+    sets: list[Literal["heldout", "ifeval", "ifbench"]] = Field(default_factory=lambda: ["heldout", "ifeval", "ifbench"],
+                                                               min_length=1)
     #: answer only the first this many held-out instructions (by id), for a budget; null: all
     heldout_limit: int | None = Field(default=None, ge=1)
     #: resamples of the paired bootstrap over prompts behind every interval (docs/evidence.md):
@@ -419,7 +436,8 @@ class Params(_Section):
 
 
 #: keys that moved to another section: the error names the new place
-MOVED = {"pair.test_fraction": " (it moved: the held-out split is split.test_fraction, with split.seed)"}
+MOVED = {"pair.test_fraction": " (it moved: the held-out split is split.test_fraction, with split.seed)",
+         "evaluate.ifeval": " (it moved: list the evaluation sets in evaluate.sets, e.g. [heldout, ifeval, ifbench])"}
 
 
 def _closest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, str]:

@@ -23,12 +23,14 @@ if TYPE_CHECKING:
 
 METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
 SET_TITLES = {"heldout": "held-out instructions", "ifeval": "IFEval (541 prompts)",
+              "ifbench": "IFBench (294 prompts, constraint types never trained on)",
               "winrate": "judge win rate vs text-davinci-003"}
 
 #: the columns of ``dvc exp show`` a user compares across experiments: each student's prompt-level
-#: strict score on IFEval and on the held-out instructions. The README's ``dvc exp show --keep``
-#: invocation and ``ecd report``'s experiment table use this one pattern.
-HEADLINE = r"^(base|control|dpo)\.(ifeval|heldout)\.prompt_strict$"
+#: strict score on IFEval and on the held-out instructions, and IFBench's headline (prompt-level
+#: loose). The README's ``dvc exp show --keep`` invocation and ``ecd report``'s experiment table
+#: use this one pattern.
+HEADLINE = r"^(base|control|dpo)\.((ifeval|heldout)\.prompt_strict|ifbench\.prompt_loose)$"
 HEADLINE_DVC_ARGS = ["dvc", "exp", "show", "--drop", ".*", "--keep", f"Experiment|{HEADLINE}"]
 HEADLINE_DVC = shlex.join(HEADLINE_DVC_ARGS)
 
@@ -190,11 +192,15 @@ def experiment_tables(rows: list[dict[str, Any]], max_params: int = 6) -> list[T
         return []
     base = baseline_row(rows)
     pattern = re.compile(HEADLINE)
-    order = {"ifeval": 0, "heldout": 1}
+    order = {"ifeval": 0, "heldout": 1, "ifbench": 2}
     columns = sorted({k for r in exps + ([base] if base else []) for k in r if pattern.match(k)},
                      key=lambda k: (order[k.split(".")[1]], layout.STUDENTS.index(k.split(".")[0])))
-    scores = Table("Experiments: prompt-level strict", ["experiment", *(" ".join(c.split(".")[1::-1]) for c in columns),
-                                                         "dpo − control ifeval"])
+    def label(c: str) -> str:
+        student, set_name, metric = c.split(".")
+        return f"{set_name} {student}" + (" (loose)" if metric.endswith("loose") else "")
+
+    scores = Table("Experiments: prompt-level strict (IFBench: loose, its headline)",
+                   ["experiment", *(label(c) for c in columns), "dpo − control ifeval"])
     changes = Table("Experiments: the params each changed", ["experiment", "changed params"])
     listed = ([(f"baseline ({base['name']})", base, True)] if base else []) + \
         [(str(r["name"]) + ("" if r["state"] == "success" else f" ({r['state']})"), r, r["state"] == "success") for r in exps]
@@ -258,12 +264,25 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(groups.values())
 
 
-def seed_table(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts, resamples: int = 10_000,
-               seed: int = 0, set_name: str = "ifeval") -> Table | None:
-    """One row per setting over its seeds: how many runs, each student's mean ± sd of prompt-level
-    strict on ``set_name``, and the preference-minus-control margin with a 95 % interval over
-    prompts and seeds (:func:`ecd.uncertainty.seed_interval`, from each run's per-prompt verdicts).
-    Runs scored on different prompts are not combined: the row says so. None without runs."""
+@dataclass
+class SeedGroup:
+    """One setting over its seeds on one evaluation set: the runs, each student's scores, and the
+    preference-minus-control margin with its interval (None where it could not be computed: ``note``)."""
+
+    label: str
+    runs: list[str]
+    scores: dict[str, list[float]]
+    margin: dict[str, float] | None
+    note: str = ""
+
+
+def seed_summary(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts, resamples: int = 10_000,
+                 seed: int = 0, set_name: str = "ifeval", metric_name: str = "prompt_strict") -> list[SeedGroup]:
+    """Each setting over its seeds (:func:`seed_groups`) on ``set_name``: the students' prompt-level
+    metric (strict, or loose for IFBench's headline) per run, and the preference-minus-control margin
+    with a 95 % interval over prompts and seeds (:func:`ecd.uncertainty.seed_interval`, from each
+    run's per-prompt verdicts). Runs scored on different prompts are not combined. Empty where no
+    run has the metric."""
     import statistics
 
     from dvc.exceptions import DvcException
@@ -272,39 +291,56 @@ def seed_table(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts, 
 
     groups = seed_groups(rows)
     base = baseline_row(rows)
-    metric = f"{set_name}.prompt_strict"
+    metric = f"{set_name}.{metric_name}"
+    mode = metric_name.split("_")[1]
     if not any(f"dpo.{metric}" in r for g in groups for r in g):
-        return None
-    table = Table(f"Settings over seeds: {SET_TITLES.get(set_name, set_name)}, prompt-level strict",
-                  ["setting", "runs", *(f"{m} (mean ± sd)" for m in layout.STUDENTS), "dpo − control, 95 % over prompts and seeds"])
+        return []
+    out = []
     for group in groups:
         first = group[0]
         label = "baseline" if first is base else (_changed(first.get("params") or {}, (base or {}).get("params") or {}, 4,
                                                            seeds=False) or "the baseline's params")
-        label += " (seeds: " + ", ".join(str(r["name"]) for r in group) + ")"
-        cells = []
-        for m in layout.STUDENTS:
-            vals = [r[f"{m}.{metric}"] for r in group if isinstance(r.get(f"{m}.{metric}"), (int, float))]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "")
-        prompt_sets = {r.get(f"dpo.{set_name}.prompt_set") for r in group}
-        if len(prompt_sets) > 1:
-            margin = "runs scored on different prompts: not combined"
+        scores = {m: [r[f"{m}.{metric}"] for r in group if isinstance(r.get(f"{m}.{metric}"), (int, float))]
+                  for m in layout.STUDENTS}
+        item = SeedGroup(label, [str(r["name"]) for r in group], scores, None)
+        if len({r.get(f"dpo.{set_name}.prompt_set") for r in group}) > 1:
+            item.note = "runs scored on different prompts: not combined"
         else:
             try:
                 diffs = []
                 for r in group:
                     rev = str(r.get("rev") or r.get("name"))
                     dpo, ctl = read(rev, "dpo", set_name), read(rev, "control", set_name)
-                    diffs.append(dpo.follow_all["strict"].astype(float) - ctl.follow_all["strict"].astype(float))
-                s = seed_interval(diffs, resamples, seed)
-                margin = _ci(s["delta"], s["lo"], s["hi"], signed=True) + ("" if s["runs"] > 1 else " (1 run: prompts only)")
+                    diffs.append(dpo.follow_all[mode].astype(float) - ctl.follow_all[mode].astype(float))
+                item.margin = seed_interval(diffs, resamples, seed)
+                item.note = "" if item.margin["runs"] > 1 else "1 run: prompts only"
             except (OSError, ValueError, KeyError, DvcException) as exc:  # answers not in the local cache
-                margins = [r[f"dpo.{metric}"] - r[f"control.{metric}"] for r in group
-                           if isinstance(r.get(f"dpo.{metric}"), (int, float)) and isinstance(r.get(f"control.{metric}"), (int, float))]
-                margin = (f"{statistics.mean(margins):+.3f} (no interval: per-prompt answers not readable, "
-                          f"{type(exc).__name__})") if margins else ""
-        table.rows.append([label, str(len(group)), *cells, margin])
+                margins = [d - c for d, c in zip(scores["dpo"], scores["control"])]
+                item.note = (f"{statistics.mean(margins):+.3f} (no interval: per-prompt answers not readable, "
+                             f"{type(exc).__name__})") if margins else ""
+        out.append(item)
+    return out
+
+
+def seed_table(groups: list[SeedGroup], set_name: str, metric_name: str) -> Table | None:
+    """One row per setting: the runs, each student's mean ± sd, and the margin with its interval."""
+    import statistics
+
+    if not groups:
+        return None
+    table = Table(f"Settings over seeds: {SET_TITLES.get(set_name, set_name)}, {metric_name}",
+                  ["setting", "runs", *(f"{m} (mean ± sd)" for m in layout.STUDENTS), "dpo − control, 95 % over prompts and seeds"])
+    for g in groups:
+        cells = []
+        for m in layout.STUDENTS:
+            vals = g.scores[m]
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "")
+        if g.margin:
+            margin = _ci(g.margin["delta"], g.margin["lo"], g.margin["hi"], signed=True) + (f" ({g.note})" if g.note else "")
+        else:
+            margin = g.note
+        table.rows.append([f"{g.label} (seeds: {', '.join(g.runs)})", str(len(g.runs)), *cells, margin])
     return table
 
 

@@ -50,7 +50,10 @@ class Verdicts:
     @classmethod
     def from_results(cls, records: Sequence[dict[str, Any]]) -> "Verdicts":
         """From evaluation records (``data/eval/<model>/<set>.jsonl``): IFEval's strict fields
-        ``follow_instruction_list`` and, where present, the loose ``follow_instruction_list_loose``."""
+        ``follow_instruction_list`` and, where present, the loose ``follow_instruction_list_loose``.
+        A prompt with an instruction that could not be scored (``None``) is left out, as the
+        metrics leave it out."""
+        records = [r for r in records if None not in r["follow_instruction_list"]]
         keys = tuple(str(r.get("key", r["prompt"])) for r in records)
         strict = [list(map(bool, r["follow_instruction_list"])) for r in records]
         loose = [list(map(bool, r.get("follow_instruction_list_loose", r["follow_instruction_list"]))) for r in records]

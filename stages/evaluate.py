@@ -4,8 +4,8 @@ also a win rate against text-davinci-003 on Self-Instruct's 252 user-oriented in
 
 from ecd import layout
 from ecd.backends import make_backend
-from ecd.evaluation import (answer, category_rows, held_out_prompts, ifeval_prompts, prompt_set_id, score,
-                            scored_records, user_oriented)
+from ecd.evaluation import (answer, benchmark_prompts, category_rows, held_out_prompts, prompt_set_id, score,
+                            scored_records, seen_split, user_oriented)
 from ecd.judge import win_rate
 from ecd.pairs import load_pairs
 from ecd.params import load_params
@@ -21,9 +21,10 @@ def _round(summary: dict) -> dict:
 @stage
 def main() -> None:
     params = load_params()
-    sets = {"heldout": held_out_prompts(load_pairs(layout.PAIRS, "test").to_list())[: params.evaluate.heldout_limit]}
-    if params.evaluate.ifeval:
-        sets["ifeval"] = ifeval_prompts()
+    sets = {name: held_out_prompts(load_pairs(layout.PAIRS, "test").to_list())[: params.evaluate.heldout_limit]
+            if name == "heldout" else benchmark_prompts(name) for name in params.evaluate.sets}
+    # the constraint types the students were trained on: each benchmark's scores split by seen and unseen types
+    trained = {t for ids in load_pairs(layout.PAIRS, "train")["instruction_id_list"] for t in ids}
     judge = make_backend(params.judge) if params.judge else None
     user = user_oriented() if judge else []
     metrics: dict[str, dict[str, dict]] = {}
@@ -35,6 +36,8 @@ def main() -> None:
             summary, results = score([{**p, "response": r} for p, r in zip(prompts, responses)])
             metrics[name][set_name] = {**summary, "prompt_set": prompt_set_id(prompts)}
             records = scored_records(prompts, results)
+            if set_name != "heldout":
+                metrics[name][set_name].update(seen_split(records, trained))
             verdicts[set_name][name] = Verdicts.from_results(records)
             write_jsonl(layout.EVAL / name / f"{set_name}.jsonl", records, sort_keys=False)
             print(f"evaluate {name} {set_name}: prompt-level strict {summary['prompt_strict']:.3f}, "
@@ -58,6 +61,10 @@ def main() -> None:
         d = deltas["dpo-control"]["prompt_strict"]
         print(f"evaluate {set_name}: dpo − control prompt-level strict {d['delta']:+.3f} "
               f"[{d['lo']:+.3f}, {d['hi']:+.3f}], McNemar p={d['p']:.3f}, detectable ≥{d['mde']:.3f}")
+        if metrics["dpo"][set_name].get("unscored_prompts"):
+            print(f"evaluate {set_name}: {metrics['dpo'][set_name]['unscored_prompts']} prompts not scored "
+                  f"({metrics['dpo'][set_name]['unscored_types']}: a language resource is missing; "
+                  "`python -m ecd.resources` installs it)")
     metrics = {name: {s: _round(v) for s, v in sets_.items()} for name, sets_ in metrics.items()}
     write_json(layout.METRICS / "evaluate.json", metrics)
     write_json(layout.METRICS / "compare.json", compare)

@@ -111,16 +111,22 @@ def test_registry_covers_ifeval_and_more() -> None:
     for line in (ROOT / "data/ifeval/input_data.jsonl").read_text().splitlines():
         shipped |= set(json.loads(line)["instruction_id_list"])
     assert len(shipped) == 25 and shipped == {t.id for t in C.REGISTRY.values() if t.ifeval and t.verifiable}
-    ours = [t for t in C.REGISTRY.values() if not t.ifeval and t.verifiable]
+    ours = [t for t in C.REGISTRY.values() if not t.ifeval and not t.held_out and t.verifiable]
     assert len(ours) >= 10
     for t in C.REGISTRY.values():
-        assert t.category.split("/")[0] in {"content", "style", "format", "reasoning", "breadth"}
+        assert t.category.split("/")[0] in {"content", "style", "format", "reasoning", "breadth", "ifbench"}
         assert t.templates, t.id
+    ifbench = set()
+    for line in (ROOT / "data/ifbench/IFBench_test.jsonl").read_text().splitlines():
+        ifbench |= set(json.loads(line)["instruction_id_list"])
+    held_out = {t.id for t in C.REGISTRY.values() if t.held_out}
+    assert len(ifbench) == 57 and len(held_out) == 58 and ifbench < held_out  # + custom:character_reverse
 
 
-def test_taxonomy_has_five_branches() -> None:
+def test_taxonomy_has_five_branches_and_the_held_out_one() -> None:
     tree = C.taxonomy()
-    assert set(tree) == {"content", "style", "format", "reasoning", "breadth"}
+    assert set(tree) == {"content", "style", "format", "reasoning", "breadth", "ifbench"}
+    assert set(tree["ifbench"]) == {"count", "ratio", "words", "sentence", "format", "custom", "repeat"}
     assert sum(len(ids) for subs in tree.values() for ids in subs.values()) == len(C.REGISTRY)
 
 

@@ -159,8 +159,12 @@ def test_training_and_evaluation(project: Project) -> None:
     metrics = json.loads((p / "metrics/evaluate.json").read_text())
     assert set(metrics) == {"base", "sft", "control", "dpo"}
     for m in metrics.values():
-        assert set(m) == {"heldout", "ifeval"}
-        assert m["ifeval"]["n_prompts"] == 541
+        assert set(m) == {"heldout", "ifeval", "ifbench"}
+        assert m["ifeval"]["n_prompts"] == 541 and m["ifbench"]["n_prompts"] == 294
+        # IFEval split by whether training saw the type; IFBench's types are never trained on
+        assert m["ifeval"]["seen_instructions"] + m["ifeval"]["unseen_instructions"] == m["ifeval"]["n_instructions"]
+        assert m["ifeval"]["seen_instructions"] > 0 and m["ifbench"]["seen_instructions"] == 0
+        assert {"inst_strict_count", "inst_strict_format", "inst_strict_words"} <= set(m["ifbench"])
         for s in m.values():
             assert s["n_prompts"] > 0 and all(0.0 <= s[k] <= 1.0 for k in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose"))
             assert s["prompt_loose"] >= s["prompt_strict"]
@@ -212,7 +216,7 @@ def test_intervals_agree_with_a_plain_bootstrap_of_the_answers(project: Project)
     d = compare["ifeval"]["dpo-control"]["prompt_strict"]
     assert f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" in report
     scores = json.loads((p / "plots/scores.json").read_text())
-    assert {(r["set"], r["student"]) for r in scores} == {(s_, m) for s_ in ("heldout", "ifeval") for m in verdicts}
+    assert {(r["set"], r["student"]) for r in scores} == {(s_, m) for s_ in ("heldout", "ifeval", "ifbench") for m in verdicts}
 
 
 def test_a_pair_experiment_never_resplits_or_retrains_the_student(project: Project) -> None:
@@ -311,7 +315,7 @@ def test_report_writes_charts_and_the_experiments_headline_offline(project: Proj
     shown = project.run(*HEADLINE_DVC_ARGS, "--md").stdout
     header = shown.splitlines()[0]
     assert "dpo.ifeval.prompt_strict" in header and "control.heldout.prompt_strict" in header
-    assert header.count("|") - 1 == 7, header  # Experiment and the six headline columns, nothing else
+    assert header.count("|") - 1 == 10, header  # Experiment and the nine headline columns, nothing else
     assert "pairs-random" in shown
 
 
@@ -338,7 +342,7 @@ def test_report_draws_in_a_real_browser(project: Project, tmp_path: Path) -> Non
     headline = re.search(r'<figcaption>Students, prompt-level strict with 95 % intervals</figcaption>\s*'
                          r'<div class="chart[^"]*" id="chart-\d+"[^>]*>(.*?)</div>\s*</figure>', dom, re.S)
     assert headline, "the headline chart is missing"
-    assert headline.group(1).count('aria-roledescription="bar"') >= 8  # four students on two sets
+    assert headline.group(1).count('aria-roledescription="bar"') >= 12  # four students on three sets
     assert "mark-rule" in headline.group(1), "the headline chart drew no error bars"
     assert "chart failed:" not in "".join(drawn)
     shot = tmp_path / "report.png"

@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from ecd.charts import Chart, grid_chart, html_page, html_table, render
+from ecd.charts import Chart, html_page, html_table, margin_chart, render
 from ecd.grid import exp_rows
 from ecd.records import write_json
 from ecd.report import experiment_tables, yield_table
@@ -63,17 +63,22 @@ def test_experiment_tables_show_headline_scores_and_what_changed() -> None:
     assert experiment_tables(exp_rows([{"rev": "workspace", "data": {}}])) == []
 
 
-def test_grid_chart_and_page_render_with_nothing_external(tmp_path: Path) -> None:
-    summary = [{"strategy": "ecd", "loss": "rpo", "seeds": 3, "mean": 0.4, "sd": 0.05, "control_mean": 0.3, "control_sd": 0.02},
-               {"strategy": "random", "loss": "rpo", "seeds": 3, "mean": 0.33, "sd": 0.04, "control_mean": 0.31, "control_sd": 0.03}]
-    chart = grid_chart(summary, "ifeval.prompt_strict")
+def test_margin_chart_and_page_render_with_nothing_external(tmp_path: Path) -> None:
+    from ecd.report import SeedGroup
+
+    groups = [SeedGroup("baseline", ["main", "s1", "s2"], {}, {"delta": 0.25, "lo": 0.1, "hi": 0.4, "runs": 3}),
+              SeedGroup('pair.strategy=["random"]', ["r0", "r1", "r2"], {}, {"delta": 0.1, "lo": -0.05, "hi": 0.2, "runs": 3}),
+              SeedGroup("other prompts", ["x"], {}, None, "runs scored on different prompts: not combined")]
+    chart = margin_chart(groups, "ifeval prompt_strict")
     files = render([chart], tmp_path)
     svg = (tmp_path / f"{chart.slug}.svg").read_text()
     assert [f.name for f in files] == [f"{chart.slug}.svg", f"{chart.slug}.png"]
-    assert svg.count('aria-roledescription="bar"') == 4 and "SFT-only control" in svg and "random / rpo" in svg
-    page = html_page("a <report>", [("Scores", html_table(["model", "score"], [["dpo", "0.400 (+0.100)"], ["<b>", "x"]]))], [chart])
+    assert [v["setting"] for v in chart.spec["data"]["values"]] == ["baseline (3 runs)", 'pair.strategy=["random"] (3 runs)']
+    assert "baseline (3 runs)" in svg and svg.count('aria-roledescription="point"') == 2
+    page = html_page("a <report>", [("Scores", html_table(["model", "score"], [["dpo", "0.400 [0.350, 0.450]"], ["<b>", "x"]]))],
+                     [chart])
     assert "<title>a &lt;report&gt;</title>" in page and "<td>&lt;b&gt;</td>" in page
-    assert '<td class="num">0.400 (+0.100)</td>' in page
+    assert '<td class="num">0.400 [0.350, 0.450]</td>' in page
     assert not _loads_something(page)
     assert len(page) > 500_000 and "vegaEmbed" in page  # the libraries are inside the page
     # a spec's text cannot end the script element early
@@ -99,7 +104,7 @@ def test_seed_table_groups_runs_that_differ_only_in_seeds() -> None:
     commit's own run is the baseline row; runs on different prompts are not combined."""
     import numpy as np
 
-    from ecd.report import is_seed_key, seed_table
+    from ecd.report import is_seed_key, seed_summary, seed_table
     from ecd.uncertainty import Verdicts, seed_interval
 
     def params(strategy: str, seed: int) -> dict:
@@ -122,7 +127,7 @@ def test_seed_table_groups_runs_that_differ_only_in_seeds() -> None:
     show = [{"rev": "workspace", "name": None, "data": {}},
             {**head, "experiments": [run("ecd-s1", "ecd", 1), run("ecd-s2", "ecd", 2), run("random-s0", "random", 0),
                                      run("random-s1", "random", 1), run("other-prompts", "random", 2, "s2")]}]
-    table = seed_table(exp_rows(show), read=read, resamples=2000, seed=0)
+    table = seed_table(seed_summary(exp_rows(show), read=read, resamples=2000, seed=0), "ifeval", "prompt_strict")
     assert table is not None and [r[1] for r in table.rows] == ["3", "3"]
     assert table.rows[0][0].startswith("baseline (seeds: main, ecd-s1, ecd-s2)")
     assert table.rows[1][0].startswith('pair.strategy=["random"]') and "other-prompts" in table.rows[1][0]

@@ -32,6 +32,14 @@ class ConstraintType:
     templates: ClassVar[tuple[str, ...]] = ()
     #: for judge-checked types: the exact yes/no question put to the judge model
     question: ClassVar[str] = ""
+    #: a held-out test type (IFBench's): evaluation only, never drawn by evolution unless
+    #: ``evolve.allow_held_out_types`` says so
+    held_out: ClassVar[bool] = False
+
+    @property
+    def group(self) -> str:
+        """The group an evaluation reports the type under: its taxonomy branch (IFBench: its id's prefix)."""
+        return self.category.split("/")[0]
 
     def sample(self, rng: random.Random, ctx: SampleContext) -> dict[str, Any] | None:
         """Draw kwargs for this type, or None when none fit the context."""
@@ -66,6 +74,11 @@ class ConstraintType:
 
 class JudgeRequired(Exception):
     """Raised by ``check`` for a requirement that only a judge model can check."""
+
+
+class ResourceMissing(Exception):
+    """Raised by ``check`` when a language resource the check needs is not installed: the
+    instruction is reported as not scored, never guessed."""
 
 
 REGISTRY: dict[str, ConstraintType] = {}

