@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/concurrency.py 2>&1 | grep -E "^\("
 	$(PY) bench/ray_cluster.py 2>&1 | grep -E "^\("
 	$(PY) bench/hosted_api.py 2>&1 | grep -E "^\("
+	$(PY) bench/bootstrap_stability.py
 
 # the same, side by side with the reference implementation (lm-eval's port of IFEval) in its own venv
 REF := .venv-ref

@@ -254,10 +254,10 @@ def user_oriented(instructions: Path = USER_ORIENTED, references: Path = DAVINCI
 
 
 def categories(summary: dict[str, Any]) -> dict[str, float]:
-    """The per-category instruction-level strict scores of a summary (``inst_strict_<category>``),
-    without the interval bounds of ``inst_strict`` itself (``inst_strict_lo``, ``inst_strict_hi``)."""
+    """The per-group instruction-level strict scores of a summary (``inst_strict_<group>``), without
+    the interval bounds (``inst_strict_lo``, ``inst_strict_<group>_hi``, ...)."""
     return {k.removeprefix("inst_strict_"): v for k, v in summary.items()
-            if k.startswith("inst_strict_") and k not in ("inst_strict_lo", "inst_strict_hi")}
+            if k.startswith("inst_strict_") and not k.endswith(("_lo", "_hi"))}
 
 
 def category_rows(metrics: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -104,8 +104,12 @@ def student_tables(data: dict[str, dict[str, dict]], baseline: str, with_deltas:
         groups = [(title, ["win_rate"] if set_name == "winrate" else list(METRIC_COLUMNS))]
         if categories:
             groups.append((f"{title}: instructions followed per category (strict)", categories))
+        if "seen_instructions" in first:
+            groups.append((f"{title}: constraint types the training pairs contained (seen) and not (unseen), strict; "
+                           f"{first['seen_instructions']} seen and {first['unseen_instructions']} unseen instructions",
+                           ["seen_inst_strict", "unseen_inst_strict", "seen_prompt_strict", "unseen_prompt_strict"]))
         for group_title, cols in groups:
-            table = Table(group_title, ["model", *(c.removeprefix("inst_strict_") for c in cols)])
+            table = Table(group_title, ["model", *(c.removeprefix("inst_strict_").replace("_strict", "") for c in cols)])
             for m in models:
                 cells = []
                 for c in cols:
@@ -276,7 +280,7 @@ class SeedGroup:
     note: str = ""
 
 
-def seed_summary(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts, resamples: int = 10_000,
+def seed_summary(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts, resamples: int = 25_000,
                  seed: int = 0, set_name: str = "ifeval", metric_name: str = "prompt_strict") -> list[SeedGroup]:
     """Each setting over its seeds (:func:`seed_groups`) on ``set_name``: the students' prompt-level
     metric (strict, or loose for IFBench's headline) per run, and the preference-minus-control margin

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,8 @@ class Verdicts:
     follow_all: dict[str, np.ndarray]  #: mode → bool per prompt
     followed: dict[str, np.ndarray]  #: mode → instructions followed per prompt
     n_inst: np.ndarray  #: instructions per prompt
+    #: constraint group → (instructions of the group followed, strict; instructions of the group), per prompt
+    groups: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def from_results(cls, records: Sequence[dict[str, Any]]) -> "Verdicts":
@@ -61,7 +63,15 @@ class Verdicts:
         follow_all = {"strict": np.array([all(f) for f in strict]), "loose": np.array([all(f) for f in loose])}
         followed = {"strict": np.array([sum(f) for f in strict], dtype=np.int64),
                     "loose": np.array([sum(f) for f in loose], dtype=np.int64)}
-        return cls(keys, follow_all, followed, n_inst)
+        groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if all("instruction_id_list" in r for r in records):
+            from ecd import constraints as C
+
+            names = [[C.get(i).group for i in r["instruction_id_list"]] for r in records]
+            for g in sorted({g for row in names for g in row}):
+                groups[g] = (np.array([sum(ok for name, ok in zip(row, f) if name == g) for row, f in zip(names, strict)]),
+                             np.array([row.count(g) for row in names]))
+        return cls(keys, follow_all, followed, n_inst, groups)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -180,9 +190,21 @@ def evidence(verdicts: dict[str, Verdicts], resamples: int, seed: int
         for m in METRICS:
             scores[s][m] = float(v.value(m))
             scores[s][f"{m}_lo"], scores[s][f"{m}_hi"] = bounds[s][m]
+        for g, (lo, hi) in group_intervals(v, resamples, seed).items():
+            scores[s][f"inst_strict_{g}_lo"], scores[s][f"inst_strict_{g}_hi"] = lo, hi
     deltas = {f"{a}-{b}": compare(verdicts[a], verdicts[b], draws[a], draws[b])
               for a, b in COMPARISONS if a in verdicts and b in verdicts}
     return scores, deltas
+
+
+def group_intervals(v: Verdicts, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Instruction-level strict accuracy within each constraint group, its 95 % interval resampled by
+    prompt like the others (a prompt carries all its instructions of the group)."""
+    out = {}
+    for g, (followed, n) in v.groups.items():
+        draws = [(w @ followed) / np.maximum(w @ n, 1.0) for w in resample_weights(len(v), resamples, seed)]
+        out[g] = _bounds(np.concatenate(draws))
+    return out
 
 
 def seed_interval(diffs: Sequence[np.ndarray], resamples: int, seed: int) -> dict[str, float]:

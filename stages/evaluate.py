@@ -1,6 +1,8 @@
-"""evaluate: the base, SFT, SFT-only control and preference-trained students answer the held-out
-instructions and IFEval's 541 prompts, scored by the constraint library; with a judge configured,
-also a win rate against text-davinci-003 on Self-Instruct's 252 user-oriented instructions."""
+"""evaluate: the base, SFT, SFT-only control and preference-trained students answer the sets of
+``evaluate.sets`` (the held-out instructions, IFEval's 541 prompts, IFBench's 294), scored by the
+constraint library, every score and every difference between students with its 95 % interval
+(``ecd.uncertainty``); with a judge configured, also a win rate against text-davinci-003 on
+Self-Instruct's 252 user-oriented instructions."""
 
 from ecd import layout
 from ecd.backends import make_backend
@@ -71,7 +73,7 @@ def main() -> None:
     write_json(layout.PLOTS / "scores.json", [
         {"set": s, "student": name, "prompt_strict": v["prompt_strict"], "lo": v["prompt_strict_lo"],
          "hi": v["prompt_strict_hi"]}
-        for s in sets for name in layout.STUDENTS for v in [metrics[name][s]]])
+        for s in sets if sets[s] for name in layout.STUDENTS for v in [metrics[name][s]]])
     write_json(layout.PLOTS / "categories.json", category_rows({m: {k: v for k, v in s.items() if k != "winrate"}
                                                                 for m, s in metrics.items()}))
 

@@ -66,7 +66,7 @@ def test_an_llm_teacher_whose_answers_never_end_yields_no_roots(tiny_model: Path
         "judge": {**tiny, "max_new_tokens": 4, "temperature": 0.0},
         "evolve": {"chains_per_seed": 2},
         "sample": {"n": 2},
-        "pair": {"strategy": ["ecd", "model_gap", "random"], "weak": tiny},
+        "pair": {"strategy": ["ecd", "model_gap", "random"], "match": [], "weak": tiny},
         "rounds": {"r1": {"prev": "r0"}},
     })
     proj.commit("llm teacher")

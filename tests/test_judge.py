@@ -171,7 +171,7 @@ def test_evaluate_with_a_judge_reports_win_rates(tmp_path: Path) -> None:
     try:
         proj = make_project(tmp_path / "proj", {
             **SMALL, "judge": {"backend": "openai", "model": "judge", "base_url": url, "concurrency": 16},
-            "evaluate": {"max_new_tokens": 16, "ifeval": False},
+            "evaluate": {"max_new_tokens": 16, "sets": ["heldout"]},
         })
         proj.commit("judge")
         proj.run("dvc", "repro")
