@@ -188,12 +188,28 @@ def order(pairs: list[Pair], curriculum: str, matched: bool = False) -> list[Pai
     return sorted(pairs, key=lambda p: (p["difficulty"], key(p)))
 
 
-def by_row(made: list[Pair]) -> dict[str, Pair]:
-    """One pair per row (prompt and chosen answer), the first by pair id where a strategy gave several."""
-    rows: dict[str, Pair] = {}
+StepKey = tuple[str, int, str]  #: (row id, round, chain): one evolution step's row
+
+
+def by_step(made: list[Pair]) -> dict[StepKey, Pair]:
+    """A strategy's pairs by the step they were made from (the first by pair id where it gave several)."""
+    steps: dict[StepKey, Pair] = {}
     for pair in sorted(made, key=lambda p: p["id"]):
-        rows.setdefault(pair["row_id"], pair)
-    return rows
+        steps.setdefault((pair["row_id"], pair["round"], pair["chain"]), pair)
+    return steps
+
+
+def matched_steps(made_by: dict[str, list[Pair]]) -> dict[str, StepKey]:
+    """For each row (prompt and chosen answer) that every strategy can pair, the one step all of them
+    take it from: the earliest (round, chain) among the steps where each has a pair. The same row can
+    come from two steps (two chains that reached the same instruction); taking it from one step for
+    every strategy keeps each pair's metadata, and the control's rows, the same whatever the negative."""
+    keys = [set(by_step(made)) for made in made_by.values()]
+    common = set.intersection(*keys) if keys else set()
+    chosen: dict[str, StepKey] = {}
+    for key in sorted(common, key=lambda k: (k[1], k[2], k[0])):
+        chosen.setdefault(key[0], key)
+    return chosen
 
 
 def strategy_pairs(strategy: str, steps: list[Step], params: PairParams, check: Checker,
@@ -225,15 +241,16 @@ def build_pairs(
     matched_rows: int | None = None
     if params.match:  # every matched strategy runs, so that the rows do not depend on pair.strategy
         made_by = {s: strategy_pairs(s, steps, params, check, weak) for s in params.match}
-        rows = {s: by_row(made) for s, (made, _) in made_by.items()}
-        common = set.intersection(*(set(r) for r in rows.values()))
-        matched_rows = len(common)
+        chosen = matched_steps({s: made for s, (made, _) in made_by.items()})
+        matched_rows = len(chosen)
         for strategy in params.strategy:
-            causes = made_by[strategy][1]
-            causes["duplicate"] += len(made_by[strategy][0]) - len(rows[strategy])
-            causes["unmatched"] += len(rows[strategy]) - len(common)
-            for row_id in common:
-                pair = rows[strategy][row_id]
+            made, causes = made_by[strategy]
+            at_step = by_step(made)
+            # a row already taken from another step is a duplicate; a row another strategy cannot pair, unmatched
+            causes["duplicate"] += len(made) - len(at_step) + sum(k[0] in chosen and chosen[k[0]] != k for k in at_step)
+            causes["unmatched"] += sum(k[0] not in chosen for k in at_step)
+            for key in chosen.values():
+                pair = at_step[key]
                 pairs[pair["id"]] = pair
             dropped[strategy] = causes
     else:

@@ -189,6 +189,8 @@ def test_matched_rows_differ_in_the_negative_only(tmp_path: Path) -> None:
     ecd_train, random_train = runs["ecd"][0], runs["random"][0]
     assert ecd_train and [p["row_id"] for p in ecd_train] == [p["row_id"] for p in random_train]
     assert [(p["prompt"], p["chosen"]) for p in ecd_train] == [(p["prompt"], p["chosen"]) for p in random_train]
+    # each row from the same evolution step for every strategy: same round, chain and seed
+    assert [(p["round"], p["chain"], p["root_id"]) for p in ecd_train] == [(p["round"], p["chain"], p["root_id"]) for p in random_train]
     assert all(e["rejected"] != r["rejected"] for e, r in zip(ecd_train, random_train))
     assert {p["strategy"] for p in random_train} == {"random"}
     assert runs["ecd"][2]["matched_rows"] == runs["random"][2]["matched_rows"] == len(ecd_train) + len(runs["ecd"][1])
