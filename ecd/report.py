@@ -164,10 +164,16 @@ def _short(value: Any, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+#: params that change how a run's uncertainty is estimated, not the run: runs that differ only in
+#: these (and in seeds) are one setting
+STATISTICS_KEYS = frozenset({"evaluate.bootstrap_resamples"})
+
+
 def is_seed_key(key: str) -> bool:
-    """A param that only reseeds a run (``train.seed``, ``evaluate.bootstrap_seed``, ...)."""
+    """A param that only reseeds a run (``train.seed``, ``evaluate.bootstrap_seed``, ...) or only
+    changes how its intervals are estimated (:data:`STATISTICS_KEYS`)."""
     last = key.rsplit(".", 1)[-1]
-    return last == "seed" or last.endswith("_seed")
+    return last == "seed" or last.endswith("_seed") or key in STATISTICS_KEYS
 
 
 def baseline_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -259,7 +265,7 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     seen: set[str] = set()
     for r in runs:
         params = r.get("params") or {}
-        full = json.dumps(params, sort_keys=True, default=str)
+        full = json.dumps({k: v for k, v in params.items() if k not in STATISTICS_KEYS}, sort_keys=True, default=str)
         if full in seen:
             continue
         seen.add(full)
