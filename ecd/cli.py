@@ -289,6 +289,32 @@ def grid_summary(
         print(runs_markdown(rows, metric))
 
 
+@grid_app.command("compare")
+@report_errors
+def grid_compare(
+    first: str = typer.Argument(..., help="a grid cell, strategy-loss (e.g. ecd-rpo)"),
+    second: str = typer.Argument(..., help="the cell it is compared with (e.g. random-rpo)"),
+    sets: str = typer.Option("ifeval:strict,heldout:strict,ifbench:loose", help="set:strict|loose, comma-separated"),
+) -> None:
+    """FIRST's preference-trained student minus SECOND's, seed by seed over the prompts both answered,
+    with a 95 % interval over prompts and seeds: which way of building pairs made the better student."""
+    from ecd.grid import compare_cells, exp_rows, exp_show
+    from ecd.report import read_verdicts
+
+    resamples, seed = _bootstrap()
+    rows = exp_rows(exp_show())
+    for item in sets.split(","):
+        set_name, _, mode = item.partition(":")
+        try:
+            r = compare_cells(rows, first, second, read_verdicts, set_name, mode or "strict", resamples, seed)
+        except EcdError as exc:
+            out.print(f"{set_name}: {exc}", markup=False)
+            continue
+        out.print(f"{set_name} prompt-level {mode or 'strict'}: {first} − {second} {r['delta']:+.3f} "
+                  f"[{r['lo']:+.3f}, {r['hi']:+.3f}] over seeds {', '.join(r['seeds'])} (seeds' sd {r['seed_sd']:.3f})",
+                  markup=False)
+
+
 @app.command("timings")
 @report_errors
 def timings_cmd(all_runs: bool = typer.Option(False, "--all", help="every recorded run, not the latest per stage")) -> None:

@@ -159,3 +159,26 @@ def exp_show() -> list[dict[str, Any]]:
     if proc.returncode != 0:
         raise EcdError(f"dvc exp show failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
+
+
+def compare_cells(rows: list[dict[str, Any]], first: str, second: str, read: Any, set_name: str, mode: str,
+                  resamples: int, seed: int) -> dict[str, Any]:
+    """Two grid cells (``strategy-loss``) against each other, seed by seed: the difference of their
+    preference-trained students on ``set_name`` (prompt level, ``strict`` or ``loose``), each seed's
+    two runs paired over the prompts, with a 95 % interval over prompts and seeds
+    (:func:`ecd.uncertainty.seed_interval`). Seeds that only one cell has finished are left out."""
+    from ecd.uncertainty import seed_interval
+
+    done = {str(r["name"]): r for r in rows if r.get("state") == "success"}
+    seeds = sorted({n.rsplit("-s", 1)[1] for n in done if n.startswith(first + "-s")} &
+                   {n.rsplit("-s", 1)[1] for n in done if n.startswith(second + "-s")})
+    if not seeds:
+        raise EcdError(f"no seed has finished runs of both {first} and {second} (experiments named CELL-sN)")
+    diffs = []
+    for s in seeds:
+        a, b = done[f"{first}-s{s}"], done[f"{second}-s{s}"]
+        if a.get(f"dpo.{set_name}.prompt_set") != b.get(f"dpo.{set_name}.prompt_set"):
+            raise EcdError(f"seed {s}: {first} and {second} were scored on different {set_name} prompts")
+        va, vb = read(str(a["rev"]), "dpo", set_name), read(str(b["rev"]), "dpo", set_name)
+        diffs.append(va.follow_all[mode].astype(float) - vb.follow_all[mode].astype(float))
+    return {"seeds": seeds, **seed_interval(diffs, resamples, seed)}

@@ -149,3 +149,31 @@ def test_seed_groups_count_a_rerun_of_the_baseline_once() -> None:
                                      _seeded("ecd-rpo-s1", {"pair": {"seed": 1}, "train": {"seed": 1}}, 0.4, 0.2)]}]
     groups = seed_groups(exp_rows(show))
     assert [[r["name"] for r in g] for g in groups] == [["main", "ecd-rpo-s1"]]
+
+
+def test_grid_cells_compare_seed_by_seed_over_the_same_prompts() -> None:
+    import numpy as np
+    import pytest
+
+    from ecd.errors import EcdError
+    from ecd.grid import compare_cells
+    from ecd.uncertainty import Verdicts, seed_interval
+
+    rng = np.random.default_rng(3)
+    answers = {f"rev-{c}-s{s}": rng.random(150) < (0.4 if c == "ecd-rpo" else 0.3)
+               for c in ("ecd-rpo", "random-rpo") for s in (0, 1)}
+
+    def read(rev: str, model: str, set_name: str) -> Verdicts:
+        return Verdicts.from_results([{"key": str(i), "prompt": str(i), "follow_instruction_list": [bool(f)]}
+                                      for i, f in enumerate(answers[rev])])
+
+    show = [{"rev": "abc", "name": "main", "data": {}, "experiments": [
+        _seeded(f"{c}-s{s}", {"train": {"seed": s}}, 0.3, 0.2) for c in ("ecd-rpo", "random-rpo") for s in (0, 1)]
+        + [_seeded("ecd-rpo-s2", {"train": {"seed": 2}}, 0.3, 0.2)]}]
+    result = compare_cells(exp_rows(show), "ecd-rpo", "random-rpo", read, "ifeval", "strict", 2000, 0)
+    assert result["seeds"] == ["0", "1"]  # seed 2 has no random run
+    diffs = [answers[f"rev-ecd-rpo-s{s}"].astype(float) - answers[f"rev-random-rpo-s{s}"].astype(float) for s in (0, 1)]
+    expected = seed_interval(diffs, 2000, 0)
+    assert (result["delta"], result["lo"], result["hi"]) == (expected["delta"], expected["lo"], expected["hi"])
+    with pytest.raises(EcdError, match="no seed has finished runs of both"):
+        compare_cells(exp_rows(show), "ecd-rpo", "model_gap-rpo", read, "ifeval", "strict", 100, 0)
