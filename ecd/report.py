@@ -109,7 +109,9 @@ def student_tables(data: dict[str, dict[str, dict]], baseline: str, with_deltas:
                            f"{first['seen_instructions']} seen and {first['unseen_instructions']} unseen instructions",
                            ["seen_inst_strict", "unseen_inst_strict", "seen_prompt_strict", "unseen_prompt_strict"]))
         for group_title, cols in groups:
-            table = Table(group_title, ["model", *(c.removeprefix("inst_strict_").replace("_strict", "") for c in cols)])
+            heads = [c.removesuffix("_strict") if c.startswith(("seen_", "unseen_")) else c.removeprefix("inst_strict_")
+                     for c in cols]
+            table = Table(group_title, ["model", *heads])
             for m in models:
                 cells = []
                 for c in cols:
