@@ -25,6 +25,12 @@ from ecd import layout  # noqa: E402
 from ecd.uncertainty import Verdicts, evidence  # noqa: E402
 
 
+def is_group_bound(key: str) -> bool:
+    """``dpo.inst_strict_format_lo``: a constraint group's bound, not one of the four metrics' or a difference's."""
+    metric = key.split(".", 1)[1].rsplit("_", 1)[0]
+    return metric.startswith("inst_strict_")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+", default=["ifeval", "heldout", "ifbench"])
@@ -52,11 +58,18 @@ def main() -> None:
                 for m, d in metrics.items():
                     for side in ("lo", "hi"):
                         bounds.setdefault(f"{pair}.{m}.{side}", []).append(d[side])
-        spread = max(float(np.max(np.abs(np.array(v) - np.mean(v)))) for v in bounds.values())
-        sd = max(float(np.std(v, ddof=1)) for v in bounds.values())
-        print(f"({set_name}) {len(next(iter(verdicts.values())))} prompts, {len(bounds)} bounds, {args.seeds} bootstrap seeds "
-              f"x {args.resamples} resamples: largest standard deviation of a bound over the seeds {sd:.4f}, "
-              f"largest distance of a bound from its mean {spread:.4f}; {np.median(times):.2f} s per set (median)")
+        n = len(next(iter(verdicts.values())))
+        main = {k: v for k, v in bounds.items() if not is_group_bound(k)}
+        groups = {k: v for k, v in bounds.items() if is_group_bound(k)}
+        for label, chosen in (("metrics and differences", main), ("per-group scores", groups)):
+            if not chosen:
+                continue
+            spread = max(float(np.max(np.abs(np.array(v) - np.mean(v)))) for v in chosen.values())
+            sd = max(float(np.std(v, ddof=1)) for v in chosen.values())
+            print(f"({set_name}) {n} prompts, {len(chosen)} bounds of {label}, {args.seeds} bootstrap seeds x "
+                  f"{args.resamples} resamples: largest standard deviation of a bound over the seeds {sd:.4f}, "
+                  f"largest distance from its mean {spread:.4f}")
+        print(f"({set_name}) {np.median(times):.2f} s per set's evidence (median)")
 
 
 if __name__ == "__main__":
