@@ -31,7 +31,7 @@ SMALL = {
     "train": {"max_length": 256, "sft": {"steps": 4, "batch_size": 8, "warmup_steps": 0},
               "dpo": {"epochs": 0.2, "batch_size": 8}},
     "pair": {"min_rejected_pass_fraction": 0.0},
-    "evaluate": {"max_new_tokens": 16},
+    "evaluate": {"max_new_tokens": 16, "bootstrap_resamples": 4000},  # the arithmetic's precision: test_uncertainty
     "rounds": {"r1": {"prev": "r0"}, "r2": {"prev": "r1"}},
 }
 
