@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import VENV_BIN
 from ecd import constraints as C
 from ecd.errors import EcdError
-from ecd.evaluation import BENCHMARKS, benchmark_prompts, clean_kwargs, read_ifeval_input
+from ecd.evaluation import BENCHMARKS, benchmark_prompts, read_ifeval_input
 from ecd.params import EvolveParams, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
