@@ -46,7 +46,7 @@ bench: install
 	$(PY) bench/ifeval_speed.py
 	$(PY) bench/backends.py 2>&1 | grep -E "^\("
 	$(PY) bench/train_step.py 2>&1 | grep -E "threads|ratio"
-	$(PY) bench/generation.py 2>&1 | grep -E "threads|plain|backend|ratio"
+	$(PY) bench/generation.py 2>&1 | grep -E "^commit|\||speed-up"
 	$(PY) bench/concurrency.py 2>&1 | grep -E "^\("
 	$(PY) bench/ray_cluster.py 2>&1 | grep -E "^\("
 	$(PY) bench/hosted_api.py 2>&1 | grep -E "^\("

@@ -57,15 +57,17 @@ def pack_linears(model: Any, rows: int = 64) -> int:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return op(x, self.packed, self.bias, "none", [], "")
 
-    swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+    swaps = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
              if type(child) is torch.nn.Linear and child.weight.device.type == "cpu"
              and child.weight.dtype == torch.float32]
-    try:  # a CPU whose oneDNN build cannot pack (some ARM builds) keeps torch's matmul
-        packed = [PackedLinear(child) for _, _, child in swaps]
-    except RuntimeError:
-        return 0
-    for (parent, name, _), new in zip(swaps, packed):
-        setattr(parent, name, new)
+    for k, (parent, name) in enumerate(swaps):  # one at a time: each fp32 weight is freed once packed
+        try:
+            packed = PackedLinear(getattr(parent, name))
+        except RuntimeError:  # a CPU whose oneDNN build cannot pack (some ARM builds) keeps torch's matmul
+            if k == 0:
+                return 0
+            raise
+        setattr(parent, name, packed)
     return len(swaps)
 
 

@@ -91,6 +91,11 @@ class ModelParams(_Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     batch_size: int = Field(default=16, ge=1)
+    #: transformers: memory for the keys and values of the rows in flight; a row waits until its
+    #: prompt and max_new_tokens fit (docs/generation.md)
+    kv_cache_gib: float = Field(default=1.0, gt=0)
+    #: transformers: tokens one decode step computes (rows in flight, then prompt chunks up to this)
+    step_tokens: int = Field(default=512, ge=16)
     max_new_tokens: int = Field(default=256, ge=1)
     temperature: float = Field(default=0.7, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)

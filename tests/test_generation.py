@@ -1,4 +1,7 @@
-"""The decode loop that refills finished rows' slots gives what ``model.generate`` gives, row by row."""
+"""The decode loops give what ``model.generate`` gives, row by row, whatever rows share a step.
+
+``ecd.packed_generation`` (packed steps, the cache pooled by length) is the transformers backend's
+loop; ``ecd.generation``'s padded loop is its fallback for attention the packed one does not compute."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import torch
 
 from ecd.backends import Request, TransformersBackend
 from ecd.generation import generate_continuous
+from ecd.packed_generation import PackedStats, generate_packed, length_class, supports_packed
 from ecd.params import ModelParams
 
 PROMPTS = ["Write about the sea.", "Hi", "List three colours and say why you like each of them, in order.",
@@ -25,6 +29,25 @@ def _model(tiny_model: Path):
 def _ids(tok, text: str) -> list[int]:
     rendered = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
     return tok(rendered, add_special_tokens=False)["input_ids"]
+
+
+def _reference(model, tok, prompts: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], bool]]:
+    """``generate``'s greedy answer to each prompt alone: (tokens without the end token, stopped)."""
+    out = []
+    for ids in prompts:
+        with torch.inference_mode():
+            ref = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
+        stopped = tok.eos_token_id in ref
+        out.append((ref[: ref.index(tok.eos_token_id)] if stopped else ref, stopped))
+    return out
+
+
+#: long and mixed: IFBench-like prompts of a few to several hundred tokens side by side
+MIXED = PROMPTS + ["Summarise the following notes for a newcomer. " + "The river rose in the night and the town woke "
+                   "to water in its streets; the bakers carried bread to the hill. " * 12,
+                   "Rewrite this list as a table: " + ", ".join(f"item {k} costs {k * 3} pounds" for k in range(60))]
 
 
 def test_greedy_rows_match_generate_one_prompt_at_a_time(tiny_model: Path) -> None:
@@ -69,5 +92,76 @@ def test_packed_linears_change_no_rows_answer_with_the_batch(tiny_model: Path) -
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
     runs = [generate_continuous(model, prompts, max_new_tokens=20, eos_ids={tok.eos_token_id},
                                 pad_id=tok.pad_token_id, width=width) for width in (1, 3, 8)]
-    assert runs[0] == runs[1] == runs[2]
+    runs += [generate_packed(model, prompts, max_new_tokens=20, eos_ids={tok.eos_token_id}, width=width,
+                             cache_tokens=10**6, step_tokens=step) for width, step in ((1, 512), (3, 16), (8, 512))]
+    assert runs[0] == runs[1] == runs[2] == runs[3] == runs[4] == runs[5]
     assert any(g.tokens for g in runs[0])
+
+
+def test_packed_rows_match_generate_on_long_and_mixed_prompts(tiny_model: Path) -> None:
+    tok, model = _model(tiny_model)
+    prompts = [_ids(tok, p) for p in MIXED]
+    assert max(map(len, prompts)) > 8 * min(map(len, prompts))
+    refs = _reference(model, tok, prompts, 24)
+    longest = max(map(len, prompts)) + 24
+    # a batch that refills, one that shrinks, one that never waits; a cache that holds one long row at a
+    # time; prompts read in chunks of 7 tokens beside the rows decoding
+    for width, cache_tokens, step_tokens in ((1, 10**6, 512), (3, 10**6, 512), (16, 10**6, 512),
+                                              (16, longest, 512), (16, 10**6, 7)):
+        stats = PackedStats()
+        ours = generate_packed(model, prompts, max_new_tokens=24, eos_ids={tok.eos_token_id}, width=width,
+                               cache_tokens=cache_tokens, step_tokens=step_tokens, stats=stats)
+        assert [(g.tokens, g.stopped) for g in ours] == refs, (width, cache_tokens, step_tokens)
+        assert stats.peak_rows <= width
+        assert stats.peak_step_tokens <= max(step_tokens, 16) + width
+
+
+def test_packed_memory_follows_the_rows_in_flight(tiny_model: Path) -> None:
+    """The cache holds what the admitted rows reserve, whatever the longest prompt: a long prompt
+    waits for room instead of widening every row beside it."""
+    tok, model = _model(tiny_model)
+    prompts = [_ids(tok, p) for p in MIXED]
+    budget = max(map(len, prompts)) + 16
+    stats = PackedStats()
+    generate_packed(model, prompts, max_new_tokens=16, eos_ids={tok.eos_token_id}, width=64,
+                    cache_tokens=budget, stats=stats)
+    per_token = model.config.num_hidden_layers * 2 * model.config.num_key_value_heads * model.config.head_dim * 4
+    assert stats.peak_reserved <= budget
+    assert stats.peak_rows < len(prompts)  # some rows waited
+    # blocks hold each row in a class at most 1.25x its length, plus one partly filled block a class
+    classes = {length_class(n) for n in range(1, budget + 1)}
+    assert stats.peak_cache_bytes <= (1.25 * budget + 1024 * len(classes)) * per_token
+
+
+def test_on_done_reports_each_answer_as_it_finishes_in_request_order_of_start(tiny_model: Path) -> None:
+    tok, model = _model(tiny_model)
+    prompts = [_ids(tok, p) for p in MIXED]
+    seen: list[int] = []
+    ours = generate_packed(model, prompts, max_new_tokens=12, eos_ids={tok.eos_token_id}, width=2,
+                           cache_tokens=10**6, on_done=lambda i, g: seen.append(i))
+    assert sorted(seen) == list(range(len(prompts)))
+    assert seen[0] in (0, 1)  # the first requests start first, so one of them finishes first
+    assert all(g is not None for g in ours)
+
+
+def test_the_packed_loop_runs_only_where_its_attention_is_exact(tiny_model: Path) -> None:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    _, model = _model(tiny_model)
+    assert supports_packed(model)
+    small = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                 num_key_value_heads=1)
+    assert not supports_packed(MistralForCausalLM(MistralConfig(sliding_window=8, **small)))
+    assert supports_packed(MistralForCausalLM(MistralConfig(sliding_window=None, **small)))
+
+
+def test_packed_attention_refuses_to_run_outside_the_loop(tiny_model: Path) -> None:
+    import pytest
+
+    from ecd.packed_generation import _packed_attention
+
+    _, model = _model(tiny_model)
+    with _packed_attention(model), pytest.raises(RuntimeError, match="packed decode loop"):
+        model(input_ids=torch.tensor([[1, 2, 3]]))
+    out = model(input_ids=torch.tensor([[1, 2, 3]]))  # and the model's own attention is back
+    assert out.logits.shape[1] == 3
