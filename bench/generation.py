@@ -13,7 +13,8 @@ SmolLM2-135M-Instruct (the registry model, fetched by ``ecd.registry`` into ``.e
 - ``serve-cb``: the same behind ``transformers serve --continuous-batching`` on loopback, sent
   ``--width`` requests at a time by ecd's openai backend (the memory is the server's);
 - ``ecd``: ``TransformersBackend`` — the packed decode loop (``ecd/packed_generation.py``) with
-  ``--width`` rows in flight and the default cache budget; ``padded`` is the loop it replaced.
+  ``--width`` rows in flight and ``--cache-gib`` of cache (``kv_cache_gib``, 1 by default);
+  ``padded`` is the loop it replaced.
 
 Each arm runs in a process of its own, so that its peak resident memory (``ru_maxrss``, model and
 tokenizer included; the resident size after loading is printed beside it) is its own. Prints, per set
@@ -87,7 +88,8 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         from ecd.params import ModelParams
 
         backend = TransformersBackend(ModelParams(backend="transformers", model=str(path), temperature=0.0,
-                                                  max_new_tokens=args.max_new_tokens, batch_size=args.width))
+                                                  max_new_tokens=args.max_new_tokens, batch_size=args.width,
+                                                  kv_cache_gib=args.cache_gib))
         backend._load()
         loaded = _resident_gb()
         start = time.perf_counter()
@@ -243,7 +245,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--plain-batch", type=int, default=32)
     ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--cache-gib", type=float, default=1.0, help="transformers-cb's cache (ours reads params' default)")
+    ap.add_argument("--cache-gib", type=float, default=1.0, help="the cache's memory, ours and transformers' (kv_cache_gib)")
     ap.add_argument("--step-tokens", type=int, default=512, help="transformers-cb's max_batch_tokens")
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--child", nargs=2, metavar=("ARM", "SET"), help=argparse.SUPPRESS)
