@@ -283,7 +283,7 @@ def main() -> None:
             same = (f"{sum(a == b for a, b in zip(r['texts'], reference['texts']))}/{r['prompts']}"
                     if reference else "-")
             print(f"{set_name}: {arm} | {r['wall_s']} | {r['tokens']} | {r['tokens_per_s']} | {r['first_answer_s']} | "
-                  f"{r['peak_gb']} ({r['loaded_gb']}) | {same}")
+                  f"{r['peak_gb']} ({r['loaded_gb'] or 'server'}) | {same}")
         if reference:
             for arm, r in results.items():
                 if arm != "plain":
