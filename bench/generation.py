@@ -137,7 +137,7 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         pack_linears(model)  # the same matrix kernels as ours: the comparison is of the scheduling and the cache
         loaded = _resident_gb()
         page = 256
-        pages = int(args.cache_gib * 2**30 / cache_bytes_per_token(model) / page)
+        pages = int(args.cache_gib * 2**30 / cache_bytes_per_token(model.config, 4) / page)
         config = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=eos,
                                   pad_token_id=tok.pad_token_id)
         cb = ContinuousBatchingConfig(page_size=page, num_blocks=pages, max_batch_tokens=args.step_tokens,
@@ -174,8 +174,9 @@ def serve(set_name: str, args: argparse.Namespace, path: Path, messages: list, t
         port = s.getsockname()[1]
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(path)
-    per_token = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    from ecd.packed_generation import cache_bytes_per_token
+
+    per_token = cache_bytes_per_token(AutoConfig.from_pretrained(path), 4)  # fp32, as served
     pages = int(args.cache_gib * 2**30 / per_token / 256)
     log = open(RESULTS / "serve.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "transformers"), "serve", str(path), "--host", "127.0.0.1",

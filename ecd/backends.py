@@ -312,7 +312,8 @@ class TransformersBackend(Backend):
         report = (lambda i, g: on_done(i, completion(i, g))) if on_done else None
         if torch.device(self._device).type == "cpu" and supports_packed(model):
             done = generate_packed(model, prompts, max_new_tokens=p.max_new_tokens, eos_ids=eos, width=p.batch_size,
-                                   cache_tokens=int(p.kv_cache_gib * 2**30 / cache_bytes_per_token(model)),
+                                   cache_tokens=int(p.kv_cache_gib * 2**30 / cache_bytes_per_token(
+                                       model.config, next(model.parameters()).element_size())),
                                    step_tokens=p.step_tokens, pick=pick, device=self._device, on_done=report)
         else:  # attention the packed loop does not compute (sliding windows, soft-capping, other families),
             # and GPUs, where a step is bound by kernel launches and the padded loop's few large ones won

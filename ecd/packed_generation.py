@@ -54,13 +54,18 @@ def supports_packed(model: Any) -> bool:
     return not sliding and not getattr(cfg, "attn_logit_softcapping", None)
 
 
-def cache_bytes_per_token(model: Any) -> int:
-    """Bytes of keys and values one token holds across the model's layers."""
-    cfg = model.config.get_text_config()
+def kv_shape(cfg: Any) -> tuple[int, int, int, int]:
+    """A text config's layers, key/value heads, head size and query heads per key/value head."""
     heads = cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    return cfg.num_hidden_layers * 2 * kv_heads * head_dim * next(model.parameters()).element_size()
+    return cfg.num_hidden_layers, kv_heads, head_dim, heads // kv_heads
+
+
+def cache_bytes_per_token(cfg: Any, element_size: int) -> int:
+    """Bytes of keys and values one token holds across the model's layers."""
+    layers, kv_heads, head_dim, _ = kv_shape(cfg.get_text_config())
+    return layers * 2 * kv_heads * head_dim * element_size
 
 
 def length_class(length: int) -> int:
@@ -230,11 +235,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
 
     if any(not p for p in prompts):
         raise ValueError("an empty prompt: the chat template gave no tokens")
-    cfg = model.config.get_text_config()
-    heads = cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    group = heads // kv_heads
+    layers, kv_heads, head_dim, group = kv_shape(model.config.get_text_config())
     dtype = next(model.parameters()).dtype
     classes: dict[int, list[_Pool]] = {}  # length class → its blocks
     rows = {i: _Row(list(p)) for i, p in enumerate(prompts)}
@@ -261,7 +262,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
         blocks = classes.setdefault(cap, [])
         pool = next((b for b in blocks if len(b.rows) < b.slots), None)
         if pool is None:
-            pool = _Pool(cap, (cfg.num_hidden_layers, kv_heads, head_dim), dtype, device)
+            pool = _Pool(cap, (layers, kv_heads, head_dim), dtype, device)
             blocks.append(pool)
         slot = pool.add(i)
         if r.pool is not None:
