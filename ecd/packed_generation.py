@@ -136,8 +136,8 @@ class _PoolStep:
 
     pool: _Pool
     slots: Any  #: slot of each decoding row
-    tokens: Any  #: its token's index in the packed sequence
-    positions: Any  #: the cache position its token's key and value go to
+    start: int  #: the rows' tokens are ``start:start + len(slots)`` of the packed sequence
+    cells: Any  #: where their keys then values go in a layer's block seen as [-1, dim] (one copy a layer)
     count: int  #: the pool's occupied slots
     width: int  #: the longest row, after this step's token
     mask: Any  #: [count, 1, 1, width], -inf past each slot's row; None when all rows are as long
@@ -168,6 +168,7 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
 
     Grouped-query heads are folded into the query length (a kv head's ``group`` query heads become
     ``group`` query positions), so no key or value is ever repeated."""
+    import torch
     import torch.nn.functional as F
 
     if ecd_step is None:
@@ -179,10 +180,11 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
     group = heads // kv_heads
     out = q.new_empty((total, heads, dim))
     for s in ecd_step.pools:
-        keys, values = s.pool.kv[layer, 0], s.pool.kv[layer, 1]
-        keys[s.slots, :, s.positions] = k[:, s.tokens].transpose(0, 1)
-        values[s.slots, :, s.positions] = v[:, s.tokens].transpose(0, 1)
-        rows = q[:, s.tokens].view(kv_heads, group, -1, dim).permute(2, 0, 1, 3)  # [rows, kv_heads, group, dim]
+        end = s.start + len(s.slots)
+        block = s.pool.kv[layer]
+        block.view(-1, dim).index_copy_(0, s.cells, torch.stack((k[:, s.start:end], v[:, s.start:end])).view(-1, dim))
+        keys, values = block[0], block[1]
+        rows = q[:, s.start:end].reshape(kv_heads, group, -1, dim).permute(2, 0, 1, 3)  # [rows, kv_heads, group, dim]
         if not s.full:
             padded = rows.new_zeros((s.count, kv_heads, group, dim))
             padded[s.slots] = rows
@@ -191,7 +193,7 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
                                            attn_mask=s.mask, scale=scaling)
         if not s.full:
             o = o[s.slots]
-        out[s.tokens] = o.reshape(-1, heads, dim)
+        out[s.start:end] = o.reshape(-1, heads, dim)
     for c in ecd_step.chunks:
         t = c.end - c.start
         keys, values = c.pool.kv[layer, 0, c.slot], c.pool.kv[layer, 1, c.slot]
@@ -245,6 +247,8 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
     flight: list[int] = []  # admission order
     reserved = 0
     step_tokens = max(step_tokens, 16)
+    kv_or_v = torch.arange(2, device=device)[:, None, None]
+    head = torch.arange(kv_heads, device=device)[None, :, None]
 
     def additive(allowed: Any) -> Any:
         """A boolean mask as the additive one SDPA's CPU kernel turns it into, once a step instead of once a layer."""
@@ -327,7 +331,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
             pool = rows[members[0]].pool
             assert pool is not None
             members.sort(key=lambda i: rows[i].slot)
-            tokens = list(range(len(ids), len(ids) + len(members)))
+            first = len(ids)
             for i in members:
                 picks.append(i)
                 logit_rows.append(len(ids))
@@ -340,9 +344,11 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
                 allowed = torch.arange(width_, device=device)[None, :] < torch.tensor(lengths, device=device).clamp(min=1)[:, None]
                 mask = additive(allowed)[:, None, None, :]
             slots = [rows[i].slot for i in members]
-            as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
-            pool_steps.append(_PoolStep(pool, as_tensor(slots), as_tensor(tokens),
-                                        as_tensor([rows[i].n for i in members]), len(pool.rows), width_, mask,
+            slot_t = torch.tensor(slots, dtype=torch.long, device=device)
+            at = torch.tensor([rows[i].n for i in members], dtype=torch.long, device=device)
+            # block[layer] is [2, slots, kv_heads, cap, dim]: key/value c of head h of slot s at position n
+            cells = ((kv_or_v * pool.slots + slot_t) * kv_heads + head) * pool.cap + at
+            pool_steps.append(_PoolStep(pool, slot_t, first, cells.reshape(-1), len(pool.rows), width_, mask,
                                         slots == list(range(len(pool.rows)))))
         chunk_steps = []
         for i, t in chunks:
