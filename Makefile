@@ -38,7 +38,9 @@ browser:
 		  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
 		echo "chromium could not be installed (needs root and apt-get): the browser test will be skipped"
 
+# mypy first: the declared records (ecd/schema.py) are what flows between modules and stages
 test: install browser
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # performance and agreement checks; none of them is a unit test

@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[32, 256])
     args = ap.parse_args()
 
-    from ecd.backends import OpenAIBackend, Request, generate_cached
+    from ecd.backends import OpenAIBackend, Request, answer_all, generate_cached
     from ecd.cache import CallCache
     from ecd.params import ModelParams
 
@@ -126,7 +126,7 @@ def main() -> None:
                     if way == "chunked":
                         step = conc * 4
                         for start in range(0, n, step):
-                            backend.generate(requests[start:start + step])
+                            answer_all(backend, requests[start:start + step])
                         cached = 0
                     else:
                         generate_cached(backend, requests, template_version="bench", description=f"window {conc}",

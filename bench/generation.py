@@ -12,7 +12,7 @@ SmolLM2-135M-Instruct (the registry model, fetched by ``ecd.registry`` into ``.e
   ``max_batch_tokens`` per step), its cache given the same memory as ours;
 - ``serve-cb``: the same behind ``transformers serve --continuous-batching`` on loopback, sent
   ``--width`` requests at a time by ecd's openai backend (the memory is the server's);
-- ``ecd``: ``TransformersBackend`` — the packed decode loop (``ecd/packed_generation.py``) with
+- ``ecd``: ``TransformersBackend`` — the packed decode loop (``ecd/backends/packed_decode.py``) with
   ``--width`` rows in flight and ``--cache-gib`` of cache (``kv_cache_gib``, 1 by default);
   ``padded`` is the loop it replaced.
 
@@ -93,8 +93,7 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         backend._load()
         loaded = _resident_gb()
         start = time.perf_counter()
-        done = backend.generate([Request(messages=m) for m in messages],
-                                on_done=lambda i, c: first or first.append(time.perf_counter() - start))
+        done = _answers(backend, [Request(messages=m) for m in messages], first, start)
         wall = time.perf_counter() - start
         answers = [tok(c.text, add_special_tokens=False)["input_ids"] for c in done]
         tokens = sum(c.completion_tokens - (c.finish_reason == "stop") for c in done)
@@ -103,7 +102,8 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
     ids = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
            for m in messages]
     if arm == "padded":
-        from ecd.generation import generate_continuous, pack_linears
+        from ecd.backends.decode import pack_linears
+        from ecd.backends.padded_decode import generate_continuous
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         pack_linears(model)
@@ -130,8 +130,8 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-        from ecd.generation import pack_linears
-        from ecd.packed_generation import cache_bytes_per_token
+        from ecd.backends.decode import pack_linears
+        from ecd.backends.packed_decode import cache_bytes_per_token
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, disable_mmap=True).eval()
         pack_linears(model)  # the same matrix kernels as ours: the comparison is of the scheduling and the cache
@@ -174,7 +174,7 @@ def serve(set_name: str, args: argparse.Namespace, path: Path, messages: list, t
         port = s.getsockname()[1]
     from transformers import AutoConfig
 
-    from ecd.packed_generation import cache_bytes_per_token
+    from ecd.backends.packed_decode import cache_bytes_per_token
 
     per_token = cache_bytes_per_token(AutoConfig.from_pretrained(path), 4)  # fp32, as served
     pages = int(args.cache_gib * 2**30 / per_token / 256)
@@ -198,8 +198,7 @@ def serve(set_name: str, args: argparse.Namespace, path: Path, messages: list, t
                                             timeout=3600))
         first: list[float] = []
         start = time.perf_counter()
-        done = backend.generate([Request(messages=m) for m in messages],
-                                on_done=lambda i, c: first or first.append(time.perf_counter() - start))
+        done = _answers(backend, [Request(messages=m) for m in messages], first, start)
         wall = time.perf_counter() - start
         status = Path(f"/proc/{proc.pid}/status").read_text()
         peak = int(status.split("VmHWM:")[1].split()[0]) / 1e6
@@ -220,6 +219,22 @@ def serve(set_name: str, args: argparse.Namespace, path: Path, messages: list, t
     return result
 
 
+def _answers(backend, requests: list, first: list[float], start: float) -> list:
+    """The backend's completions in order, the time to the first one kept in ``first``."""
+    from ecd.backends import Completion
+
+    done: dict[int, Completion] = {}
+
+    def on_done(i: int, c: Completion) -> None:
+        first or first.append(time.perf_counter() - start)
+        done[i] = c
+
+    backend.generate(requests, on_done)
+    if len(done) != len(requests):
+        raise SystemExit(f"{backend.name}: {len(requests) - len(done)} of {len(requests)} requests unanswered")
+    return [done[i] for i in range(len(requests))]
+
+
 def _result(arm: str, set_name: str, args: argparse.Namespace, wall: float, tokens: int, first: float,
             loaded: float, answers: list[list[int]], texts: list[str]) -> dict:
     import torch
@@ -231,8 +246,8 @@ def _result(arm: str, set_name: str, args: argparse.Namespace, wall: float, toke
 
 
 def _key(arm: str, set_name: str, args: argparse.Namespace) -> str:
-    ours = ("ecd/generation.py", "ecd/packed_generation.py", "ecd/backends.py") if arm in ("ecd", "padded") else ()
-    code = b"".join((ROOT / f).read_bytes() for f in ours)
+    ours = sorted((ROOT / "ecd/backends").glob("*.py")) if arm in ("ecd", "padded") else []
+    code = b"".join(f.read_bytes() for f in ours)
     settings = json.dumps([arm, set_name, args.prompts, args.max_new_tokens, args.width, args.plain_batch,
                            args.cache_gib, args.step_tokens], sort_keys=True).encode()
     return hashlib.sha256(code + settings).hexdigest()[:16]

@@ -134,7 +134,7 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def margin_chart(groups: list[Any], metric: str) -> Chart:
     """Each setting's preference-minus-control margin over its seeds with its 95 % interval over
-    prompts and seeds (``ecd.report.SeedGroup``s), against a line at zero: a setting helps where its
+    prompts and seeds (``ecd.seed_runs.SeedGroup``s), against a line at zero: a setting helps where its
     whole bar is right of the line. (Not a DVC plot: it is computed across experiments, which DVC
     plots do not aggregate.)"""
     values = [{"setting": (g.label if len(g.label) <= 60 else g.label[:59] + "…") + f" ({len(g.runs)} runs)",

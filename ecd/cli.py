@@ -13,6 +13,8 @@ from rich.text import Text
 
 from ecd import layout
 from ecd import report as report_mod
+from ecd.records import write_text
+from ecd.report_tables import Table as ReportTable
 from ecd.errors import EcdError, report_errors
 
 app = typer.Typer(help="Evolutionary Contrastive Distillation as a DVC pipeline.", no_args_is_help=True)
@@ -21,7 +23,7 @@ app.add_typer(cache_app, name="cache")
 out = Console()
 
 
-def _print(table: "report_mod.Table") -> None:
+def _print(table: ReportTable) -> None:
     rich_table = Table(title=table.title, min_width=min(len(table.title) + 4, 100))
     for i, h in enumerate(table.header):
         rich_table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
@@ -43,72 +45,19 @@ def report(
 ) -> None:
     """Compare the students on every metric, with deltas against the SFT-only control; what each
     round yielded; the experiments' headline numbers; and, with --html, the charts of dvc.yaml."""
-    from ecd import charts as charts_mod
-    from ecd import grid
-    from ecd.records import read_text, write_text
-
-    try:
-        data = json.loads(read_text(metrics))
-    except ValueError:
-        raise EcdError(f"{metrics}: not a JSON metrics file") from None
-    if baseline not in data:
-        raise EcdError(f"no model {baseline!r} in {metrics}; models: {', '.join(data)}")
-    compare_path = metrics.parent / "compare.json"
-    compare = json.loads(read_text(compare_path)) if compare_path.exists() else {}
-    tables = report_mod.student_tables(data, baseline, with_deltas=not compare)
-    tables += report_mod.difference_tables(compare, baseline)
-    if compare:
-        notes = ["[lo, hi]: 95 % intervals from a paired bootstrap over prompts (docs/evidence.md); a difference "
-                 "whose interval holds 0 is not told apart from noise; 'detectable' is the smallest true difference "
-                 f"the set would show with 80 % power at the 5 % level; strict/loose as IFEval defines them; metrics: {metrics}"]
-    else:
-        notes = [f"deltas in brackets are against `{baseline}` (no intervals: {compare_path} is missing; re-run "
-                 f"`dvc repro evaluate`); strict/loose as IFEval defines them; metrics: {metrics}"]
-    yields = report_mod.yield_table(metrics.parent)
-    tables += [yields] if yields else []
-    extra_charts = []
-    if experiments:
-        try:
-            rows = grid.exp_rows(grid.exp_show())
-        except EcdError as exc:
-            rows = []
-            notes.append(f"no experiment table: {exc}")
-        exp_tables = report_mod.experiment_tables(rows)
-        tables += exp_tables
-        if exp_tables:
-            notes.append(f"the same columns in DVC: `{report_mod.HEADLINE_DVC}`; † a held-out score on other "
-                         "prompts than the baseline's (another split): not comparable with it")
-            resamples, seed = _bootstrap()
-            seeds = []
-            for set_name, metric_name in (("ifeval", "prompt_strict"), ("heldout", "prompt_strict"), ("ifbench", "prompt_loose")):
-                groups = report_mod.seed_summary(rows, resamples=resamples, seed=seed, set_name=set_name,
-                                                 metric_name=metric_name)
-                table = report_mod.seed_table(groups, set_name, metric_name)
-                if table:
-                    seeds.append(table)
-                    if any(g.margin for g in groups):
-                        extra_charts.append(charts_mod.margin_chart(groups, f"{set_name} {metric_name}"))
-            tables += seeds
-            if seeds:
-                notes.append("settings over seeds: runs whose params differ only in seed keys form one row; the "
-                             "margin's interval resamples prompts and adds the seeds' spread as a Student t draw "
-                             "(docs/evidence.md)")
-    for table in tables:
+    report_ = report_mod.build_report(metrics, baseline, experiments, *_bootstrap())
+    for table in report_.tables:
         _print(table)
-    for note in notes:
+    for note in report_.notes:
         out.print(note, markup=False)
-    md = [line for table in tables for line in table.markdown()]
+    chart_dir, chart_list = None, None
     if html:
-        charts = charts_mod.dvc_charts() + extra_charts
-        chart_dir = html.parent / f"{html.stem}-charts"
-        files = charts_mod.render(charts, chart_dir)
-        write_text(html, report_mod.html_report(tables, notes, charts))
-        out.print(f"wrote {html} ({len(charts)} charts, no external resources) and {len(files)} images in {chart_dir}")
-        if markdown:
-            where = chart_dir.relative_to(markdown.parent) if chart_dir.is_relative_to(markdown.parent) else chart_dir.resolve()
-            md += ["### Charts", ""] + [line for c in charts for line in (f"![{c.title}]({where / (c.slug + '.svg')})", "")]
+        chart_list, chart_dir, files = report_mod.write_html(report_, html)
+        out.print(f"wrote {html} ({len(chart_list)} charts, no external resources) and {len(files)} images in {chart_dir}")
     if markdown:
-        write_text(markdown, "\n".join(["# ecd evaluation", "", *md, *notes, ""]))
+        if chart_dir is not None:
+            chart_dir = chart_dir.relative_to(markdown.parent) if chart_dir.is_relative_to(markdown.parent) else chart_dir.resolve()
+        write_text(markdown, report_.markdown(chart_dir, chart_list))
         out.print(f"wrote {markdown}")
 
 
@@ -299,7 +248,7 @@ def grid_compare(
     """FIRST's preference-trained student minus SECOND's, seed by seed over the prompts both answered,
     with a 95 % interval over prompts and seeds: which way of building pairs made the better student."""
     from ecd.grid import compare_cells, exp_rows, exp_show
-    from ecd.report import read_verdicts
+    from ecd.seed_runs import read_verdicts
 
     resamples, seed = _bootstrap()
     rows = exp_rows(exp_show())

@@ -7,17 +7,18 @@ and instruction-level accuracy (the fraction of all instructions followed), each
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ecd import constraints as C
 from ecd.backends import Request, TransformersBackend, generate_cached
 from ecd.errors import EcdError
 from ecd.layout import DAVINCI_003, IFBENCH_INPUT, IFBENCH_SHA256, IFEVAL_INPUT, IFEVAL_SHA256, USER_ORIENTED
-from ecd.params import EvaluateParams, ModelParams
+from ecd.params import EvaluateParams, ModelParams, Params
 from ecd.records import iter_jsonl, write_jsonl
-from ecd.schema import Pair, user
+from ecd.schema import EvalRecord, Pair, user
 from ecd.seeds import with_input
 
 TEMPLATE_VERSION = "evaluate-v1"
@@ -86,7 +87,7 @@ def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int | str], di
     return summary, results
 
 
-def seen_split(records: list[dict[str, Any]], trained: set[str]) -> dict[str, float | int]:
+def seen_split(records: list[EvalRecord], trained: set[str]) -> dict[str, float | int]:
     """Instruction-level strict accuracy apart for the constraint types the student's training
     pairs contained (``seen_*``) and the others (``unseen_*``): the cheapest generalisation signal.
     Prompt level too: a prompt is seen when every one of its types was trained on."""
@@ -109,12 +110,13 @@ def seen_split(records: list[dict[str, Any]], trained: set[str]) -> dict[str, fl
     return out
 
 
-def scored_records(prompts: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def scored_records(prompts: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]]) -> list[EvalRecord]:
     """The per-prompt records an evaluation keeps: IFEval's strict result record with the prompt's
     ``key`` and its loose verdicts beside the strict ones, so that every metric's interval can be
     recomputed from the file alone."""
-    return [{"key": str(p["key"]), **strict, "follow_all_instructions_loose": loose["follow_all_instructions"],
-             "follow_instruction_list_loose": loose["follow_instruction_list"]}
+    return [cast(EvalRecord, {"key": str(p["key"]), **strict,
+                              "follow_all_instructions_loose": loose["follow_all_instructions"],
+                              "follow_instruction_list_loose": loose["follow_instruction_list"]})
             for p, strict, loose in zip(prompts, results["strict"], results["loose"])]
 
 
@@ -281,3 +283,79 @@ def answer(model_dir: Path, prompts: list[dict[str, Any]], params: EvaluateParam
     requests = [Request(messages=user(p["prompt"])) for p in prompts]
     completions, _ = generate_cached(backend, requests, template_version=TEMPLATE_VERSION, description=f"answer {label}")
     return [c.text for c in completions]
+
+
+def _round(summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
+
+
+def evaluate_students(params: Params) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """The evaluate stage's work: every student of ``layout.STUDENTS`` answers every set of
+    ``evaluate.sets``, scored by the constraint library (each student's records written to
+    ``data/eval/<student>/<set>.jsonl`` as they are scored), with a judge also the win rate against
+    text-davinci-003; then every score's interval and every comparison's (``ecd.uncertainty``).
+
+    Returns the metrics by student and set, and the comparisons by set."""
+    from ecd import layout
+    from ecd.backends import make_backend
+    from ecd.judge import win_rate
+    from ecd.pairs import load_pairs
+    from ecd.uncertainty import Verdicts, evidence
+
+    e = params.evaluate
+    sets: dict[str, list[dict[str, Any]]] = {
+        name: held_out_prompts(load_pairs(layout.PAIRS, "test").to_list())[: e.heldout_limit]
+        if name == "heldout" else benchmark_prompts(name) for name in e.sets}
+    # the constraint types the students were trained on: each benchmark's scores split by seen and unseen types
+    trained = {t for ids in load_pairs(layout.PAIRS, "train")["instruction_id_list"] for t in ids}
+    judge = make_backend(params.judge) if params.judge else None
+    user_set = user_oriented() if judge else []
+    metrics: dict[str, dict[str, dict[str, Any]]] = {}
+    verdicts: dict[str, dict[str, Verdicts]] = {s: {} for s in sets}
+    for name in layout.STUDENTS:
+        metrics[name] = {}
+        for set_name, prompts in sets.items():
+            responses = answer(layout.MODELS / name, prompts, e, f"{name} {set_name}")
+            summary, results = score([{**p, "response": r} for p, r in zip(prompts, responses)])
+            metrics[name][set_name] = {**summary, "prompt_set": prompt_set_id(prompts)}
+            records = scored_records(prompts, results)
+            if set_name != "heldout":
+                metrics[name][set_name].update(seen_split(records, trained))
+            verdicts[set_name][name] = Verdicts.from_results(records)
+            write_jsonl(layout.EVAL / name / f"{set_name}.jsonl", records, sort_keys=False)
+            print(f"evaluate {name} {set_name}: prompt-level strict {summary['prompt_strict']:.3f}, "
+                  f"instruction-level strict {summary['inst_strict']:.3f}")
+        if judge:
+            answers = answer(layout.MODELS / name, user_set, e, f"{name} user-oriented")
+            items = [{"instruction": u["prompt"], "answer": a, "reference": u["reference"]}
+                     for u, a in zip(user_set, answers)]
+            wins, judgements = win_rate(judge, items, name)
+            metrics[name]["winrate"] = _round(wins)
+            write_jsonl(layout.EVAL / name / "winrate.jsonl", judgements, sort_keys=False)
+            print(f"evaluate {name} win rate vs text-davinci-003: {wins['win_rate']:.3f} "
+                  f"({wins['judged']} judged, {wins['unparsable']} unparsable)")
+    compare: dict[str, dict[str, Any]] = {}
+    for set_name, by_student in verdicts.items():
+        if not sets[set_name]:
+            continue
+        scores, deltas = evidence(by_student, e.bootstrap_resamples, e.bootstrap_seed)
+        for name, values in scores.items():
+            metrics[name][set_name].update(values)
+        compare[set_name] = {pair: {m: _round(v) for m, v in d.items()} for pair, d in deltas.items()}
+        d = deltas["dpo-control"]["prompt_strict"]
+        print(f"evaluate {set_name}: dpo − control prompt-level strict {d['delta']:+.3f} "
+              f"[{d['lo']:+.3f}, {d['hi']:+.3f}], McNemar p={d['p']:.3f}, detectable ≥{d['mde']:.3f}")
+        if metrics["dpo"][set_name].get("unscored_prompts"):
+            print(f"evaluate {set_name}: {metrics['dpo'][set_name]['unscored_prompts']} prompts not scored "
+                  f"({metrics['dpo'][set_name]['unscored_types']}: a language resource is missing; "
+                  "`python -m ecd.resources` installs it)")
+    metrics = {name: {s: _round(v) for s, v in by_set.items()} for name, by_set in metrics.items()}
+    return metrics, compare
+
+
+def score_rows(metrics: Mapping[str, Mapping[str, Mapping[str, Any]]], sets: list[str]) -> list[dict[str, Any]]:
+    """The scores plot's rows: each student's prompt-level strict score on each set, with its interval."""
+    return [{"set": s, "student": name, "prompt_strict": v["prompt_strict"], "lo": v["prompt_strict_lo"],
+             "hi": v["prompt_strict_hi"]}
+            for s in sets for name, by_set in metrics.items() if s in by_set for v in [by_set[s]]]
+

@@ -97,16 +97,24 @@ def chain_rng(seed: int, round_name: str, chain: str) -> random.Random:
     return random.Random(int(content_id(seed, round_name, chain), 16))
 
 
+def chain_id(entry: State) -> str:
+    """A forked state's chain (a root state has none until ``fork`` gives it its chains)."""
+    chain = entry["chain"]
+    if chain is None:
+        raise ValueError(f"a root state of {entry['root_id']} reached evolution without a chain")
+    return chain
+
+
 def fork(state: list[State], chains_per_seed: int) -> list[State]:
     """Give every root state ``chains_per_seed`` independent chains (chains start at round 1)."""
-    out = []
+    out: list[State] = []
     for entry in state:
         if entry["chain"] is None:
             for k in range(chains_per_seed):
                 out.append({**entry, "chain": f"{entry['root_id']}-c{k}"})
         else:
             out.append(entry)
-    return sorted(out, key=lambda e: e["chain"])
+    return sorted(out, key=chain_id)
 
 
 def _type_weights(types: list[str], params: EvolveParams) -> tuple[list[str], list[float]]:
@@ -284,7 +292,7 @@ def plan_round(chains: list[State], params: EvolveParams, round_name: str, allow
     """Draw each chain's new requirements with its own seeded generator."""
     plans = []
     for entry in chains:
-        rng = chain_rng(params.seed, round_name, entry["chain"])
+        rng = chain_rng(params.seed, round_name, chain_id(entry))
         added, cause = draw_constraints(entry, params, rng, allowed, answerable_only)
         plans.append((entry, added, cause))
     return plans
@@ -318,10 +326,10 @@ def candidate_record(entry: State, added: list[C.Constraint], evolved: str, back
     parent = entry["instruction"]
     constraints = [*parent["constraints"], *(c.to_record() for c in added)]
     return {
-        "id": content_id(parent["id"], entry["chain"], round_name, evolved, constraints),
+        "id": content_id(parent["id"], chain_id(entry), round_name, evolved, constraints),
         "root_id": parent["root_id"],
         "parent_id": parent["id"],
-        "chain": entry["chain"],
+        "chain": chain_id(entry),
         "round": round_index,
         "text": evolved,
         "constraints": constraints,
@@ -335,7 +343,7 @@ def candidate_record(entry: State, added: list[C.Constraint], evolved: str, back
 
 def chain_record(entry: State, candidate: Instruction | None, cause: str | None) -> Chain:
     return {
-        "chain": entry["chain"],
+        "chain": chain_id(entry),
         "root_id": entry["root_id"],
         "parent": {"instruction": entry["instruction"], "response": entry["response"], "round": entry["round"]},
         "candidate_id": candidate["id"] if candidate else None,
@@ -374,19 +382,20 @@ def evolve_round(
                 evolved, by_code = compose(parent, added), True
                 cause = screen(parent, evolved, params)
             if cause is None:
+                assert evolved is not None  # a reply either parses to an instruction or names its fault
                 cand = candidate_record(entry, added, evolved, backend, round_name, round_index, by_code)
                 candidates.append(cand)
         if cause:
             causes[cause] += 1
         chain_records.append(chain_record(entry, cand, cause))
     asked = sum(1 for _, added, _ in plans if added)
-    by_code = sum(c["teacher"]["backend"] == "code" for c in candidates)
+    composed = sum(c["teacher"] is not None and c["teacher"]["backend"] == "code" for c in candidates)
     metrics = {
         "chains": len(chains),
         "evolved": len(candidates),
-        "evolved_by_teacher": len(candidates) - by_code,
-        "composed_by_code": by_code,
-        "teacher_reply_accepted_rate": round((len(candidates) - by_code) / asked, 4) if asked else 0.0,
+        "evolved_by_teacher": len(candidates) - composed,
+        "composed_by_code": composed,
+        "teacher_reply_accepted_rate": round((len(candidates) - composed) / asked, 4) if asked else 0.0,
         "teacher_failed_by_cause": dict(sorted(teacher_failed.items())),
         "eliminated": sum(causes.values()),
         "eliminated_by_cause": dict(sorted(causes.items())),

@@ -59,6 +59,18 @@ def round_metrics(round_name: str, stage: str) -> Path:
     return METRICS / "rounds" / round_name / f"{stage}.json"
 
 
+def stage_params(stage: str, dvc_yaml: Path = Path("dvc.yaml")) -> set[str]:
+    """The params sections a stage reads (``train.dpo`` counts as ``train``), from ``dvc.yaml`` itself:
+    the one place the list is stated."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"][stage]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise EcdError(f"{dvc_yaml}: cannot read the params of stage {stage!r} ({type(exc).__name__}: {exc})") from None
+    return {str(p).split(".")[0] for p in spec.get("do", spec).get("params", [])}
+
+
 def producer(path: str | Path, dvc_yaml: Path = Path("dvc.yaml"), params_yaml: Path = Path("params.yaml")
              ) -> str | None:
     """The name of the stage in ``dvc.yaml`` whose outputs hold ``path`` (``evolve@r2``), or None.
@@ -108,9 +120,11 @@ def looks_local(name: str) -> bool:
             or producer(name) is not None)
 
 
-def check_model_path(name: str, what: str = "model") -> None:
+def check_model_path(name: str | None, what: str = "model") -> None:
     """Fail in one line on a local model directory that is missing or is not a model (rather than
     letting the hub client report a failed download); hub ids pass."""
+    if not name:
+        raise EcdError(f"{what} is not set: a hub id or a local model directory")
     local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").exists():

@@ -20,9 +20,9 @@ from typing import Any
 
 from ecd.contrast import hard_negative_flaw, pass_fraction
 from ecd.pairs import card_counts, ifeval_kwargs
-from ecd.params import PairParams
+from ecd.params import PairParams, StrategyName
 from ecd.records import content_id
-from ecd.schema import ConstraintRecord, ConstraintResult, Pair, Response, Step, assistant, user
+from ecd.schema import ConstraintRecord, ConstraintResult, Instruction, Pair, Response, Step, assistant, user
 
 #: ``check(text, constraints)``: per-constraint results of an answer that no round verified
 Checker = Callable[[str, list[ConstraintRecord]], list[ConstraintResult]]
@@ -32,7 +32,7 @@ def chosen_passes(step: Step) -> bool:
     return all(r["passed"] for r in step["chosen_results"])
 
 
-def make_pair(strategy: str, step: Step, rejected: Response, rejected_results: list[ConstraintResult],
+def make_pair(strategy: StrategyName, step: Step, rejected: Response, rejected_results: list[ConstraintResult],
               curriculum: str) -> Pair:
     """A pair row: the step's instruction and chosen R(t) against ``rejected``, with its metadata."""
     inst = step["instruction"]
@@ -83,10 +83,12 @@ def ecd_pair(step: Step, params: PairParams) -> tuple[Pair | None, str | None]:
 
 def ecd_pairs(steps: list[Step], params: PairParams) -> tuple[list[Pair], Counter[str]]:
     """Every step's hard-negative pair, with the causes of the steps that give none."""
-    made, causes = [], Counter()
+    made: list[Pair] = []
+    causes: Counter[str] = Counter()
     for step in steps:
         pair, cause = ecd_pair(step, params)
         if pair is None:
+            assert cause is not None  # ecd_pair gives a pair or the reason for none
             causes[cause] += 1
         else:
             made.append(pair)
@@ -127,12 +129,12 @@ def random_pairs(steps: list[Step], params: PairParams, check: Checker) -> tuple
     return out, dropped
 
 
-def weak_instructions(steps: list[Step], params: PairParams) -> list[dict[str, Any]]:
+def weak_instructions(steps: list[Step], params: PairParams) -> list[Instruction]:
     """The instructions the weak model answers for ``model_gap``: each distinct I(t) whose chosen
     answer passes (the others can give no pair), at most ``weak_limit`` of them, drawn with
     ``pair.seed`` and kept in step order. A weak model's answers cost as much as the teacher's, and
     a run that trains on a few hundred pairs needs them for a few hundred instructions, not all."""
-    usable: dict[str, dict[str, Any]] = {}
+    usable: dict[str, Instruction] = {}
     for step in steps:
         if chosen_passes(step):
             usable.setdefault(step["instruction"]["id"], step["instruction"])
@@ -140,6 +142,19 @@ def weak_instructions(steps: list[Step], params: PairParams) -> list[dict[str, A
         return list(usable.values())
     drawn = set(random.Random(content_id("weak", params.seed)).sample(sorted(usable), params.weak_limit))
     return [inst for iid, inst in usable.items() if iid in drawn]
+
+
+def weak_answers(steps: list[Step], params: PairParams) -> dict[str, Response] | None:
+    """``model_gap``'s weak side: the weak model's (``pair.weak``) answer to each instruction of
+    ``weak_instructions``, through the call cache, by instruction id; None where no strategy of
+    ``params`` needs it."""
+    if "model_gap" not in params.strategy and "model_gap" not in params.match:
+        return None
+    from ecd.backends import make_backend
+    from ecd.sampling import sample_responses
+
+    answers, _ = sample_responses(weak_instructions(steps, params), make_backend(params.weak), 1, params.seed, "weak")
+    return {a["instruction_id"]: a for a in answers}
 
 
 def model_gap_pairs(steps: list[Step], weak: dict[str, Response], params: PairParams,
@@ -212,7 +227,7 @@ def matched_steps(made_by: dict[str, list[Pair]]) -> dict[str, StepKey]:
     return chosen
 
 
-def strategy_pairs(strategy: str, steps: list[Step], params: PairParams, check: Checker,
+def strategy_pairs(strategy: StrategyName, steps: list[Step], params: PairParams, check: Checker,
                    weak: dict[str, Response] | None) -> tuple[list[Pair], Counter[str]]:
     """One strategy's pairs with the causes of the steps that gave none."""
     if strategy == "ecd":

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, Literal, cast, get_origin, get_type_hints
 
 from ecd.errors import EcdError
+from ecd.layout import stage_params
 from ecd.records import atomic_path, content_id, write_text
-from ecd.schema import Pair
+from ecd.schema import Message, Pair
 
 #: every kwarg of IFEval's schema with its type, then ecd's own types' kwargs; a pair's kwargs fill
 #: the ones its constraints use and leave the others null, as the Hugging Face copy of IFEval does
@@ -36,37 +37,27 @@ KWARGS_SCHEMA: dict[str, str] = {
 
 
 def features() -> Any:
-    """The explicit schema of a pair table (explicit so that every run writes the same Parquet schema)."""
+    """The pair table's schema, derived from ``ecd.schema.Pair`` field by field (explicit, so that
+    every run writes the same Parquet schema; a field of a type with no column type is an error)."""
     from datasets import Features, List, Value
 
     msg = List({"role": Value("string"), "content": Value("string")})
     kw = {k: (List(Value("string")) if t == "list" else Value(t)) for k, t in KWARGS_SCHEMA.items()}
-    return Features(
-        {
-            "id": Value("string"),
-            "row_id": Value("string"),
-            "prompt": msg,
-            "chosen": msg,
-            "rejected": msg,
-            "strategy": Value("string"),
-            "root_id": Value("string"),
-            "chain": Value("string"),
-            "round": Value("int64"),
-            "instruction_id": Value("string"),
-            "chosen_id": Value("string"),
-            "rejected_id": Value("string"),
-            "chosen_model": Value("string"),
-            "rejected_model": Value("string"),
-            "n_constraints": Value("int64"),
-            "new_constraints": List(Value("string")),
-            "missed_constraints": List(Value("string")),
-            "rejected_pass_fraction": Value("float64"),
-            "model_gap": Value("float64"),
-            "difficulty": Value("float64"),
-            "instruction_id_list": List(Value("string")),
-            "kwargs": List(kw),
-        }
-    )
+
+    def column(name: str, t: Any) -> Any:
+        if name == "kwargs":  # every type's kwargs over one union schema
+            return List(kw)
+        if t is str or get_origin(t) is Literal:
+            return Value("string")
+        if t in (int, float):
+            return Value("int64" if t is int else "float64")
+        if t == list[Message]:
+            return msg
+        if t == list[str]:
+            return List(Value("string"))
+        raise TypeError(f"Pair.{name}: no table column for {t!r}")
+
+    return Features({name: column(name, t) for name, t in get_type_hints(Pair).items()})
 
 
 def ifeval_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +77,6 @@ def _table(head: tuple[str, str], counts: dict[str, Any]) -> str:
 SHIPPED_SEEDS = ("data/self-instruct/seed_tasks.jsonl",
                  "the 175 Self-Instruct seed tasks (Wang et al. 2022), Apache-2.0", "apache-2.0")
 
-#: the params sections that decide the pairs' content: their hash identifies the build
-DATA_SECTIONS = {"seed", "teacher", "judge", "evolve", "sample", "verify", "pair", "rounds"}
 
 
 def card_counts(train: list[Pair], test: list[Pair]) -> dict[str, dict[str, int]]:
@@ -169,7 +158,8 @@ def dataset_card(train: list[Pair], test: list[Pair], metrics: dict[str, Any], p
         teachers=", ".join(sorted({p["chosen_model"] for p in rows})) or "(none)",
         rejected=", ".join(sorted({p["rejected_model"] for p in rows})) or "(none)",
         judge=params.judge.model if params.judge else "none (every constraint is checked by code)",
-        params_hash=content_id(params.model_dump(include=DATA_SECTIONS)),
+        # the sections that decide the pairs' content (the pair stage's params): their hash identifies the build
+        params_hash=content_id(params.model_dump(include=stage_params("pair"))),
         n_pairs=len(rows), n_train=len(train), n_test=len(test),
         seeds=seeds,
         train_roots=metrics["train_roots"], test_roots=metrics["test_roots"],
@@ -189,7 +179,7 @@ def save_pairs(out_dir: str | Path, train: list[Pair], test: list[Pair], card: s
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for name, rows in (("train", train), ("test", test)):
-            columns = {k: [r[k] for r in rows] for k in feats}  # from_dict, unlike from_list, takes zero rows
+            columns = {k: [r[k] for r in cast(list[dict[str, Any]], rows)] for k in feats}  # from_dict, unlike from_list, takes zero rows
             Dataset.from_dict(columns, features=feats).to_parquet(str(tmp / f"{name}.parquet"))
         write_text(tmp / "README.md", card)
 
@@ -207,7 +197,7 @@ def save_rows(path: str | Path, train: list[Pair]) -> None:
     from datasets import Dataset
 
     feats = features()
-    columns = {k: [r[k] for r in train] for k in ROW_COLUMNS}
+    columns = {k: [r[k] for r in cast(list[dict[str, Any]], train)] for k in ROW_COLUMNS}
     with atomic_path(Path(path)) as tmp:
         Dataset.from_dict(columns, features=type(feats)({k: feats[k] for k in ROW_COLUMNS})).to_parquet(str(tmp))
 

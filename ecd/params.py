@@ -90,6 +90,8 @@ class ModelParams(_Section):
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
+    #: transformers: rows in flight in the decode loop; ray: requests in one Ray Data batch (and the
+    #: engine's width). The other backends have no such knob (openai: concurrency), so setting it is an error
     batch_size: int = Field(default=16, ge=1)
     #: transformers: memory for the keys and values of the rows in flight; a row waits until its
     #: prompt and max_new_tokens fit (docs/generation.md)
@@ -198,18 +200,20 @@ class VerifyParams(_Section):
 
 
 StrategyName = Literal["ecd", "random", "model_gap"]
+#: the evaluation sets
+SetName = Literal["heldout", "ifeval", "ifbench"]
 PAIR_STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 
 
 class PairParams(_Section):
     #: one strategy or a list of them, combined and deduplicated: ``ecd`` (hard negative R(t-1)),
     #: ``model_gap`` (strong model's answer over the weak model's), ``random`` (another seed's answer)
-    strategy: list[StrategyName] = Field(default_factory=lambda: ["ecd"])
+    strategy: list[StrategyName] = Field(default_factory=lambda: list[StrategyName](["ecd"]))
     #: matched rows: the strategies whose arms are compared. Non-empty, every strategy of this list
     #: gives a rejected answer on exactly the same rows (instruction, chosen answer): a row is kept
     #: only where each of them has a negative, so arms differ in the negative alone and one
     #: SFT-only control (which reads only the rows) serves them all. Empty: each strategy its own rows.
-    match: list[StrategyName] = Field(default_factory=lambda: ["ecd", "random"])
+    match: list[StrategyName] = Field(default_factory=lambda: list[StrategyName](["ecd", "random"]))
     #: the seed of the pairs' own draws (random's negative, model_gap's weak sample); the held-out
     #: split has its own (``split.seed``), so changing this never re-splits
     seed: int = 0
@@ -369,8 +373,7 @@ class EvaluateParams(_Section):
     #: the evaluation sets: ``heldout`` (the test seeds' instructions, IFEval's own constraint types
     #: as trained), ``ifeval`` (IFEval's 541 prompts), ``ifbench`` (IFBench's 294 prompts with 58
     #: constraint types ecd never trains on: out of distribution)
-    sets: list[Literal["heldout", "ifeval", "ifbench"]] = Field(default_factory=lambda: ["heldout", "ifeval", "ifbench"],
-                                                               min_length=1)
+    sets: list[SetName] = Field(default_factory=lambda: list[SetName](["heldout", "ifeval", "ifbench"]), min_length=1)
     #: answer only the first this many held-out instructions (by id), for a budget; null: all
     heldout_limit: int | None = Field(default=None, ge=1)
     #: resamples of the paired bootstrap over prompts behind every interval (docs/evidence.md):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -73,8 +74,8 @@ def trainer_progress():  # -> transformers.TrainerCallback
 
     class TrainerProgress(TrainerCallback):
         def __init__(self) -> None:
-            self._progress = None
-            self._bar = None
+            self._progress: Any = None
+            self._bar: Any = None
 
         def on_train_begin(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:  # one bar under `accelerate launch`

@@ -12,10 +12,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ecd.errors import EcdError
 
@@ -33,6 +33,15 @@ def content_id(*parts: Any, length: int = 16) -> str:
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSONL file; a malformed line is an error that names the file and the line."""
     return [rec for _, rec in iter_jsonl(path)]
+
+
+R = TypeVar("R")
+
+
+def read_records(path: str | Path, record: type[R]) -> list[R]:
+    """``read_jsonl`` at a stage boundary: the lines as the record declared in ``ecd.schema`` that
+    the stage writing the file wrote (``read_records(path, Step)``), so the type checker follows them."""
+    return cast("list[R]", read_jsonl(path))
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -84,7 +93,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
-def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]], sort_keys: bool = True) -> int:
+def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]], sort_keys: bool = True) -> int:
     """Write records atomically, one JSON object a line (keys sorted unless a format fixes their
     order); returns the count."""
     n = 0

@@ -1,5 +1,6 @@
 """The report a person reads after a run: the students side by side, what each round yielded, the
-experiments' headline numbers, and the charts, as terminal tables, Markdown and one offline HTML page.
+experiments' headline numbers and their settings over seeds, and the charts — assembled here, shown by
+``ecd report`` as terminal tables, and written as Markdown and one offline HTML page.
 
 Every number comes from a file a stage wrote (``metrics/``, ``plots/``) or from ``dvc exp show``; the
 charts are DVC's own plot definitions rendered by :mod:`ecd.charts`.
@@ -8,355 +9,102 @@ charts are DVC's own plot definitions rendered by :mod:`ecd.charts`.
 from __future__ import annotations
 
 import json
-import re
-import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ecd import layout
-from ecd.evaluation import categories as evaluation_categories
+from ecd import charts
+from ecd.errors import EcdError
+from ecd.records import read_text, write_text
+from ecd.report_tables import (HEADLINE_DVC, Table, difference_tables, experiment_tables, student_tables,
+                               yield_table)
+from ecd.seed_runs import seed_summary, seed_table
 
-if TYPE_CHECKING:
-    from ecd.uncertainty import Verdicts
-
-METRIC_COLUMNS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
-SET_TITLES = {"heldout": "held-out instructions", "ifeval": "IFEval (541 prompts)",
-              "ifbench": "IFBench (294 prompts, constraint types never trained on)",
-              "winrate": "judge win rate vs text-davinci-003"}
-
-#: the columns of ``dvc exp show`` a user compares across experiments: each student's prompt-level
-#: strict score on IFEval and on the held-out instructions, and IFBench's headline (prompt-level
-#: loose). The README's ``dvc exp show --keep`` invocation and ``ecd report``'s experiment table
-#: use this one pattern.
-HEADLINE = r"^(base|control|dpo)\.((ifeval|heldout)\.prompt_strict|ifbench\.prompt_loose)$"
-HEADLINE_DVC_ARGS = ["dvc", "exp", "show", "--drop", ".*", "--keep", f"Experiment|{HEADLINE}"]
-HEADLINE_DVC = shlex.join(HEADLINE_DVC_ARGS)
+#: the sets and metrics whose settings over seeds the report summarises (IFBench's headline is loose)
+SEED_METRICS = (("ifeval", "prompt_strict"), ("heldout", "prompt_strict"), ("ifbench", "prompt_loose"))
 
 
 @dataclass
-class Table:
-    """A titled table of formatted cells, printed by rich and written as Markdown and HTML."""
+class Report:
+    tables: list[Table]
+    notes: list[str]
+    #: charts made from the experiments (each setting's margin over seeds), beside dvc.yaml's own
+    charts: list[Any] = field(default_factory=list)
 
-    title: str
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-
-    def markdown(self) -> list[str]:
-        return [f"### {self.title}", "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header),
-                *("| " + " | ".join(r) + " |" for r in self.rows), ""]
-
-
-def _ci(value: float, lo: float | None, hi: float | None, signed: bool = False) -> str:
-    """``0.202 [0.170, 0.236]``, or ``+0.037 [+0.017, +0.057]`` for a difference."""
-    f = "{:+.3f}" if signed else "{:.3f}"
-    if lo is None or hi is None:
-        return f.format(value)
-    return f"{f.format(value)} [{f.format(lo)}, {f.format(hi)}]"
+    def markdown(self, charts_dir: Path | None = None, chart_list: list[Any] | None = None) -> str:
+        """The tables and notes as Markdown, with the rendered charts linked from ``charts_dir``."""
+        md = [line for table in self.tables for line in table.markdown()]
+        if charts_dir is not None and chart_list:
+            md += ["### Charts", ""] + [line for c in chart_list for line in (f"![{c.title}]({charts_dir / (c.slug + '.svg')})", "")]
+        return "\n".join(["# ecd evaluation", "", *md, *self.notes, ""])
 
 
-def _verdict(d: dict[str, float]) -> str:
-    """What an interval says, in words."""
-    if d["lo"] > 0:
-        return "higher"
-    if d["hi"] < 0:
-        return "lower"
-    return f"no detectable difference (could see ≥{d['mde']:.3f})"
+def build_report(metrics: Path, baseline: str, experiments: bool, resamples: int, seed: int) -> Report:
+    """The report from the evaluate stage's metrics (and ``compare.json`` beside them), the rounds'
+    yields and, with ``experiments``, ``dvc exp show``'s runs (``resamples``/``seed``: the bootstrap
+    behind the intervals over seeds)."""
+    from ecd import grid
 
-
-def difference_tables(compare: dict[str, dict[str, dict[str, dict[str, float]]]], baseline: str) -> list[Table]:
-    """Per evaluation set, the paired differences between students (``metrics/compare.json``):
-    each metric's difference with its 95 % interval, McNemar's exact p on prompt-level strict, the
-    smallest difference the set could detect, and what the interval says. Comparisons against
-    ``baseline`` come first."""
-    tables = []
-    for set_name in sorted(compare, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99):
-        pairs = sorted(compare[set_name], key=lambda k: (not k.endswith(f"-{baseline}"), k != "dpo-control"))
-        table = Table(f"{SET_TITLES.get(set_name, set_name)}: paired differences, 95 % intervals",
-                      ["difference", *METRIC_COLUMNS, "p (McNemar)", "detectable", "verdict (prompt_strict)"])
-        for key in pairs:
-            d = compare[set_name][key]
-            a, b = key.split("-", 1)
-            cells = [_ci(d[m]["delta"], d[m].get("lo"), d[m].get("hi"), signed=True) if m in d else "" for m in METRIC_COLUMNS]
-            ps = d.get("prompt_strict", {})
-            p = ps.get("p")
-            table.rows.append([f"{a} − {b}", *cells, "" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}",
-                               f"{ps['mde']:.3f}" if "mde" in ps else "", _verdict(ps) if "lo" in ps else ""])
-        tables.append(table)
-    return tables
-
-
-def student_tables(data: dict[str, dict[str, dict]], baseline: str, with_deltas: bool = True) -> list[Table]:
-    """Per evaluation set: every model on every metric with its 95 % interval where the metrics
-    have one (else its delta against ``baseline``, when ``with_deltas``), then the per-category
-    pass rates."""
-    sets = sorted({s for m in data.values() for s in m}, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99)
-    tables = []
-    for set_name in sets:
-        order = layout.STUDENTS
-        models = sorted((m for m in data if set_name in data[m]), key=lambda m: (order.index(m) if m in order else 9, m))
-        first = data[models[0]][set_name]
-        ref = data.get(baseline, {}).get(set_name, {})
-        n = first.get("n_prompts", first.get("judged", ""))
-        title = f"{SET_TITLES.get(set_name, set_name)}, n={n}"
-        categories = sorted(f"inst_strict_{c}" for c in evaluation_categories(first))
-        groups = [(title, ["win_rate"] if set_name == "winrate" else list(METRIC_COLUMNS))]
-        if categories:
-            groups.append((f"{title}: instructions followed per category (strict)", categories))
-        if "seen_instructions" in first:
-            groups.append((f"{title}: constraint types the training pairs contained (seen) and not (unseen), strict; "
-                           f"{first['seen_instructions']} seen and {first['unseen_instructions']} unseen instructions",
-                           ["seen_inst_strict", "unseen_inst_strict", "seen_prompt_strict", "unseen_prompt_strict"]))
-        for group_title, cols in groups:
-            heads = [c.removesuffix("_strict") if c.startswith(("seen_", "unseen_")) else c.removeprefix("inst_strict_")
-                     for c in cols]
-            table = Table(group_title, ["model", *heads])
-            for m in models:
-                cells = []
-                for c in cols:
-                    row = data[m][set_name]
-                    v = row.get(c)
-                    cell = "" if v is None else _ci(v, row.get(f"{c}_lo"), row.get(f"{c}_hi"))
-                    if v is not None and f"{c}_lo" not in row and with_deltas and m != baseline and c in ref:
-                        cell += f" ({v - ref[c]:+.3f})"
-                    cells.append(cell)
-                table.rows.append([m, *cells])
-            tables.append(table)
-    return tables
-
-
-def _causes(counts: dict[str, int], top: int = 3) -> str:
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    text = ", ".join(f"{k} {v}" for k, v in ranked[:top])
-    return text + (f", +{len(ranked) - top} more" if len(ranked) > top else "")
-
-
-def yield_table(metrics_dir: Path = layout.METRICS) -> Table | None:
-    """What each round yielded, from the per-round bookkeeping the stages write under
-    ``metrics/rounds/``: chains evolved (and why the rest were not), answers (cut at the token
-    limit), answers verified, and the teacher's calls against the call cache."""
-    rounds_dir = metrics_dir / "rounds"
-    if not rounds_dir.is_dir():
-        return None
-    table = Table("Yield per round", ["round", "evolved", "not evolved (top causes)", "answers (cut)", "verified",
-                                      "not verified (top causes)", "teacher calls (cache hits)"])
-    for rdir in sorted((d for d in rounds_dir.iterdir() if d.is_dir()), key=lambda d: int(re.sub(r"\D", "", d.name) or 0)):
-        def load(stage: str) -> dict[str, Any]:
-            path = rdir / f"{stage}.json"
-            return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-        evolve, sample, verify = load("evolve"), load("sample"), load("verify")
-        calls = evolve.get("teacher_calls", 0) + sample.get("calls", 0)
-        hits = evolve.get("cache_hits", 0) + sample.get("cache_hits", 0)
-        table.rows.append([
-            rdir.name,
-            f"{evolve['evolved']}/{evolve['chains']}" if evolve else "(seeds)",
-            _causes(evolve.get("eliminated_by_cause", {})),
-            f"{sample.get('responses', 0)} ({sample.get('cut_at_max_tokens', 0)})",
-            f"{verify.get('accepted', 0)}/{verify.get('instructions', 0)}",
-            _causes(verify.get("eliminated_by_cause", {})),
-            f"{calls} ({hits})",
-        ])
-    return table if table.rows else None
-
-
-def _short(value: Any, width: int = 28) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-#: params that change how a run's uncertainty is estimated, not the run: runs that differ only in
-#: these (and in seeds) are one setting
-STATISTICS_KEYS = frozenset({"evaluate.bootstrap_resamples"})
-
-
-def is_seed_key(key: str) -> bool:
-    """A param that only reseeds a run (``train.seed``, ``evaluate.bootstrap_seed``, ...) or only
-    changes how its intervals are estimated (:data:`STATISTICS_KEYS`)."""
-    last = key.rsplit(".", 1)[-1]
-    return last == "seed" or last.endswith("_seed") or key in STATISTICS_KEYS
-
-
-def baseline_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The commit's own run: the first commit row of ``dvc exp show`` with metrics, else the workspace."""
-    commits = [r for r in rows if r.get("state") is None and any(k.startswith("dpo.") for k in r)]
-    named = [r for r in commits if r.get("name") != "workspace"]
-    return (named or commits or [None])[0]
-
-
-def _changed(params_now: dict[str, Any], before: dict[str, Any], max_params: int, seeds: bool = True) -> str:
-    changed = [k for k in sorted(params_now) if params_now[k] != before.get(k) and (seeds or not is_seed_key(k))]
-    text = ", ".join(f"{k}={_short(params_now[k])}" for k in changed[:max_params])
-    if len(changed) > max_params:
-        text += f", +{len(changed) - max_params} more"
-    return text
-
-
-def experiment_tables(rows: list[dict[str, Any]], max_params: int = 6) -> list[Table]:
-    """The experiments of ``dvc exp show`` (flattened by :func:`ecd.grid.exp_rows`) beside the
-    commit's own run: their :data:`HEADLINE` columns with the preference run's margin over its
-    control on IFEval, and, in a second table, the params each changed from the commit it derives
-    from. A held-out score measured on other prompts than the baseline's (another split) is marked
-    † and not compared. Empty when there are no experiments."""
-    exps = sorted((r for r in rows if r.get("state") is not None and r.get("name")), key=lambda r: str(r["name"]))
-    if not exps:
-        return []
-    base = baseline_row(rows)
-    pattern = re.compile(HEADLINE)
-    order = {"ifeval": 0, "heldout": 1, "ifbench": 2}
-    columns = sorted({k for r in exps + ([base] if base else []) for k in r if pattern.match(k)},
-                     key=lambda k: (order[k.split(".")[1]], layout.STUDENTS.index(k.split(".")[0])))
-    def label(c: str) -> str:
-        student, set_name, metric = c.split(".")
-        return f"{set_name} {student}" + (" (loose)" if metric.endswith("loose") else "")
-
-    scores = Table("Experiments: prompt-level strict (IFBench: loose, its headline)",
-                   ["experiment", *(label(c) for c in columns), "dpo − control ifeval"])
-    changes = Table("Experiments: the params each changed", ["experiment", "changed params"])
-    listed = ([(f"baseline ({base['name']})", base, True)] if base else []) + \
-        [(str(r["name"]) + ("" if r["state"] == "success" else f" ({r['state']})"), r, r["state"] == "success") for r in exps]
-    for name, r, done in listed:  # a running or queued experiment shows its baseline's metrics: not shown
-        def cell(c: str) -> str:
-            v = r.get(c)
-            if not done or not isinstance(v, (int, float)):
-                return ""
-            set_name = c.split(".")[1]
-            other = base is not None and r is not base and \
-                r.get(f"dpo.{set_name}.prompt_set", "") != base.get(f"dpo.{set_name}.prompt_set", "")
-            return f"{v:.3f}" + (" †" if other else "")
-        d, c = (r.get("dpo.ifeval.prompt_strict"), r.get("control.ifeval.prompt_strict")) if done else (None, None)
-        margin = f"{d - c:+.3f}" if isinstance(d, (int, float)) and isinstance(c, (int, float)) else ""
-        scores.rows.append([name, *(cell(c) for c in columns), margin])
-        if r is not base:
-            text = _changed(r.get("params") or {}, r.get("baseline") or {}, max_params)
-            changes.rows.append([name, text or "(none: the params of its commit)"])
-    return [scores, changes]
-
-
-#: reads one student's per-prompt verdicts on one set at a revision (an experiment's commit)
-VerdictReader = Callable[[str, str, str], "Verdicts"]
-
-
-def read_verdicts(rev: str, model: str, set_name: str) -> "Verdicts":
-    """``data/eval/<model>/<set>.jsonl`` as it was at ``rev`` (from DVC's cache), as verdicts."""
-    from dvc.api import DVCFileSystem
-
-    from ecd.uncertainty import Verdicts
-
-    path = f"{layout.EVAL.as_posix()}/{model}/{set_name}.jsonl"
-    if rev == "workspace":
-        text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(read_text(metrics))
+    except ValueError:
+        raise EcdError(f"{metrics}: not a JSON metrics file") from None
+    if baseline not in data:
+        raise EcdError(f"no model {baseline!r} in {metrics}; models: {', '.join(data)}")
+    compare_path = metrics.parent / "compare.json"
+    compare = json.loads(read_text(compare_path)) if compare_path.exists() else {}
+    tables = student_tables(data, baseline, with_deltas=not compare) + difference_tables(compare, baseline)
+    if compare:
+        notes = ["[lo, hi]: 95 % intervals from a paired bootstrap over prompts (docs/evidence.md); a difference "
+                 "whose interval holds 0 is not told apart from noise; 'detectable' is the smallest true difference "
+                 f"the set would show with 80 % power at the 5 % level; strict/loose as IFEval defines them; metrics: {metrics}"]
     else:
-        fs = _FILESYSTEMS.get(rev) or _FILESYSTEMS.setdefault(rev, DVCFileSystem(".", rev=rev))
-        text = fs.read_text(path, encoding="utf-8")
-    return Verdicts.from_results([json.loads(line) for line in text.splitlines() if line.strip()])
+        notes = [f"deltas in brackets are against `{baseline}` (no intervals: {compare_path} is missing; re-run "
+                 f"`dvc repro evaluate`); strict/loose as IFEval defines them; metrics: {metrics}"]
+    yields = yield_table(metrics.parent)
+    tables += [yields] if yields else []
+    report = Report(tables, notes)
+    if not experiments:
+        return report
+    try:
+        rows = grid.exp_rows(grid.exp_show())
+    except EcdError as exc:
+        notes.append(f"no experiment table: {exc}")
+        return report
+    exp_tables = experiment_tables(rows)
+    tables += exp_tables
+    if not exp_tables:
+        return report
+    notes.append(f"the same columns in DVC: `{HEADLINE_DVC}`; † a held-out score on other "
+                 "prompts than the baseline's (another split): not comparable with it")
+    seeds = []
+    for set_name, metric_name in SEED_METRICS:
+        groups = seed_summary(rows, resamples=resamples, seed=seed, set_name=set_name, metric_name=metric_name)
+        table = seed_table(groups, set_name, metric_name)
+        if table:
+            seeds.append(table)
+            if any(g.margin for g in groups):
+                report.charts.append(charts.margin_chart(groups, f"{set_name} {metric_name}"))
+    tables += seeds
+    if seeds:
+        notes.append("settings over seeds: runs whose params differ only in seed keys form one row; the "
+                     "margin's interval resamples prompts and adds the seeds' spread as a Student t draw "
+                     "(docs/evidence.md)")
+    return report
 
 
-_FILESYSTEMS: dict[str, Any] = {}
+def write_html(report: Report, html: Path) -> tuple[list[Any], Path, list[Path]]:
+    """``html`` as one self-contained page (tables, notes and every chart, drawn without a network),
+    each chart also as SVG and PNG in ``<name>-charts/`` beside it; returns the charts, their folder
+    and the image files."""
+    chart_list = charts.dvc_charts() + report.charts
+    chart_dir = html.parent / f"{html.stem}-charts"
+    files = charts.render(chart_list, chart_dir)
+    write_text(html, html_report(report.tables, report.notes, chart_list))
+    return chart_list, chart_dir, files
 
 
-def seed_groups(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The finished runs (the commit's own and its experiments) grouped by their params less the
-    seed params: each group is one setting run under several seeds. An experiment with exactly the
-    params of an earlier run (the baseline's own seed, queued again) is the same run and counted
-    once. Groups keep the order of their first run; the baseline's group comes first."""
-    base = baseline_row(rows)
-    runs = ([base] if base else []) + sorted((r for r in rows if r.get("state") == "success"), key=lambda r: str(r["name"]))
-    groups: dict[str, list[dict[str, Any]]] = {}
-    seen: set[str] = set()
-    for r in runs:
-        params = r.get("params") or {}
-        full = json.dumps({k: v for k, v in params.items() if k not in STATISTICS_KEYS}, sort_keys=True, default=str)
-        if full in seen:
-            continue
-        seen.add(full)
-        key = json.dumps({k: v for k, v in params.items() if not is_seed_key(k)}, sort_keys=True, default=str)
-        groups.setdefault(key, []).append(r)
-    return list(groups.values())
-
-
-@dataclass
-class SeedGroup:
-    """One setting over its seeds on one evaluation set: the runs, each student's scores, and the
-    preference-minus-control margin with its interval (None where it could not be computed: ``note``)."""
-
-    label: str
-    runs: list[str]
-    scores: dict[str, list[float]]
-    margin: dict[str, float] | None
-    note: str = ""
-
-
-def seed_summary(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts, resamples: int = 25_000,
-                 seed: int = 0, set_name: str = "ifeval", metric_name: str = "prompt_strict") -> list[SeedGroup]:
-    """Each setting over its seeds (:func:`seed_groups`) on ``set_name``: the students' prompt-level
-    metric (strict, or loose for IFBench's headline) per run, and the preference-minus-control margin
-    with a 95 % interval over prompts and seeds (:func:`ecd.uncertainty.seed_interval`, from each
-    run's per-prompt verdicts). Runs scored on different prompts are not combined. Empty where no
-    run has the metric."""
-    import statistics
-
-    from dvc.exceptions import DvcException
-
-    from ecd.uncertainty import seed_interval
-
-    groups = seed_groups(rows)
-    base = baseline_row(rows)
-    metric = f"{set_name}.{metric_name}"
-    mode = metric_name.split("_")[1]
-    if not any(f"dpo.{metric}" in r for g in groups for r in g):
-        return []
-    out = []
-    for group in groups:
-        first = group[0]
-        label = "baseline" if first is base else (_changed(first.get("params") or {}, (base or {}).get("params") or {}, 4,
-                                                           seeds=False) or "the baseline's params")
-        scores = {m: [r[f"{m}.{metric}"] for r in group if isinstance(r.get(f"{m}.{metric}"), (int, float))]
-                  for m in layout.STUDENTS}
-        item = SeedGroup(label, [str(r["name"]) for r in group], scores, None)
-        if len({r.get(f"dpo.{set_name}.prompt_set") for r in group}) > 1:
-            item.note = "runs scored on different prompts: not combined"
-        else:
-            try:
-                diffs = []
-                for r in group:
-                    rev = str(r.get("rev") or r.get("name"))
-                    dpo, ctl = read(rev, "dpo", set_name), read(rev, "control", set_name)
-                    diffs.append(dpo.follow_all[mode].astype(float) - ctl.follow_all[mode].astype(float))
-                item.margin = seed_interval(diffs, resamples, seed)
-                item.note = "" if item.margin["runs"] > 1 else "1 run: prompts only"
-            except (OSError, ValueError, KeyError, DvcException) as exc:  # answers not in the local cache
-                margins = [d - c for d, c in zip(scores["dpo"], scores["control"])]
-                item.note = (f"{statistics.mean(margins):+.3f} (no interval: per-prompt answers not readable, "
-                             f"{type(exc).__name__})") if margins else ""
-        out.append(item)
-    return out
-
-
-def seed_table(groups: list[SeedGroup], set_name: str, metric_name: str) -> Table | None:
-    """One row per setting: the runs, each student's mean ± sd, and the margin with its interval."""
-    import statistics
-
-    if not groups:
-        return None
-    table = Table(f"Settings over seeds: {SET_TITLES.get(set_name, set_name)}, {metric_name}",
-                  ["setting", "runs", *(f"{m} (mean ± sd)" for m in layout.STUDENTS), "dpo − control, 95 % over prompts and seeds"])
-    for g in groups:
-        cells = []
-        for m in layout.STUDENTS:
-            vals = g.scores[m]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "")
-        if g.margin:
-            margin = _ci(g.margin["delta"], g.margin["lo"], g.margin["hi"], signed=True) + (f" ({g.note})" if g.note else "")
-        else:
-            margin = g.note
-        table.rows.append([f"{g.label} (seeds: {', '.join(g.runs)})", str(len(g.runs)), *cells, margin])
-    return table
-
-
-def html_report(tables: list[Table], notes: list[str], charts: list[Any]) -> str:
+def html_report(tables: list[Table], notes: list[str], chart_list: list[Any]) -> str:
     """The report as one self-contained page: every table, the notes, then the charts."""
     from html import escape
 
@@ -364,4 +112,4 @@ def html_report(tables: list[Table], notes: list[str], charts: list[Any]) -> str
 
     sections = [(t.title, html_table(t.header, t.rows)) for t in tables]
     sections.append(("Notes", "".join(f"<p>{escape(n)}</p>" for n in notes)))
-    return html_page("ecd report", sections, charts)
+    return html_page("ecd report", sections, chart_list)

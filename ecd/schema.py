@@ -13,7 +13,28 @@ Seed to pair, one record at a time::
     Step ─→ Pair (TRL's preference format with IFEval's constraint columns)
 
 These are ``TypedDict``s: plain dicts on disk and in memory (JSON and ``datasets`` read and write
-them as they are), with the shape checked by type checkers and documented here.
+them as they are), with the shape checked by mypy in ``make test`` (stages read them with
+``ecd.records.read_records(path, Record)``) and documented here. The pair table's columns are
+derived from ``Pair`` (``ecd.pairs.features``).
+
+Glossary — one word, one thing:
+
+- **seed instruction**: a task of the seed file (``data/self-instruct``), round 0 of its chains.
+  Not to be confused with a **random seed** (``*.seed`` in params), which only ever fixes a draw.
+- **instruction**: the prompt a model answers (``Instruction.text``); each of its requirements is a
+  **constraint** (``ConstraintRecord``; IFEval calls them "instructions", hence its column names
+  ``instruction_id_list`` and ``follow_instruction_list``, kept in the records IFEval's tools read).
+- **chain**: one line of evolution from a seed instruction; ``chain`` is its id
+  (``<root_id>-c<k>``), ``Chain`` one round's attempt, ``State`` where the chain stands after it.
+- **step**: an accepted round of a chain: I(t), its verified answer R(t), and R(t-1).
+- **pair**: a preference row (prompt, chosen, rejected); a **row** is a pair without its rejected
+  side (``row_id``), what matched strategies share.
+- **strategy**: how a pair's rejected answer is found (``ecd``, ``model_gap``, ``random``).
+- **student**: a model trained here: ``base`` (before training), ``sft``, ``control`` (SFT-only, on
+  the pairs' rows) and the **preference** student (stage ``train``, trained with the preference loss
+  of ``train.dpo.loss_type``, RPO by default; its folder and metric keys keep the name ``dpo``).
+- **teacher**, **judge**, **weak model**: the models behind the backends (``ecd.backends``) that
+  answer and evolve, check what code cannot, and give ``model_gap``'s weak side.
 """
 
 from __future__ import annotations
@@ -192,3 +213,19 @@ class Pair(TypedDict):
     difficulty: float  #: the curriculum's measure (easy first)
     instruction_id_list: list[str]  #: IFEval's schema: the constraint ids of the prompt ...
     kwargs: list[dict[str, Any]]  #: ... and their kwargs over the union schema (``ecd.pairs.KWARGS_SCHEMA``)
+
+
+class EvalRecord(TypedDict):
+    """One prompt of an evaluation set, scored. ``data/eval/<student>/<set>.jsonl``.
+
+    IFEval's own result record (its field names, so that IFEval's tools read the file) with the
+    loose verdicts beside the strict ones: every metric and its interval can be recomputed from it."""
+
+    key: str  #: the prompt's key in its set (IFEval's, IFBench's, or the held-out instruction's id)
+    instruction_id_list: list[str]  #: the prompt's constraint type ids
+    prompt: str
+    response: str
+    follow_all_instructions: bool  #: strict: every constraint met
+    follow_instruction_list: list[bool]  #: strict, per constraint
+    follow_all_instructions_loose: bool
+    follow_instruction_list_loose: list[bool]

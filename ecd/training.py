@@ -11,11 +11,15 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from ecd.params import LoraParams, TrainParams
 from ecd.records import content_id
 from ecd.schema import SFTRow, State, Step, assistant, user
+
+#: a training row: an SFT row or a pair (``ecd.schema``), ordered without being changed
+Row = TypeVar("Row", bound=Mapping[str, Any])
 
 
 def _precision() -> dict[str, Any]:
@@ -47,8 +51,8 @@ def n_tokens(tok: Any, messages: list[dict[str, str]]) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-def length_batched(rows: list[dict[str, Any]], lengths: list[int], batch_size: int, n_rows: int, seed: int,
-                   levels: list[float] | None = None) -> list[dict[str, Any]]:
+def length_batched(rows: list[Row], lengths: list[int], batch_size: int, n_rows: int, seed: int,
+                   levels: list[float] | None = None) -> list[Row]:
     """``n_rows`` rows in training order: batches of similar length, in shuffled order, epoch after
     epoch (each epoch drawn anew from ``seed``).
 
@@ -68,7 +72,7 @@ def length_batched(rows: list[dict[str, Any]], lengths: list[int], batch_size: i
         keyed = sorted(idx, key=key)
         return [keyed[start:start + batch_size] for start in range(0, len(keyed), batch_size)]
 
-    out: list[dict[str, Any]] = []
+    out: list[Row] = []
     epoch = 0
     while len(out) < n_rows:
         rng = _random.Random(seed * 1_000_003 + epoch)
@@ -90,26 +94,25 @@ def length_batched(rows: list[dict[str, Any]], lengths: list[int], batch_size: i
     return out
 
 
-def pair_length(tok: Any, row: dict[str, Any]) -> int:
+def pair_length(tok: Any, row: Mapping[str, Any]) -> int:
     """Tokens of the prompt with its chosen answer: what decides a row's place and whether it is
     kept. Not the rejected side, so that the preference run and its control keep the same rows in
     the same order whatever the negative; a rejected answer past ``max_length`` is cut by TRL."""
     return n_tokens(tok, row["prompt"] + row["chosen"])
 
 
-def fits(tok: Any, row: dict[str, Any], max_length: int) -> bool:
+def fits(tok: Any, row: Mapping[str, Any], max_length: int) -> bool:
     """Whether the prompt with its chosen answer fits in ``max_length`` tokens."""
     return pair_length(tok, row) <= max_length
 
 
-def sft_order(tok: Any, rows: list[dict[str, Any]], params: TrainParams) -> list[dict[str, Any]]:
+def sft_order(tok: Any, rows: list[Row], params: TrainParams) -> list[Row]:
     """SFT's rows in training order: ``sft.steps`` length batches (see ``length_batched``)."""
     return length_batched(rows, [n_tokens(tok, r["prompt"] + r["chosen"]) for r in rows],
                           params.sft.batch_size, params.sft.steps * params.sft.batch_size, params.seed)
 
 
-def preference_order(tok: Any, rows: list[dict[str, Any]], params: TrainParams, curriculum: bool
-                     ) -> list[dict[str, Any]]:
+def preference_order(tok: Any, rows: list[Row], params: TrainParams, curriculum: bool) -> list[Row]:
     """The pairs in the order preference training and the control read them: ``dpo.epochs`` passes
     of length batches, easy to hard by ``difficulty`` when the curriculum is on."""
     levels = [float(r["difficulty"]) for r in rows] if curriculum else None
@@ -241,12 +244,12 @@ def verified_answers(r0_state: list[State], steps: list[Step], held_out: set[str
     return [rows[k] for k in sorted(rows)]
 
 
-def sft_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sft_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """(prompt, completion) rows from pairs' chosen answers, in the pairs' order."""
     return [{"prompt": r["prompt"], "completion": r["chosen"]} for r in rows]
 
 
-def build_sft_trainer(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, work: Path,
+def build_sft_trainer(model_dir: Path, rows: Sequence[Mapping[str, Any]], params: TrainParams, work: Path,
                       callbacks: list[Any] | None = None, *, learning_rate: float | None = None,
                       scheduler: str | None = None, warmup: int | None = None, batch_size: int | None = None) -> Any:
     """An SFTTrainer that reads ``rows`` (prompt, chosen) once, in order, loss on the completion only.
@@ -313,7 +316,7 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
                       callbacks=_callbacks(callbacks))
 
 
-def train_sft(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path):
+def train_sft(model_dir: Path, rows: Sequence[Mapping[str, Any]], params: TrainParams, out_dir: Path, work: Path) -> list[dict[str, Any]]:
     """SFT on (prompt, chosen) rows in training order; returns the training curve."""
     trainer = build_sft_trainer(model_dir, rows, params, work)
     return _train_and_save(trainer, trainer.processing_class, out_dir)

@@ -19,7 +19,7 @@ Student t draw scaled by the seeds' standard error, which keeps its width honest
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,7 @@ class Verdicts:
     groups: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
-    def from_results(cls, records: Sequence[dict[str, Any]]) -> "Verdicts":
+    def from_results(cls, records: Sequence[Mapping[str, Any]]) -> "Verdicts":
         """From evaluation records (``data/eval/<model>/<set>.jsonl``): IFEval's strict fields
         ``follow_instruction_list`` and, where present, the loose ``follow_instruction_list_loose``.
         A prompt with an instruction that could not be scored (``None``) is left out, as the
@@ -117,7 +117,7 @@ def intervals(verdicts: dict[str, Verdicts], resamples: int, seed: int
     for w in resample_weights(n, resamples, seed):
         for s in students:
             for m in METRICS:
-                draws[s][m].append(verdicts[s].value(m, w))  # type: ignore[arg-type]
+                draws[s][m].append(verdicts[s].value(m, w))
     joined = {s: {m: np.concatenate(d) for m, d in ms.items()} for s, ms in draws.items()}
     return {s: {m: _bounds(joined[s][m]) for m in METRICS} for s in students}, joined
 
@@ -184,7 +184,7 @@ def evidence(verdicts: dict[str, Verdicts], resamples: int, seed: int
     ``metric_lo``, ``metric_hi``), and each comparison of :data:`COMPARISONS` whose students are
     present, keyed ``"a-b"``."""
     bounds, draws = intervals(verdicts, resamples, seed)
-    scores = {}
+    scores: dict[str, dict[str, float]] = {}
     for s, v in verdicts.items():
         scores[s] = {}
         for m in METRICS:

@@ -7,7 +7,7 @@ Code-checkable constraints are checked here with the constraint library and noth
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, cast
 
 from ecd import constraints as C
 from ecd.contrast import hard_negative_flaw
@@ -42,7 +42,7 @@ def check_all(text: str, constraints: list[ConstraintRecord], judged: Judged | N
     ``judge:*`` types the judge's answer looked up in ``judged`` (see ``judge_requests``)."""
     from ecd.judge import judge_key
 
-    out = []
+    out: list[ConstraintResult] = []
     for rec in constraints:
         c = C.Constraint.from_record(rec)
         if c.verifiable:
@@ -51,7 +51,7 @@ def check_all(text: str, constraints: list[ConstraintRecord], judged: Judged | N
         result = (judged or {}).get(judge_key(text, c))
         if result is None:
             raise EcdError(f"constraint {c.id} needs a judge model to check it: set `judge` in params.yaml")
-        out.append({"id": c.id, "kwargs": c.kwargs, **result})
+        out.append(cast(ConstraintResult, {"id": c.id, "kwargs": c.kwargs, **result}))  # the judge's verdict fields
     return out
 
 
@@ -104,13 +104,24 @@ def pass_rate(verdicts: list[Verdict]) -> float:
     return sum(v["all_pass"] for v in verdicts) / max(len(verdicts), 1)
 
 
-def _best(verdicts: list[Verdict]) -> tuple[Verdict | None, str | None]:
-    """The first fully passing verdict (lowest sample index), or the reason there is none."""
+def round_pass_rates(rounds: list[str]) -> dict[str, float]:
+    """Each round's teacher pass rate (share of its answers that pass every constraint), read from
+    the round's verdicts, for the dataset card."""
+    from ecd import layout
+    from ecd.records import read_records
+
+    return {rnd: round(pass_rate(read_records(layout.round_file(rnd, "verdicts.jsonl"), Verdict)), 4)
+            for rnd in rounds}
+
+
+def _best(verdicts: list[Verdict]) -> tuple[Verdict | None, str]:
+    """The first fully passing verdict (lowest sample index) and "", or None and the reason there is none."""
     for v in verdicts:
         if v["all_pass"]:
-            return v, None
-    if verdicts and all(v["degenerate"] for v in verdicts):
-        return None, verdicts[0]["degenerate"]
+            return v, ""
+    first_fault = verdicts[0]["degenerate"] if verdicts else None
+    if first_fault and all(v["degenerate"] for v in verdicts):
+        return None, first_fault
     return None, "response_fails" if verdicts else "no_response"
 
 
@@ -149,7 +160,7 @@ def chain_steps(chains: list[Chain], inst_by_id: dict[str, Instruction], by_inst
     state: list[State] = []
     steps: list[Step] = []
     for ch in chains:
-        parent: State = {"chain": ch["chain"], "root_id": ch["root_id"], **ch["parent"]}  # type: ignore[typeddict-item]
+        parent: State = {"chain": ch["chain"], "root_id": ch["root_id"], **ch["parent"]}
         if ch["candidate_id"] is None:
             causes["not_evolved"] += 1
             state.append(parent)

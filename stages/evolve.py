@@ -4,7 +4,8 @@ from ecd import layout
 from ecd.backends import make_backend
 from ecd.evolve import evolve_round
 from ecd.params import load_params
-from ecd.records import read_jsonl
+from ecd.records import read_records
+from ecd.schema import State
 from ecd.stage import round_arg, stage, write_outputs
 
 
@@ -12,7 +13,7 @@ from ecd.stage import round_arg, stage, write_outputs
 def main() -> None:
     params = load_params()
     rnd = round_arg(params, evolving=True)
-    state = read_jsonl(layout.round_file(params.rounds[rnd].prev, "state.jsonl"))
+    state = read_records(layout.round_file(params.rounds[rnd].prev, "state.jsonl"), State)
     backend = make_backend(params.teacher)
     candidates, chains, metrics = evolve_round(state, params.evolve, backend, rnd, int(rnd[1:]), judge=params.judge is not None)
     write_outputs({layout.round_file(rnd, "instructions.jsonl"): candidates, layout.round_file(rnd, "chains.jsonl"): chains},

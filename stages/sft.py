@@ -3,7 +3,8 @@
 from ecd import layout
 from ecd.errors import EcdError
 from ecd.params import load_params
-from ecd.records import read_jsonl, write_json
+from ecd.records import read_records, write_json
+from ecd.schema import State, Step
 from ecd.split import test_roots
 from ecd.stage import stage, timed
 from ecd.training import copy_model, fits, is_main_process, prepare_training, sft_order, train_sft, verified_answers
@@ -19,16 +20,16 @@ def main() -> None:
         print("sft: train.sft.steps is 0: the student is copied unchanged")
         return
     tok = prepare_training(params.train, layout.MODELS / "base")
-    r0 = read_jsonl(layout.round_file("r0", "state.jsonl"))
-    steps = [s for rnd in params.rounds for s in read_jsonl(layout.round_file(rnd, "steps.jsonl"))]
+    r0 = read_records(layout.round_file("r0", "state.jsonl"), State)
+    steps = [s for rnd in params.rounds for s in read_records(layout.round_file(rnd, "steps.jsonl"), Step)]
     rows = verified_answers(r0, steps, test_roots())
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
     print(f"sft: {len(kept)} of {len(rows)} verified answers fit in {params.train.max_length} tokens")
     if not kept:
         raise EcdError(f"no verified answers within train.max_length={params.train.max_length} to fine-tune on")
+    ordered = sft_order(tok, kept, params.train)
     with timed("sft training"):
-        curve = train_sft(layout.MODELS / "base", sft_order(tok, kept, params.train), params.train,
-                          layout.MODELS / "sft", layout.WORK / "sft")
+        curve = train_sft(layout.MODELS / "base", ordered, params.train, layout.MODELS / "sft", layout.WORK / "sft")
     if is_main_process():
         write_json(layout.PLOTS / "sft.json", curve)
         write_json(layout.METRICS / "sft.json", {"rows": len(kept), "rows_too_long": len(rows) - len(kept),

@@ -2,7 +2,8 @@
 
 from ecd import layout
 from ecd.params import Params, load_params
-from ecd.records import read_jsonl, write_json
+from ecd.records import read_records, write_json
+from ecd.schema import Instruction, State
 from ecd.split import test_roots
 from ecd.stage import stage
 from ecd.student import build_student, copy_student
@@ -13,8 +14,8 @@ def training_texts(params: Params) -> list[str]:
     held_out = test_roots()
     texts = []
     for rnd in params.round_names:
-        texts += [i["text"] for i in read_jsonl(layout.round_file(rnd, "instructions.jsonl")) if i["root_id"] not in held_out]
-        state = read_jsonl(layout.round_file(rnd, "state.jsonl"))
+        texts += [i["text"] for i in read_records(layout.round_file(rnd, "instructions.jsonl"), Instruction) if i["root_id"] not in held_out]
+        state = read_records(layout.round_file(rnd, "state.jsonl"), State)
         texts += [s["response"]["text"] for s in state if s["root_id"] not in held_out]
     return texts
 

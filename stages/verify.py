@@ -1,10 +1,14 @@
 """verify ROUND: check responses, eliminate failed steps, record contrast steps and chain state."""
 
+from pathlib import Path
+from typing import Any
+
 from ecd import layout
 from ecd.backends import make_backend
 from ecd.judge import judge_constraints
 from ecd.params import load_params
-from ecd.records import read_jsonl
+from ecd.records import read_records
+from ecd.schema import Chain, Instruction, Response
 from ecd.stage import round_arg, stage, write_outputs
 from ecd.verification import judge_requests, verify_round
 
@@ -13,15 +17,16 @@ from ecd.verification import judge_requests, verify_round
 def main() -> None:
     params = load_params()
     rnd = round_arg(params)
-    instructions = read_jsonl(layout.round_file(rnd, "instructions.jsonl"))
-    responses = read_jsonl(layout.round_file(rnd, "responses.jsonl"))
-    chains = None if rnd == "r0" else read_jsonl(layout.round_file(rnd, "chains.jsonl"))
+    instructions = read_records(layout.round_file(rnd, "instructions.jsonl"), Instruction)
+    responses = read_records(layout.round_file(rnd, "responses.jsonl"), Response)
+    chains = None if rnd == "r0" else read_records(layout.round_file(rnd, "chains.jsonl"), Chain)
     judged = None
     items = judge_requests(instructions, responses, chains)
     if items and params.judge is not None:
         judged, _ = judge_constraints(make_backend(params.judge), items, description=f"judge {rnd}")
     verdicts, state, steps, metrics = verify_round(instructions, responses, chains, params.verify, judged)
-    outputs = {layout.round_file(rnd, "verdicts.jsonl"): verdicts, layout.round_file(rnd, "state.jsonl"): state}
+    outputs: dict[Path, list[Any]] = {layout.round_file(rnd, "verdicts.jsonl"): verdicts,
+                                      layout.round_file(rnd, "state.jsonl"): state}
     if chains is not None:
         outputs[layout.round_file(rnd, "steps.jsonl")] = steps
     write_outputs(outputs, layout.round_metrics(rnd, "verify"), metrics,

@@ -80,3 +80,58 @@ def test_an_llm_teacher_whose_answers_never_end_yields_no_roots(tiny_model: Path
     assert roots["eliminated_by_cause"] == {"cut_at_max_tokens": 6} and roots["accepted"] == 0
     assert evolve["chains"] == 0 and verify["accepted"] == 0
     assert json.loads((proj.path / "metrics/pair.json").read_text())["pairs"] == 0
+
+
+def test_a_setting_the_backend_ignores_is_an_error_that_names_it() -> None:
+    from ecd.backends import make_backend
+
+    with pytest.raises(EcdError, match=r"backend 'openai' does not read batch_size"):
+        make_backend(ModelParams(backend="openai", model="m", base_url="http://127.0.0.1:1/v1", batch_size=64))
+    with pytest.raises(EcdError, match=r"backend 'programmatic' does not read max_new_tokens, model"):
+        make_backend(ModelParams(model="m", max_new_tokens=8))
+    with pytest.raises(EcdError, match=r"backend 'ray' does not read concurrency"):
+        make_backend(ModelParams(backend="ray", model="m", concurrency=4))
+    # a default written out is no error: params.yaml lists the teacher's knobs for every backend
+    make_backend(ModelParams(backend="openai", model="m", base_url="http://127.0.0.1:1/v1", batch_size=16))
+    # ray reads its engine's settings too
+    make_backend(ModelParams(backend="ray", model="m", engine="vllm", tensor_parallel_size=2))
+
+
+def test_every_setting_is_read_by_some_backend_and_the_docs_say_which() -> None:
+    import re
+
+    from ecd.backends import BACKENDS
+    from ecd.backends.base import COMMON_SETTINGS
+
+    read = set().union(*(cls.settings for cls in BACKENDS.values())) | COMMON_SETTINGS
+    assert set(ModelParams.model_fields) == read
+    doc = (Path(__file__).resolve().parents[1] / "docs/backends.md").read_text()
+    doc = doc.split("## The settings each backend reads")[1].split("\n## ")[0]
+    for name, cls in BACKENDS.items():
+        row = re.search(rf"^\| `{name}` \| (.*) \|$", doc, re.M)
+        assert row, f"docs/backends.md has no settings row for {name}"
+        named = set(re.findall(r"`(\w+)`", row.group(1)))
+        assert named == set(cls.settings), f"{name}: docs name {sorted(named)}, the code reads {sorted(cls.settings)}"
+
+
+def test_an_index_never_answered_is_an_error(tmp_path: Path) -> None:
+    from ecd.backends import Backend, Completion, OnDone, generate_cached
+
+    class Forgetful(Backend):
+        """Answers every request but the last: a backend bug that must not pass as a shorter list."""
+
+        name = "forgetful"
+
+        def identity(self) -> str:
+            return "forgetful:v1"
+
+        def generate(self, requests: list[Request], on_done: OnDone) -> None:
+            for i in range(len(requests) - 1):
+                on_done(i, Completion(f"answer {i}"))
+
+    requests = [Request(messages=[{"role": "user", "content": f"q{i}"}]) for i in range(3)]
+    with pytest.raises(EcdError, match="returned no answer for 1 of 3 requests"):
+        generate_cached(Forgetful(ModelParams()), requests, template_version="t", description="forgetful",
+                        cache=CallCache(tmp_path / "calls.sqlite"))
+    # the answered two were cached before the error: a rerun asks only for the third
+    assert CallCache(tmp_path / "calls.sqlite").count() == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ecd.backends import Request, TransformersBackend, generate_cached, make_backend
+from ecd.backends import Request, TransformersBackend, answer_all, generate_cached, make_backend
 from ecd.cache import CallCache
 from ecd.errors import EcdError
 from ecd.params import ModelParams
@@ -86,4 +86,4 @@ def test_an_unreachable_cluster_is_named(tiny_model: Path) -> None:
         ray.shutdown()
     backend = make_backend(_params(tiny_model, backend="ray", ray_address="127.0.0.1:1"))
     with pytest.raises(EcdError, match="cannot reach the Ray cluster at '127.0.0.1:1'"):
-        backend.generate(_requests()[:1])
+        answer_all(backend, _requests()[:1])

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: modules that change no output: error types, paths (dvc.yaml states them itself), progress bars,
 #: the stage wrapper (timings, one-line errors), the call cache (a hit gives the bytes a miss would), the CLI
 NO_OUTPUT_EFFECT = {"ecd/__init__.py", "ecd/errors.py", "ecd/layout.py", "ecd/progress.py", "ecd/stage.py",
-                    "ecd/cache.py", "ecd/cli.py", "ecd/ratelimit.py"}
+                    "ecd/cache.py", "ecd/cli.py"}
 
 
 def _module_path(name: str) -> Path:

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from ecd import constraints as C
-from ecd.backends import ProgrammaticBackend
+from ecd.backends import ProgrammaticTeacher
 from ecd.evolve import OPERATIONS, allowed_types, branch, draw_constraints, evolve_prompt, evolve_round, parse_reply, screen
 from ecd.params import EvolveParams, SeedParams
 from ecd.seeds import load_seeds
@@ -94,7 +94,7 @@ def test_a_round_can_add_several_constraints() -> None:
     state = [{"chain": None, "root_id": s["root_id"], "round": 0, "instruction": s,
               "response": {"text": s["reference"], "id": s["id"], "model": "ref"}} for s in seeds]
     params = EvolveParams(chains_per_seed=1, max_new_constraints=3)
-    cands, chains, metrics = evolve_round(state, params, ProgrammaticBackend(), "r1", 1)
+    cands, chains, metrics = evolve_round(state, params, ProgrammaticTeacher(), "r1", 1)
     sizes = Counter(len(c["constraints"]) for c in cands)
     assert set(sizes) <= {1, 2, 3} and len(sizes) > 1
     for c in cands:

@@ -1,7 +1,7 @@
 """The decode loops give what ``model.generate`` gives, row by row, whatever rows share a step.
 
-``ecd.packed_generation`` (packed steps, the cache pooled by length) is the transformers backend's
-loop; ``ecd.generation``'s padded loop is its fallback for attention the packed one does not compute."""
+``ecd.backends.packed_decode`` (packed steps, the cache pooled by length) is the transformers backend's
+loop; ``padded_decode``'s padded loop is its fallback for attention the packed one does not compute."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from ecd.backends import Request, TransformersBackend
-from ecd.generation import generate_continuous
-from ecd.packed_generation import PackedStats, generate_packed, length_class, supports_packed
+from ecd.backends import Request, TransformersBackend, answer_all
+from ecd.backends.padded_decode import generate_continuous
+from ecd.backends.packed_decode import PackedStats, generate_packed, length_class, supports_packed
 from ecd.params import ModelParams
 
 PROMPTS = ["Write about the sea.", "Hi", "List three colours and say why you like each of them, in order.",
@@ -68,8 +68,8 @@ def test_greedy_rows_match_generate_one_prompt_at_a_time(tiny_model: Path) -> No
 def test_sampled_answers_do_not_depend_on_the_batch(tiny_model: Path) -> None:
     params = dict(backend="transformers", model=str(tiny_model), temperature=1.0, max_new_tokens=16)
     requests = [Request(messages=[{"role": "user", "content": p}], seed=i) for i, p in enumerate(PROMPTS)]
-    wide = TransformersBackend(ModelParams(batch_size=8, **params)).generate(requests)
-    narrow = TransformersBackend(ModelParams(batch_size=2, **params)).generate(requests[::-1])[::-1]
+    wide = answer_all(TransformersBackend(ModelParams(batch_size=8, **params)), requests)
+    narrow = answer_all(TransformersBackend(ModelParams(batch_size=2, **params)), requests[::-1])[::-1]
     assert [c.text for c in wide] == [c.text for c in narrow]
     assert len({c.text for c in wide}) > 1
     assert all(c.finish_reason in ("stop", "length") and c.completion_tokens <= 17 for c in wide)
@@ -78,7 +78,7 @@ def test_sampled_answers_do_not_depend_on_the_batch(tiny_model: Path) -> None:
 def test_packed_linears_change_no_rows_answer_with_the_batch(tiny_model: Path) -> None:
     """oneDNN's packed linears sum in another order than MKL's matmul, so their logits are close, not
     equal; what the decode loop needs is that a row's answer does not depend on its neighbours."""
-    from ecd.generation import pack_linears
+    from ecd.backends.decode import pack_linears
 
     tok, model = _model(tiny_model)
     prompts = [_ids(tok, p) for p in PROMPTS]
@@ -158,7 +158,7 @@ def test_the_packed_loop_runs_only_where_its_attention_is_exact(tiny_model: Path
 def test_packed_attention_refuses_to_run_outside_the_loop(tiny_model: Path) -> None:
     import pytest
 
-    from ecd.packed_generation import _packed_attention
+    from ecd.backends.packed_decode import _packed_attention
 
     _, model = _model(tiny_model)
     with _packed_attention(model), pytest.raises(RuntimeError, match="packed decode loop"):

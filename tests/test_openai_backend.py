@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import LoopbackChat, chat_completion, free_port
-from ecd.backends import CallsFailed, OpenAIBackend, Request, generate_cached
+from ecd.backends import CallsFailed, OpenAIBackend, Request, answer_all, generate_cached
 from ecd.cache import CallCache
 from ecd.errors import EcdError
 from ecd.params import ModelParams
@@ -43,14 +43,14 @@ def test_greedy_answers_do_not_depend_on_concurrency(served_model) -> None:
     texts = []
     for concurrency in (1, 6):
         b = backend(served_model["base_url"], served_model["model"], concurrency=concurrency)
-        texts.append([c.text for c in b.generate(requests())])
+        texts.append([c.text for c in answer_all(b, requests())])
     assert texts[0] == texts[1]
 
 
 def test_unreachable_server_is_named_after_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EcdError) as info:
-        backend(url, max_retries=2).generate(requests()[:1])
+        answer_all(backend(url, max_retries=2), requests()[:1])
     assert str(info.value).startswith(f"cannot reach {url} after 3 tries")
 
 
@@ -110,7 +110,7 @@ class _Busy(LoopbackChat.Handler):
 def test_rate_limits_and_server_errors_are_retried() -> None:
     server, url = LoopbackChat.serve(_Busy)
     try:
-        out = backend(url, max_retries=3).generate(requests()[:1])
+        out = answer_all(backend(url, max_retries=3), requests()[:1])
     finally:
         server.shutdown()
     assert _Busy.calls == 3

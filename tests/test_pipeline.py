@@ -295,7 +295,7 @@ def test_report_writes_charts_and_the_experiments_headline_offline(project: Proj
     """``ecd report --html`` renders DVC's plots to SVG and PNG and one page with no external
     resource; with experiments in the repo it prints their headline numbers, the same columns that
     the documented ``dvc exp show`` invocation keeps."""
-    from ecd.report import HEADLINE_DVC_ARGS
+    from ecd.report_tables import HEADLINE_DVC_ARGS
 
     p = project.path
     out = project.run("ecd", "report", "--markdown", "report.md", "--html", "report.html").stdout

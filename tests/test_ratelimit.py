@@ -12,7 +12,7 @@ from conftest import LoopbackChat, chat_completion
 from ecd.backends import OpenAIBackend, Request, generate_cached
 from ecd.cache import CallCache
 from ecd.params import ModelParams
-from ecd.ratelimit import RateLimiter, parse_reset
+from ecd.backends.ratelimit import RateLimiter, parse_reset
 
 RATE = 4  # requests the server allows in any rolling second, as hosted APIs count them per minute
 

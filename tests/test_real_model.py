@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ecd.backends import Request, TransformersBackend
+from ecd.backends import Request, TransformersBackend, answer_all
 from ecd.errors import EcdError
 from ecd.params import ModelParams, RegistryModelParams, TrainParams
 from ecd.registry import fetch
@@ -56,7 +56,7 @@ def test_greedy_answers_end_and_match_generate(smollm2: Path) -> None:
     prompts = ["What is the capital of France? Answer in one word.", "Say hello.", "Name two colours."]
     backend = TransformersBackend(ModelParams(backend="transformers", model=str(smollm2), temperature=0.0,
                                               max_new_tokens=48, batch_size=2))
-    got = backend.generate([Request(messages=[{"role": "user", "content": p}]) for p in prompts])
+    got = answer_all(backend, [Request(messages=[{"role": "user", "content": p}]) for p in prompts])
     assert "Paris" in got[0].text
     assert got[0].finish_reason == "stop"  # it ends its answer with <|im_end|>
     tok = AutoTokenizer.from_pretrained(smollm2, padding_side="left")

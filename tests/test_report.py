@@ -11,7 +11,7 @@ from pathlib import Path
 from ecd.charts import Chart, html_page, html_table, margin_chart, render
 from ecd.grid import exp_rows
 from ecd.records import write_json
-from ecd.report import experiment_tables, yield_table
+from ecd.report_tables import experiment_tables, yield_table
 
 
 def _loads_something(page: str) -> bool:
@@ -64,7 +64,7 @@ def test_experiment_tables_show_headline_scores_and_what_changed() -> None:
 
 
 def test_margin_chart_and_page_render_with_nothing_external(tmp_path: Path) -> None:
-    from ecd.report import SeedGroup
+    from ecd.seed_runs import SeedGroup
 
     groups = [SeedGroup("baseline", ["main", "s1", "s2"], {}, {"delta": 0.25, "lo": 0.1, "hi": 0.4, "runs": 3}),
               SeedGroup('pair.strategy=["random"]', ["r0", "r1", "r2"], {}, {"delta": 0.1, "lo": -0.05, "hi": 0.2, "runs": 3}),
@@ -104,7 +104,8 @@ def test_seed_table_groups_runs_that_differ_only_in_seeds() -> None:
     commit's own run is the baseline row; runs on different prompts are not combined."""
     import numpy as np
 
-    from ecd.report import is_seed_key, seed_summary, seed_table
+    from ecd.report_tables import is_seed_key
+    from ecd.seed_runs import seed_summary, seed_table
     from ecd.uncertainty import Verdicts, seed_interval
 
     def params(strategy: str, seed: int) -> dict:
@@ -141,7 +142,7 @@ def test_seed_table_groups_runs_that_differ_only_in_seeds() -> None:
 
 
 def test_seed_groups_count_a_rerun_of_the_baseline_once() -> None:
-    from ecd.report import seed_groups
+    from ecd.seed_runs import seed_groups
 
     same = {"pair": {"seed": 0}, "train": {"seed": 0}}
     head = _seeded("main", same, 0.3, 0.2)["revs"][0]

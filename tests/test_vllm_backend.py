@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from ecd.backends import Request, VLLMBackend, generate_cached, make_backend
+from ecd.backends import Request, VLLMBackend, answer_all, generate_cached, make_backend
 from ecd.cache import CallCache
 from ecd.errors import EcdError
 from ecd.params import ModelParams
@@ -46,14 +46,14 @@ class FakeVLLM(types.ModuleType):
 
 
 def params(**kw) -> ModelParams:
-    return ModelParams(backend="vllm", model="org/model", tensor_parallel_size=2, data_parallel_size=4,
-                       max_new_tokens=5, **kw)
+    return ModelParams(**{"backend": "vllm", "model": "org/model", "tensor_parallel_size": 2, "data_parallel_size": 4,
+                          "max_new_tokens": 5, **kw})
 
 
 def test_adapter_builds_engine_and_seeds_each_request(monkeypatch, tmp_path) -> None:
     fake = FakeVLLM()
     monkeypatch.setitem(sys.modules, "vllm", fake)
-    backend = make_backend(params(batch_size=2))
+    backend = make_backend(params())
     assert isinstance(backend, VLLMBackend)
     reqs = [Request(messages=[{"role": "user", "content": f"question {i}"}], seed=10 + i) for i in range(5)]
     out, stats = generate_cached(backend, reqs, template_version="t", description="vllm",
@@ -66,7 +66,7 @@ def test_adapter_builds_engine_and_seeds_each_request(monkeypatch, tmp_path) -> 
     assert engine["trust_remote_code"] is False
     assert backend.identity() == "vllm:org/model@main"
     # the cache key ignores parallelism: another layout is all hits
-    again, s2 = generate_cached(make_backend(params(batch_size=5)), reqs, template_version="t",
+    again, s2 = generate_cached(make_backend(params(tensor_parallel_size=1, data_parallel_size=8)), reqs, template_version="t",
                                 description="vllm", cache=CallCache(tmp_path / "c.sqlite"))
     assert s2.hits == 5 and [c.text for c in again] == [c.text for c in out]
 
@@ -74,4 +74,4 @@ def test_adapter_builds_engine_and_seeds_each_request(monkeypatch, tmp_path) -> 
 def test_missing_vllm_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(EcdError, match=r"needs vLLM: `pip install ecd\[vllm\]`"):
-        make_backend(params()).generate([Request(messages=[{"role": "user", "content": "x"}])])
+        answer_all(make_backend(params()), [Request(messages=[{"role": "user", "content": "x"}])])

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from ecd.schema import ConstraintRecord
+
 
 @dataclass(frozen=True)
 class SampleContext:
@@ -16,7 +20,14 @@ class SampleContext:
 
 
 class ConstraintType:
-    """One instruction type. Subclasses set the class attributes and implement ``check``."""
+    """One constraint type, registered by id (``@register``), as IFEval's registry holds its checkers.
+
+    To add a type: subclass, set ``id``, ``category`` and ``templates``, implement ``check`` (and
+    ``sample`` for parameters, ``rewrite`` where the programmatic teacher can meet it), decorate
+    with ``@register``. Each module names the ranges its samplers draw from as constants at its top
+    (IFEval's ``_MAX_NUM_SENTENCES`` and kin); ``tests/test_constraints.py`` checks every registered
+    type's sampled requirement against its own ``check`` and ``rewrite``.
+    """
 
     id: ClassVar[str]
     #: taxonomy path: branch/sub-type, e.g. ``format/layout``
@@ -42,17 +53,48 @@ class ConstraintType:
         return self.category.split("/")[0]
 
     def sample(self, rng: random.Random, ctx: SampleContext) -> dict[str, Any] | None:
-        """Draw kwargs for this type, or None when none fit the context."""
+        """Draw this type's parameters for a new requirement.
+
+        Args:
+            rng: the chain's own generator (``evolve.seed``, round, chain): the same draw every run.
+            ctx: the instruction so far and the current answer, so that a requirement can be one
+                the answer misses (a word count above its length, a keyword it lacks).
+
+        Returns:
+            The kwargs (IFEval's names for IFEval's types), or None when no requirement of this
+            type fits the context.
+        """
         return {}
 
     def describe(self, kwargs: dict[str, Any], rng: random.Random) -> str:
-        """Phrase the requirement in natural language, choosing among a few phrasings."""
+        """The requirement in words, as an instruction states it.
+
+        Args:
+            kwargs: the parameters ``sample`` drew.
+            rng: picks one of ``templates``.
+
+        Returns:
+            The sentence appended to or woven into the instruction.
+        """
         return rng.choice(self.templates).format(**self.format_args(kwargs))
 
     def format_args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         return dict(kwargs)
 
     def check(self, response: str, kwargs: dict[str, Any]) -> bool:
+        """Whether ``response`` meets the requirement, with IFEval's strict semantics.
+
+        Args:
+            response: the model's answer, as it came (loose scoring strips and trims it first).
+            kwargs: the requirement's parameters.
+
+        Returns:
+            True if the response follows the requirement.
+
+        Raises:
+            JudgeRequired: the type is judge-checked (``verifiable`` False).
+            ResourceMissing: a language resource the check needs is not installed.
+        """
         raise JudgeRequired(self.id)
 
     def judge_question(self, kwargs: dict[str, Any]) -> str:
@@ -60,7 +102,16 @@ class ConstraintType:
         return self.question.format(**self.format_args(kwargs))
 
     def rewrite(self, text: str, kwargs: dict[str, Any]) -> str | None:
-        """Return ``text`` changed so that ``check`` holds; None where this type has no rewrite."""
+        """The programmatic teacher's answer: ``text`` changed as little as it can be for ``check`` to hold.
+
+        Args:
+            text: an answer (the seed's reference, already rewritten for the constraints of lower ``phase``).
+            kwargs: the requirement's parameters.
+
+        Returns:
+            The rewritten text, or None where this type has no rewrite (evolution then draws it
+            only for teachers that are models).
+        """
         return None
 
     @property
@@ -118,11 +169,11 @@ class Constraint:
     verifiable: bool = True
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> "Constraint":
+    def from_record(cls, rec: Mapping[str, Any]) -> "Constraint":
         return cls(id=rec["id"], kwargs=dict(rec.get("kwargs") or {}), text=rec.get("text", ""),
                    verifiable=rec.get("verifiable", True))
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> ConstraintRecord:
         return {"id": self.id, "kwargs": self.kwargs, "text": self.text, "verifiable": self.verifiable}
 
     @property

@@ -12,6 +12,14 @@ from ecd.constraints.base import ConstraintType, register
 from ecd.constraints.ifeval import LAYOUT
 from ecd.constraints.text import abbreviations, chunks, content_words, count_words, end_sentence, split_sentences
 
+#: What the samplers draw, inclusive ranges (counts beyond the answer's are drawn as that excess)
+NUM_STEPS = (2, 5)  #: ecd:numbered_steps
+NUM_ROWS = (2, 4)  #: ecd:markdown_table
+NUM_HEADINGS = (2, 4)  #: ecd:markdown_headings
+MAX_SENTENCE_WORDS = (10, 20)  #: ecd:max_sentence_words, below the answer's longest sentence where it can be
+EXTRA_BOLD = (1, 3)  #: ecd:bold_terms: beyond the answer's
+#: ecd:max_characters draws between half the answer's length and one less than it (at least 40)
+
 _ORDINALS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -45,7 +53,7 @@ class NumberedSteps(_Layout):
     )
 
     def sample(self, rng, ctx):
-        return {"num_steps": rng.randint(2, 5)}
+        return {"num_steps": rng.randint(*NUM_STEPS)}
 
     @staticmethod
     def steps(response: str) -> list[int]:
@@ -69,7 +77,7 @@ class MarkdownTable(_Layout):
     )
 
     def sample(self, rng, ctx):
-        return {"num_rows": rng.randint(2, 4)}
+        return {"num_rows": rng.randint(*NUM_ROWS)}
 
     @staticmethod
     def data_rows(response: str) -> int | None:
@@ -109,7 +117,7 @@ class MarkdownHeadings(_Layout):
     )
 
     def sample(self, rng, ctx):
-        return {"num_headings": rng.randint(2, 4)}
+        return {"num_headings": rng.randint(*NUM_HEADINGS)}
 
     @staticmethod
     def headings(response: str) -> list[str]:
@@ -191,7 +199,7 @@ class MaxSentenceWords(ConstraintType):
         longest = max((count_words(s) for s in split_sentences(ctx.response)), default=0)
         if longest <= 10:
             return None
-        return {"max_words": rng.randint(10, max(10, min(longest - 1, 20)))}
+        return {"max_words": rng.randint(MAX_SENTENCE_WORDS[0], max(MAX_SENTENCE_WORDS[0], min(longest - 1, MAX_SENTENCE_WORDS[1])))}
 
     def check(self, response, kwargs):
         return all(count_words(s) <= kwargs["max_words"] for s in split_sentences(response))
@@ -213,7 +221,7 @@ class MaxSentenceWords(ConstraintType):
                 for token in sentence.split():
                     k = count_words(token)
                     if current and n + k > limit:
-                        carry = []
+                        carry: list[str] = []
                         # Punkt reads "a." or "dr." as an initial or abbreviation, not a sentence end
                         while len(current) > 1 and self._weak_end(current[-1]):
                             carry.insert(0, current.pop())
@@ -251,7 +259,7 @@ class StartWithWord(ConstraintType):
 
     def check(self, response, kwargs):
         m = re.match(r"[^\w]*(\w+)", response)
-        return bool(m) and m.group(1).lower() == kwargs["word"].lower()
+        return m is not None and m.group(1).lower() == kwargs["word"].lower()
 
     def rewrite(self, text, kwargs):
         return f"{kwargs['word'].capitalize()} {text.lstrip()}"
@@ -313,7 +321,7 @@ class BoldTerms(ConstraintType):
     )
 
     def sample(self, rng, ctx):
-        return {"num_bold": self.count(ctx.response) + rng.randint(1, 3)}
+        return {"num_bold": self.count(ctx.response) + rng.randint(*EXTRA_BOLD)}
 
     @staticmethod
     def count(response: str) -> int:

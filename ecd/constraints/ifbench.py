@@ -54,7 +54,7 @@ class IFBenchType(ConstraintType):
         return f"ifbench/{self.id.split(':')[0]}"
 
     @property
-    def group(self) -> str:  # type: ignore[override]
+    def group(self) -> str:
         return self.id.split(":")[0]
 
     def sample(self, rng, ctx):

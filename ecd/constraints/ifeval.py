@@ -22,6 +22,21 @@ from ecd.constraints.text import (
     word_tokenize,
 )
 
+#: What the samplers draw, inclusive ranges (IFEval names its own the same way: ``_NUM_PARAGRAPHS``, ...).
+#: Counts a requirement asks for beyond what the current answer has are drawn as that excess, so
+#: that the answer misses the new requirement.
+EXTRA_OCCURRENCES = (1, 3)  #: keywords:frequency, detectable_content:number_placeholders: beyond the answer's
+EXTRA_CAPITAL_WORDS = (1, 5)  #: change_case:capital_word_frequency: beyond the answer's
+NUM_BULLETS = (2, 5)  #: detectable_format:number_bullet_lists
+NUM_PARAGRAPHS = (2, 4)  #: length_constraints:number_paragraphs
+NUM_SECTIONS = (2, 4)  #: detectable_format:multiple_sections
+NTH_PARAGRAPH_OF = (2, 3)  #: length_constraints:nth_paragraph_first_word: paragraphs (the nth drawn among them)
+NUM_HIGHLIGHTS = (1, 3)  #: detectable_format:number_highlighted_sections
+NUM_WORDS = (100, 500)  #: length_constraints:number_words
+NUM_SENTENCES = (1, 20)  #: length_constraints:number_sentences
+LETTER_FREQUENCY = (1, 10)  #: keywords:letter_frequency
+
+
 # ---------------------------------------------------------------------------------------------
 # Case and punctuation (style branch)
 
@@ -54,7 +69,15 @@ class _EnglishCase(ConstraintType):
 class EnglishLowercase(_EnglishCase):
     id = "change_case:english_lowercase"
     conflicts = frozenset({"change_case:english_capital", "detectable_format:multiple_sections"})
-    in_case, to_case = staticmethod(str.islower), staticmethod(str.lower)
+
+    @staticmethod
+    def in_case(text: str) -> bool:
+        return text.islower()
+
+    @staticmethod
+    def to_case(text: str) -> str:
+        return text.lower()
+
     templates = (
         "Your entire response should be in English, and in all lowercase letters. No capital letters are allowed.",
         "Write your whole answer in English using only lowercase letters; capital letters are not allowed.",
@@ -65,7 +88,15 @@ class EnglishLowercase(_EnglishCase):
 class EnglishCapital(_EnglishCase):
     id = "change_case:english_capital"
     conflicts = frozenset({"change_case:english_lowercase", "detectable_format:multiple_sections"})
-    in_case, to_case = staticmethod(str.isupper), staticmethod(str.upper)
+
+    @staticmethod
+    def in_case(text: str) -> bool:
+        return text.isupper()
+
+    @staticmethod
+    def to_case(text: str) -> str:
+        return text.upper()
+
     templates = (
         "Your entire response should be in English, and in all capital letters.",
         "Respond in English, writing every letter of your answer in capitals.",
@@ -243,7 +274,7 @@ class KeywordFrequency(ConstraintType):
             return None
         keyword = rng.choice(pool)
         have = len(re.findall(keyword, ctx.response, flags=re.IGNORECASE))
-        return {"keyword": keyword, "frequency": have + rng.randint(1, 3), "relation": "at least"}
+        return {"keyword": keyword, "frequency": have + rng.randint(*EXTRA_OCCURRENCES), "relation": "at least"}
 
     def check(self, response, kwargs):
         n = len(re.findall(kwargs["keyword"], response, flags=re.IGNORECASE))
@@ -304,7 +335,7 @@ class Placeholders(ConstraintType):
 
     def sample(self, rng, ctx):
         have = len(re.findall(r"\[.*?\]", ctx.response))
-        return {"num_placeholders": have + rng.randint(1, 3)}
+        return {"num_placeholders": have + rng.randint(*EXTRA_OCCURRENCES)}
 
     def check(self, response, kwargs):
         return len(re.findall(r"\[.*?\]", response)) >= kwargs["num_placeholders"]
@@ -347,7 +378,7 @@ class BulletLists(ConstraintType):
     )
 
     def sample(self, rng, ctx):
-        return {"num_bullets": rng.randint(2, 5)}
+        return {"num_bullets": rng.randint(*NUM_BULLETS)}
 
     @staticmethod
     def count(response: str) -> int:
@@ -377,7 +408,7 @@ class Paragraphs(ConstraintType):
     )
 
     def sample(self, rng, ctx):
-        return {"num_paragraphs": rng.randint(2, 4)}
+        return {"num_paragraphs": rng.randint(*NUM_PARAGRAPHS)}
 
     def check(self, response, kwargs):
         paragraphs = re.split(r"\s?\*\*\*\s?", response)
@@ -410,7 +441,7 @@ class Sections(ConstraintType):
     )
 
     def sample(self, rng, ctx):
-        return {"section_spliter": rng.choice(("Section", "SECTION")), "num_sections": rng.randint(2, 4)}
+        return {"section_spliter": rng.choice(("Section", "SECTION")), "num_sections": rng.randint(*NUM_SECTIONS)}
 
     def check(self, response, kwargs):
         pattern = r"\s?" + kwargs["section_spliter"].strip() + r"\s?\d+\s?"
@@ -442,7 +473,7 @@ class NthParagraphFirstWord(ConstraintType):
         pool = content_words(ctx.instruction)
         if not pool:
             return None
-        n = rng.randint(2, 3)
+        n = rng.randint(*NTH_PARAGRAPH_OF)
         return {"num_paragraphs": n, "nth_paragraph": rng.randint(1, n), "first_word": rng.choice(pool)}
 
     def check(self, response, kwargs):
@@ -486,7 +517,7 @@ class HighlightedSections(ConstraintType):
     )
 
     def sample(self, rng, ctx):
-        return {"num_highlights": rng.randint(1, 3)}
+        return {"num_highlights": rng.randint(*NUM_HIGHLIGHTS)}
 
     @staticmethod
     def count(response: str) -> int:
@@ -558,7 +589,7 @@ class NumberWords(ConstraintType):
     templates = ("Answer with {relation} {num_words} words.", "Your answer should contain {relation} {num_words} words.")
 
     def sample(self, rng, ctx):
-        return {"num_words": rng.randint(100, 500), "relation": rng.choice(RELATIONS)}
+        return {"num_words": rng.randint(*NUM_WORDS), "relation": rng.choice(RELATIONS)}
 
     def check(self, response, kwargs):
         return relation_ok(count_words(response), kwargs["relation"], kwargs["num_words"])
@@ -574,7 +605,7 @@ class NumberSentences(ConstraintType):
     )
 
     def sample(self, rng, ctx):
-        return {"num_sentences": rng.randint(1, 20), "relation": rng.choice(RELATIONS)}
+        return {"num_sentences": rng.randint(*NUM_SENTENCES), "relation": rng.choice(RELATIONS)}
 
     def check(self, response, kwargs):
         return relation_ok(count_sentences(response), kwargs["relation"], kwargs["num_sentences"])
@@ -590,7 +621,7 @@ class LetterFrequency(ConstraintType):
     )
 
     def sample(self, rng, ctx):
-        return {"letter": rng.choice(string.ascii_lowercase), "let_frequency": rng.randint(1, 10),
+        return {"letter": rng.choice(string.ascii_lowercase), "let_frequency": rng.randint(*LETTER_FREQUENCY),
                 "let_relation": rng.choice(RELATIONS)}
 
     def check(self, response, kwargs):
@@ -612,7 +643,7 @@ class CapitalWordFrequency(ConstraintType):
 
     def sample(self, rng, ctx):
         have = self.count(ctx.response)
-        return {"capital_frequency": have + rng.randint(1, 5), "capital_relation": "at least"}
+        return {"capital_frequency": have + rng.randint(*EXTRA_CAPITAL_WORDS), "capital_relation": "at least"}
 
     @staticmethod
     def count(response: str) -> int:

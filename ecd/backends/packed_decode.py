@@ -1,8 +1,8 @@
 """Generation whose cost per step follows its own rows: packed tokens, the cache pooled by length.
 
-A decode step reads every cached key and value once. With one padded batch (the loop in
-``ecd.generation``) a row attends over the width of the longest row beside it, and a batch's prefill
-pads every prompt to the longest: on IFBench's prompts (median 92 tokens, longest 2,591) that loop
+A decode step reads every cached key and value once. With one padded batch (``padded_decode``, the
+loop this one replaced on CPUs) a row attends over the width of the longest row beside it, and a
+batch's prefill pads every prompt to the longest: on IFBench's prompts (median 92 tokens, longest 2,591) that loop
 took 11 minutes to its first answer, ran at a quarter of its IFEval rate and held 8 GB for a 135 M
 model. Here:
 
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecd.generation import Generated, Picker, greedy
+from ecd.backends.decode import Generated, Picker, greedy
 
 #: model families whose attention runs through transformers' attention interface with full attention
 #: on every layer (no sliding window, no soft-capping): the packed loop is exact for them
@@ -292,9 +292,9 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
         r = rows.pop(i)
         flight.remove(i)
         reserved -= len(r.prompt) + max_new_tokens
-        results[i] = Generated(r.out, stopped)
+        results[i] = done = Generated(r.out, stopped)
         if on_done:
-            on_done(i, results[i])
+            on_done(i, done)
 
     def plan() -> tuple[list[int], list[int], list[tuple[int, int]], list[int], list[int], _Step]:
         """This step's packed token ids and positions, the rows fed (with their token counts), the rows

@@ -13,62 +13,9 @@ attention mask; each row keeps its own positions, so a row's tokens do not depen
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-#: next-token choice for the rows in flight: (logits [rows, vocab], request index per row) → token ids [rows]
-Picker = Callable[[Any, list[int]], Any]
-
-
-@dataclass
-class Generated:
-    tokens: list[int]  #: the new tokens, without the end-of-sequence token
-    stopped: bool  #: ended by an end-of-sequence token (False: cut at max_new_tokens)
-
-
-def greedy(logits: Any, rows: list[int]) -> Any:
-    return logits.argmax(-1)
-
-
-def pack_linears(model: Any, rows: int = 64) -> int:
-    """Run a CPU fp32 model's linear layers through oneDNN with their weights packed once; returns
-    how many were swapped (0 where oneDNN or its packed-linear op is missing, or off the CPU).
-
-    Why: torch's CPU matmul calls MKL's sgemm, which on the 2-core AMD machine here ran
-    SmolLM2-135M's decode-step products at 70-100 GFLOP/s and its 49,152-wide output layer at 40-50;
-    oneDNN's prepacked linear (the kernel Inductor's freezing uses on CPU) ran them at 100-130 and
-    about 100 (``bench/generation.py`` measures the whole effect). Its sums differ from MKL's in the
-    last bits, so a near-tie between two tokens can break the other way: the benchmark counts the
-    greedy answers that still equal ``generate``'s. Packed for ``rows`` rows, a row's result does
-    not depend on how many rows share the call (checked from 1 to 200), which the decode loop needs.
-    """
-    import torch
-
-    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-    if not torch.backends.mkldnn.is_available() or op is None:
-        return 0
-
-    class PackedLinear(torch.nn.Module):
-        def __init__(self, linear: torch.nn.Linear) -> None:
-            super().__init__()
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
-            self.bias = None if linear.bias is None else linear.bias.detach()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return op(x, self.packed, self.bias, "none", [], "")
-
-    swaps = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
-             if type(child) is torch.nn.Linear and child.weight.device.type == "cpu"
-             and child.weight.dtype == torch.float32]
-    for k, (parent, name) in enumerate(swaps):  # one at a time: each fp32 weight is freed once packed
-        try:
-            packed = PackedLinear(getattr(parent, name))
-        except RuntimeError:  # a CPU whose oneDNN build cannot pack (some ARM builds) keeps torch's matmul
-            if k == 0:
-                return 0
-            raise
-        setattr(parent, name, packed)
-    return len(swaps)
+from ecd.backends.decode import Generated, Picker, greedy
 
 
 def _layer_class() -> type:
@@ -86,7 +33,8 @@ def _layer_class() -> type:
         def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
             super().lazy_initialization(key_states, value_states)
             self.n = 0
-            self.kbuf = self.vbuf = None
+            self.kbuf: Any = None
+            self.vbuf: Any = None
 
         def _set(self, kbuf: Any, vbuf: Any, n: int) -> None:
             self.kbuf, self.vbuf, self.n = kbuf, vbuf, n
@@ -212,9 +160,9 @@ def generate_continuous(model: Any, prompts: Sequence[list[int]], *, max_new_tok
     batch: _Batch | None = None
 
     def finish(i: int, stopped: bool) -> None:
-        results[i] = Generated(out.pop(i), stopped)
+        results[i] = done = Generated(out.pop(i), stopped)
         if on_done:
-            on_done(i, results[i])
+            on_done(i, done)
 
     def prefill(rows: list[int]) -> _Batch:
         longest = max(len(prompts[i]) for i in rows)
@@ -241,6 +189,7 @@ def generate_continuous(model: Any, prompts: Sequence[list[int]], *, max_new_tok
                     batch = new
                 else:
                     batch.merge(new)
+            assert batch is not None  # rows are in flight, or were just prefilled
             # the tokens just chosen: keep them, end the rows that are done
             keep = []
             for k, (i, token) in enumerate(zip(batch.rows, batch.next_ids.tolist())):  # one device sync a step

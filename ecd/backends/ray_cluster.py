@@ -23,10 +23,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ecd.backends import UNCHUNKED, Backend, Completion, OnDone, Request, local_or_hub_identity
+from ecd.backends.base import Backend, Completion, OnDone, Request, answer_all, local_or_hub_identity
+from ecd.backends.transformers_lm import TransformersBackend
+from ecd.backends.vllm_engine import VLLMBackend
 from ecd.errors import EcdError
 from ecd.params import ModelParams
 from ecd.progress import console
+
+
+#: what a worker can run
+ENGINES: dict[str, type[Backend]] = {"transformers": TransformersBackend, "vllm": VLLMBackend}
 
 
 def _ray() -> Any:
@@ -64,10 +70,9 @@ class _Worker:
     def __init__(self, params: dict[str, Any], threads: int) -> None:
         import torch
 
-        from ecd.backends import make_backend
-
         torch.set_num_threads(max(1, threads))
-        self.backend = make_backend(ModelParams(**params))
+        model = ModelParams(**params)
+        self.backend = ENGINES[model.backend](model)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
@@ -75,7 +80,7 @@ class _Worker:
 
         requests = [Request(messages=json.loads(m), seed=int(s), json_schema=json.loads(j) if j else None)
                     for m, s, j in zip(batch["messages"], batch["seed"], batch["json_schema"])]
-        done = self.backend.generate(requests)
+        done = answer_all(self.backend, requests)
         return {"index": list(batch["index"]), "text": [c.text for c in done],
                 "finish_reason": [c.finish_reason for c in done], "prompt_tokens": [c.prompt_tokens for c in done],
                 "completion_tokens": [c.completion_tokens for c in done], "error": [c.error for c in done],
@@ -86,10 +91,11 @@ class RayBackend(Backend):
     """A stage's requests through a pool of model replicas on a Ray cluster (see the module docstring)."""
 
     name = "ray"
+    #: Ray Data's batch (requests a worker answers at once) is ``batch_size``, the engine's own width
+    settings = frozenset({"engine", "ray_address", "num_workers", "cpus_per_worker", "gpus_per_worker", "batch_size"})
 
     def __init__(self, params: ModelParams) -> None:
-        self.params = params
-        self._identity: str | None = None
+        super().__init__(params)
         self.supports_schema = params.engine == "vllm"
         #: answers per worker (host:pid) in the last run: how Ray split the work
         self.answers_by_worker: Counter[str] = Counter()
@@ -103,16 +109,18 @@ class RayBackend(Backend):
     def where(self) -> str:
         return f"{self.identity()} on Ray ({self.params.ray_address or 'a local cluster'})"
 
-    @property
-    def chunk_size(self) -> int:
-        return UNCHUNKED  # Ray Data streams the whole stage through the pool
+    @classmethod
+    def reads(cls, params: ModelParams) -> frozenset[str]:
+        return super().reads(params) | ENGINES[params.engine].reads(params)
 
     def _engine_params(self) -> dict[str, Any]:
-        """The worker's params: this model through the engine's own backend, with a local model
-        directory made absolute (workers do not share the driver's working directory)."""
-        p = self.params.model_dump()
+        """The worker's params: this model through the engine's own backend (the settings it reads),
+        with a local model directory made absolute (workers do not share the driver's working directory)."""
+        engine = ENGINES[self.params.engine]
+        p = self.params.model_dump(include=set(engine.reads(self.params)), exclude_unset=True)
         p["backend"] = self.params.engine
-        local = Path(self.params.model).expanduser()
+        p["model"] = self.params.model
+        local = Path(str(self.params.model)).expanduser()
         if local.exists():
             p["model"] = str(local.resolve())
         return p
@@ -139,11 +147,11 @@ class RayBackend(Backend):
         ray.data.DataContext.get_current().enable_progress_bars = False
         return ray
 
-    def generate(self, requests: list[Request], on_done: OnDone | None = None) -> list[Completion]:
+    def generate(self, requests: list[Request], on_done: OnDone) -> None:
         import json
 
         if not requests:
-            return []
+            return
         ray = self._init()
         p = self.params
         rows = [{"index": i, "messages": json.dumps(r.messages), "seed": r.seed,
@@ -156,7 +164,6 @@ class RayBackend(Backend):
             batch_size=p.batch_size, compute=ray.data.ActorPoolStrategy(size=p.num_workers),
             num_cpus=p.cpus_per_worker, num_gpus=p.gpus_per_worker or None, batch_format="numpy",
         )
-        results: list[Completion | None] = [None] * len(requests)
         self.answers_by_worker = Counter()
         for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
             self.answers_by_worker.update(str(w) for w in batch["worker"])
@@ -164,12 +171,6 @@ class RayBackend(Backend):
                 c = Completion(text=str(batch["text"][k]), finish_reason=str(batch["finish_reason"][k]),
                                prompt_tokens=int(batch["prompt_tokens"][k]),
                                completion_tokens=int(batch["completion_tokens"][k]), error=str(batch["error"][k]))
-                results[int(i)] = c
-                if on_done:
-                    on_done(int(i), c)
+                on_done(int(i), c)
         split = ", ".join(str(n) for n in sorted(self.answers_by_worker.values(), reverse=True))
         console.print(f"ray: {len(requests)} requests answered by {len(self.answers_by_worker)} workers ({split})")
-        missing = [i for i, c in enumerate(results) if c is None]
-        if missing:
-            raise EcdError(f"the Ray cluster returned no answer for {len(missing)} of {len(requests)} requests")
-        return results  # type: ignore[return-value]

@@ -14,14 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ecd.backends.base import FAILED, REJECTED, Completion, OnDone
+from ecd.backends.http_policy import RETRY_STATUSES, unreachable
+from ecd.cache import cache_dir
 from ecd.errors import EcdError
+from ecd.params import ModelParams
 from ecd.progress import console
 from ecd.records import write_text
 
-if TYPE_CHECKING:
-    from ecd.backends import Completion, OnDone, OpenAIBackend, Request
 
 #: batch states after which nothing more will be answered
 ENDED = {"completed", "expired", "failed", "cancelled"}
@@ -30,8 +32,6 @@ ROUNDS = 2
 
 
 def state_dir() -> Path:
-    from ecd.cache import cache_dir
-
     return cache_dir().parent / "batches"
 
 
@@ -44,8 +44,6 @@ def _lines(bodies: dict[str, dict[str, Any]]) -> str:
 
 def _completion(line: dict[str, Any]) -> Completion:
     """One output-file line → a completion (a failed or rejected one where the request failed)."""
-    from ecd.backends import FAILED, REJECTED, RETRY_STATUSES, Completion
-
     response = line.get("response") or {}
     status = int(response.get("status_code") or 0)
     if line.get("error") or status != 200:
@@ -63,39 +61,31 @@ def _completion(line: dict[str, Any]) -> Completion:
         return Completion("", FAILED, error="malformed_reply")
 
 
-def generate(backend: OpenAIBackend, requests: list[Request], on_done: OnDone | None) -> list[Completion]:
-    """Answer ``requests`` through batches; ``on_done`` as each batch's answers are read back."""
-    import asyncio
-
-    return asyncio.run(_generate(backend, requests, on_done))
-
-
-async def _generate(backend: OpenAIBackend, requests: list[Request], on_done: OnDone | None) -> list[Completion]:
+async def generate(params: ModelParams, api_key: str, identity: str, bodies: list[dict[str, Any]],
+                   on_done: OnDone) -> None:
+    """Answer the requests whose chat bodies are ``bodies`` through batches; ``on_done`` as each
+    batch's answers are read back (``identity``: the model's, part of the key a batch is found by)."""
     from openai import AsyncOpenAI
 
-    from ecd.backends import FAILED, Completion
-
-    p = backend.params
-    client = AsyncOpenAI(base_url=p.base_url, api_key=backend.api_key, max_retries=p.max_retries, timeout=p.timeout)
-    results: list[Completion | None] = [None] * len(requests)
-    bodies = [backend.chat_body(r) for r in requests]
+    p = params
+    client = AsyncOpenAI(base_url=p.base_url, api_key=api_key, max_retries=p.max_retries, timeout=p.timeout)
+    results: list[Completion | None] = [None] * len(bodies)
     # a request's custom id is its body's hash: equal requests (same messages, seed, sampling) are asked once
     ids = [hashlib.sha256(json.dumps(b, sort_keys=True).encode()).hexdigest()[:24] for b in bodies]
-    todo = list(range(len(requests)))
+    todo = list(range(len(bodies)))
     try:
         for round_ in range(ROUNDS):
             if not todo:
                 break
             lines = _lines({ids[i]: bodies[i] for i in todo})
-            answers = await _one_batch(client, backend, lines, lines.count("\n"), round_)
+            answers = await _one_batch(client, p, identity, lines, lines.count("\n"), round_)
             last = round_ + 1 == ROUNDS
             for i in todo:
                 answer = answers.get(ids[i])
                 # a request the server failed (5xx) gets another batch; one it rejected does not
                 if answer is not None and (answer.finish_reason != FAILED or last):
                     results[i] = answer
-                    if on_done:
-                        on_done(i, answer)
+                    on_done(i, answer)
             todo = [i for i in todo if results[i] is None]
             if todo:
                 console.print(f"batch: {len(todo)} requests left unanswered"
@@ -103,22 +93,16 @@ async def _generate(backend: OpenAIBackend, requests: list[Request], on_done: On
     finally:
         await client.close()
     for i in todo:
-        results[i] = Completion("", FAILED, error="batch_unanswered")
-        if on_done:
-            on_done(i, results[i])
-    return results  # type: ignore[return-value]
+        on_done(i, Completion("", FAILED, error="batch_unanswered"))
 
 
-async def _one_batch(client: Any, backend: OpenAIBackend, lines: str, n: int, round_: int) -> dict[str, Completion]:
+async def _one_batch(client: Any, p: ModelParams, identity: str, lines: str, n: int, round_: int) -> dict[str, Completion]:
     """Submit (or find again) one batch of ``lines``, wait for it to end, return its answers by custom id."""
     import asyncio
 
     import openai
 
-    from ecd.backends import FAILED, unreachable
-
-    p = backend.params
-    key = hashlib.sha256(f"{backend.identity()}\n{p.base_url}\n{lines}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{identity}\n{p.base_url}\n{lines}".encode()).hexdigest()[:24]
     state = state_dir() / f"{key}.json"
     batch = None
     try:
