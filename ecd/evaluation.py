@@ -342,12 +342,12 @@ def evaluate_students(params: Params) -> tuple[dict[str, dict[str, dict[str, Any
         for name, values in scores.items():
             metrics[name][set_name].update(values)
         compare[set_name] = {pair: {m: _round(v) for m, v in d.items()} for pair, d in deltas.items()}
-        d = deltas["dpo-control"]["prompt_strict"]
-        print(f"evaluate {set_name}: dpo − control prompt-level strict {d['delta']:+.3f} "
+        d = deltas["preference-control"]["prompt_strict"]
+        print(f"evaluate {set_name}: preference − control prompt-level strict {d['delta']:+.3f} "
               f"[{d['lo']:+.3f}, {d['hi']:+.3f}], McNemar p={d['p']:.3f}, detectable ≥{d['mde']:.3f}")
-        if metrics["dpo"][set_name].get("unscored_prompts"):
-            print(f"evaluate {set_name}: {metrics['dpo'][set_name]['unscored_prompts']} prompts not scored "
-                  f"({metrics['dpo'][set_name]['unscored_types']}: a language resource is missing; "
+        if metrics["preference"][set_name].get("unscored_prompts"):
+            print(f"evaluate {set_name}: {metrics['preference'][set_name]['unscored_prompts']} prompts not scored "
+                  f"({metrics['preference'][set_name]['unscored_types']}: a language resource is missing; "
                   "`python -m ecd.resources` installs it)")
     metrics = {name: {s: _round(v) for s, v in by_set.items()} for name, by_set in metrics.items()}
     return metrics, compare

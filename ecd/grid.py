@@ -94,6 +94,8 @@ def exp_rows(show: list[dict[str, Any]]) -> list[dict[str, Any]]:
         flat.update(params)
         for _file, content in (data.get("metrics") or {}).items():
             flat.update(_flatten((content or {}).get("data") or {}))
+        for key in [k for k in flat if k.startswith("dpo.")]:  # runs from before the student was renamed
+            flat.setdefault("preference." + key[len("dpo."):], flat[key])
         flat["params"], flat["baseline"] = params, baseline
         rows.append(flat)
         for child in entry.get("experiments") or []:
@@ -119,18 +121,18 @@ def summarise(rows: list[dict[str, Any]], metric: str = "heldout.prompt_strict")
             cells[(parts[0], parts[1])].append(r)
     out = []
     for (strategy, loss), runs in sorted(cells.items(), key=lambda kv: (STRATEGIES.index(kv[0][0]), list(LOSSES).index(kv[0][1]))):
-        dpo = [r[f"dpo.{metric}"] for r in runs if f"dpo.{metric}" in r]
+        pref = [r[f"preference.{metric}"] for r in runs if f"preference.{metric}" in r]
         ctl = [r[f"control.{metric}"] for r in runs if f"control.{metric}" in r]
-        if not dpo:  # queued or failed: no metrics yet
+        if not pref:  # queued or failed: no metrics yet
             continue
-        wins = sum(r[f"dpo.{metric}"] > r[f"control.{metric}"] for r in runs
-                   if f"dpo.{metric}" in r and f"control.{metric}" in r)
+        wins = sum(r[f"preference.{metric}"] > r[f"control.{metric}"] for r in runs
+                   if f"preference.{metric}" in r and f"control.{metric}" in r)
         out.append({
-            "strategy": strategy, "loss": loss, "seeds": len(dpo),
-            "mean": statistics.mean(dpo) if dpo else None, "sd": statistics.stdev(dpo) if len(dpo) > 1 else 0.0,
+            "strategy": strategy, "loss": loss, "seeds": len(pref),
+            "mean": statistics.mean(pref) if pref else None, "sd": statistics.stdev(pref) if len(pref) > 1 else 0.0,
             "control_mean": statistics.mean(ctl) if ctl else None,
             "control_sd": statistics.stdev(ctl) if len(ctl) > 1 else 0.0,
-            "beats_control": f"{wins}/{len(dpo)}",
+            "beats_control": f"{wins}/{len(pref)}",
         })
     return out
 
@@ -139,8 +141,8 @@ def runs_markdown(rows: list[dict[str, Any]], metric: str) -> str:
     """One line per finished grid experiment: the preference-trained student, the control, SFT."""
     lines = [f"| experiment | {metric}: preference | control | SFT | preference − control |", "|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: str(r["name"])):
-        if r.get("state") == "success" and f"dpo.{metric}" in r and str(r["name"]).count("-") == 2:
-            d, c = r[f"dpo.{metric}"], r[f"control.{metric}"]
+        if r.get("state") == "success" and f"preference.{metric}" in r and str(r["name"]).count("-") == 2:
+            d, c = r[f"preference.{metric}"], r[f"control.{metric}"]
             lines.append(f"| {r['name']} | {d:.3f} | {c:.3f} | {r[f'sft.{metric}']:.3f} | {d - c:+.3f} |")
     return "\n".join(lines)
 
@@ -177,8 +179,8 @@ def compare_cells(rows: list[dict[str, Any]], first: str, second: str, read: Any
     diffs = []
     for s in seeds:
         a, b = done[f"{first}-s{s}"], done[f"{second}-s{s}"]
-        if a.get(f"dpo.{set_name}.prompt_set") != b.get(f"dpo.{set_name}.prompt_set"):
+        if a.get(f"preference.{set_name}.prompt_set") != b.get(f"preference.{set_name}.prompt_set"):
             raise EcdError(f"seed {s}: {first} and {second} were scored on different {set_name} prompts")
-        va, vb = read(str(a["rev"]), "dpo", set_name), read(str(b["rev"]), "dpo", set_name)
+        va, vb = read(str(a["rev"]), "preference", set_name), read(str(b["rev"]), "preference", set_name)
         diffs.append(va.follow_all[mode].astype(float) - vb.follow_all[mode].astype(float))
     return {"seeds": seeds, **seed_interval(diffs, resamples, seed)}

@@ -25,7 +25,7 @@ SET_TITLES = {"heldout": "held-out instructions", "ifeval": "IFEval (541 prompts
 #: strict score on IFEval and on the held-out instructions, and IFBench's headline (prompt-level
 #: loose). The README's ``dvc exp show --keep`` invocation and ``ecd report``'s experiment table
 #: use this one pattern.
-HEADLINE = r"^(base|control|dpo)\.((ifeval|heldout)\.prompt_strict|ifbench\.prompt_loose)$"
+HEADLINE = r"^(base|control|preference)\.((ifeval|heldout)\.prompt_strict|ifbench\.prompt_loose)$"
 HEADLINE_DVC_ARGS = ["dvc", "exp", "show", "--drop", ".*", "--keep", f"Experiment|{HEADLINE}"]
 HEADLINE_DVC = shlex.join(HEADLINE_DVC_ARGS)
 
@@ -67,7 +67,7 @@ def difference_tables(compare: dict[str, dict[str, dict[str, dict[str, float]]]]
     ``baseline`` come first."""
     tables = []
     for set_name in sorted(compare, key=lambda s: list(SET_TITLES).index(s) if s in SET_TITLES else 99):
-        pairs = sorted(compare[set_name], key=lambda k: (not k.endswith(f"-{baseline}"), k != "dpo-control"))
+        pairs = sorted(compare[set_name], key=lambda k: (not k.endswith(f"-{baseline}"), k != "preference-control"))
         table = Table(f"{SET_TITLES.get(set_name, set_name)}: paired differences, 95 % intervals",
                       ["difference", *METRIC_COLUMNS, "p (McNemar)", "detectable", "verdict (prompt_strict)"])
         for key in pairs:
@@ -175,7 +175,7 @@ def is_seed_key(key: str) -> bool:
 
 def baseline_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The commit's own run: the first commit row of ``dvc exp show`` with metrics, else the workspace."""
-    commits = [r for r in rows if r.get("state") is None and any(k.startswith("dpo.") for k in r)]
+    commits = [r for r in rows if r.get("state") is None and any(k.startswith("preference.") for k in r)]
     named = [r for r in commits if r.get("name") != "workspace"]
     found = named or commits
     return found[0] if found else None
@@ -208,7 +208,7 @@ def experiment_tables(rows: list[dict[str, Any]], max_params: int = 6) -> list[T
         return f"{set_name} {student}" + (" (loose)" if metric.endswith("loose") else "")
 
     scores = Table("Experiments: prompt-level strict (IFBench: loose, its headline)",
-                   ["experiment", *(label(c) for c in columns), "dpo − control ifeval"])
+                   ["experiment", *(label(c) for c in columns), "preference − control ifeval"])
     changes = Table("Experiments: the params each changed", ["experiment", "changed params"])
     listed = ([(f"baseline ({base['name']})", base, True)] if base else []) + \
         [(str(r["name"]) + ("" if r["state"] == "success" else f" ({r['state']})"), r, r["state"] == "success") for r in exps]
@@ -219,9 +219,9 @@ def experiment_tables(rows: list[dict[str, Any]], max_params: int = 6) -> list[T
                 return ""
             set_name = c.split(".")[1]
             other = base is not None and r is not base and \
-                r.get(f"dpo.{set_name}.prompt_set", "") != base.get(f"dpo.{set_name}.prompt_set", "")
+                r.get(f"preference.{set_name}.prompt_set", "") != base.get(f"preference.{set_name}.prompt_set", "")
             return f"{v:.3f}" + (" †" if other else "")
-        d, c = (r.get("dpo.ifeval.prompt_strict"), r.get("control.ifeval.prompt_strict")) if done else (None, None)
+        d, c = (r.get("preference.ifeval.prompt_strict"), r.get("control.ifeval.prompt_strict")) if done else (None, None)
         margin = f"{d - c:+.3f}" if isinstance(d, (int, float)) and isinstance(c, (int, float)) else ""
         scores.rows.append([name, *(cell(c) for c in columns), margin])
         if r is not base:

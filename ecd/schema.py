@@ -31,8 +31,9 @@ Glossary — one word, one thing:
   side (``row_id``), what matched strategies share.
 - **strategy**: how a pair's rejected answer is found (``ecd``, ``model_gap``, ``random``).
 - **student**: a model trained here: ``base`` (before training), ``sft``, ``control`` (SFT-only, on
-  the pairs' rows) and the **preference** student (stage ``train``, trained with the preference loss
-  of ``train.dpo.loss_type``, RPO by default; its folder and metric keys keep the name ``dpo``).
+  the pairs' rows) and ``preference`` (stage ``train``, trained with the preference loss of
+  ``train.dpo.loss_type``, RPO by default: ``train.dpo`` is named for TRL's DPO trainer, which runs
+  every loss). Each student's folder, metrics and evaluation records carry its name.
 - **teacher**, **judge**, **weak model**: the models behind the backends (``ecd.backends``) that
   answer and evolve, check what code cannot, and give ``model_gap``'s weak side.
 """

@@ -26,13 +26,24 @@ def read_verdicts(rev: str, model: str, set_name: str) -> "Verdicts":
 
     from ecd.uncertainty import Verdicts
 
-    path = f"{layout.EVAL.as_posix()}/{model}/{set_name}.jsonl"
-    if rev == "workspace":
-        text = Path(path).read_text(encoding="utf-8")
-    else:
+    def read(name: str) -> str:
+        path = f"{layout.EVAL.as_posix()}/{name}/{set_name}.jsonl"
+        if rev == "workspace":
+            return Path(path).read_text(encoding="utf-8")
         fs = _FILESYSTEMS.get(rev) or _FILESYSTEMS.setdefault(rev, DVCFileSystem(".", rev=rev))
-        text = fs.read_text(path, encoding="utf-8")
+        return fs.read_text(path, encoding="utf-8")
+
+    try:
+        text = read(model)
+    except FileNotFoundError:
+        if model not in FORMER_NAMES:
+            raise
+        text = read(FORMER_NAMES[model])  # a run from before the student's rename
     return Verdicts.from_results([json.loads(line) for line in text.splitlines() if line.strip()])
+
+
+#: students' earlier names, read where a run made before a rename is compared
+FORMER_NAMES = {"preference": "dpo"}
 
 
 _FILESYSTEMS: dict[str, Any] = {}
@@ -87,7 +98,7 @@ def seed_summary(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts
     base = baseline_row(rows)
     metric = f"{set_name}.{metric_name}"
     mode = metric_name.split("_")[1]
-    if not any(f"dpo.{metric}" in r for g in groups for r in g):
+    if not any(f"preference.{metric}" in r for g in groups for r in g):
         return []
     out = []
     for group in groups:
@@ -97,19 +108,19 @@ def seed_summary(rows: list[dict[str, Any]], read: VerdictReader = read_verdicts
         scores = {m: [r[f"{m}.{metric}"] for r in group if isinstance(r.get(f"{m}.{metric}"), (int, float))]
                   for m in layout.STUDENTS}
         item = SeedGroup(label, [str(r["name"]) for r in group], scores, None)
-        if len({r.get(f"dpo.{set_name}.prompt_set") for r in group}) > 1:
+        if len({r.get(f"preference.{set_name}.prompt_set") for r in group}) > 1:
             item.note = "runs scored on different prompts: not combined"
         else:
             try:
                 diffs = []
                 for r in group:
                     rev = str(r.get("rev") or r.get("name"))
-                    dpo, ctl = read(rev, "dpo", set_name), read(rev, "control", set_name)
-                    diffs.append(dpo.follow_all[mode].astype(float) - ctl.follow_all[mode].astype(float))
+                    pref, ctl = read(rev, "preference", set_name), read(rev, "control", set_name)
+                    diffs.append(pref.follow_all[mode].astype(float) - ctl.follow_all[mode].astype(float))
                 item.margin = seed_interval(diffs, resamples, seed)
                 item.note = "" if item.margin["runs"] > 1 else "1 run: prompts only"
             except (OSError, ValueError, KeyError, DvcException) as exc:  # answers not in the local cache
-                margins = [d - c for d, c in zip(scores["dpo"], scores["control"])]
+                margins = [d - c for d, c in zip(scores["preference"], scores["control"])]
                 item.note = (f"{statistics.mean(margins):+.3f} (no interval: per-prompt answers not readable, "
                              f"{type(exc).__name__})") if margins else ""
         out.append(item)
@@ -123,7 +134,7 @@ def seed_table(groups: list[SeedGroup], set_name: str, metric_name: str) -> Tabl
     if not groups:
         return None
     table = Table(f"Settings over seeds: {SET_TITLES.get(set_name, set_name)}, {metric_name}",
-                  ["setting", "runs", *(f"{m} (mean ± sd)" for m in layout.STUDENTS), "dpo − control, 95 % over prompts and seeds"])
+                  ["setting", "runs", *(f"{m} (mean ± sd)" for m in layout.STUDENTS), "preference − control, 95 % over prompts and seeds"])
     for g in groups:
         cells = []
         for m in layout.STUDENTS:

@@ -304,7 +304,7 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
         # the other processes cannot open: several processes score the reference at every step instead
         precompute_ref_log_probs=d.precompute_ref_log_probs and _state().num_processes == 1,
         train_sampling_strategy="sequential",  # rows come in training order (``sft_order``, ``preference_order``)
-        **_common(params, work / "dpo"),
+        **_common(params, work / "preference"),
     )
     if params.lora.enabled:
         return DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok,

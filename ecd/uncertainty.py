@@ -174,7 +174,7 @@ def compare(a: Verdicts, b: Verdicts, draws_a: dict[str, np.ndarray], draws_b: d
 
 #: the differences a report compares: preference against control, each trained student against the
 #: untrained one, and the control against SFT (what continuing SFT on the pairs' rows added)
-COMPARISONS = (("dpo", "control"), ("dpo", "base"), ("control", "base"), ("sft", "base"), ("dpo", "sft"),
+COMPARISONS = (("preference", "control"), ("preference", "base"), ("control", "base"), ("sft", "base"), ("preference", "sft"),
                ("control", "sft"))
 
 

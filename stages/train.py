@@ -11,7 +11,7 @@ from ecd.records import write_json
 from ecd.stage import stage, timed
 from ecd.training import fits, is_main_process, preference_order, prepare_training, train_control, train_dpo
 
-RUNS = {"dpo": train_dpo, "control": train_control}
+RUNS = {"preference": train_dpo, "control": train_control}
 
 
 @stage
@@ -21,7 +21,7 @@ def main() -> None:
         raise EcdError(f"usage: python stages/train.py {{{'|'.join(RUNS)}}} (got {name!r})")
     params = load_params()
     # the control reads the rows alone (prompt, chosen), so that one control serves every negative
-    rows = (load_pairs(layout.PAIRS, "train") if name == "dpo" else load_rows(layout.ROWS)).to_list()
+    rows = (load_pairs(layout.PAIRS, "train") if name == "preference" else load_rows(layout.ROWS)).to_list()
     tok = prepare_training(params.train, layout.MODELS / "sft")
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
     print(f"train {name}: {len(kept)} of {len(rows)} rows fit in {params.train.max_length} tokens")

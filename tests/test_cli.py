@@ -89,21 +89,21 @@ def test_publish_refuses_without_token_or_data(pairs_dir: Path, tmp_path: Path, 
 def test_report_shows_every_set_with_deltas_and_writes_markdown(tmp_path: Path) -> None:
     metrics = {m: {"heldout": {"prompt_strict": p, "inst_strict": p, "prompt_loose": p, "inst_loose": p,
                                "inst_strict_format": p, "n_prompts": 10}}
-               for m, p in (("base", 0.0), ("sft", 0.3), ("control", 0.25), ("dpo", 0.5))}
+               for m, p in (("base", 0.0), ("sft", 0.3), ("control", 0.25), ("preference", 0.5))}
     path = tmp_path / "evaluate.json"
     path.write_text(json.dumps(metrics))
     proc = ecd("report", "--metrics", str(path), "--markdown", str(tmp_path / "r.md"), "--no-experiments")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r.md").read_text()
-    assert "| dpo | 0.500 (+0.250) | 0.500 (+0.250) |" in md and "| sft | 0.300 (+0.050) |" in md
+    assert "| preference | 0.500 (+0.250) | 0.500 (+0.250) |" in md and "| sft | 0.300 (+0.050) |" in md
     assert "per category (strict)" in md and "| model | format |" in md and "| control | 0.250 |" in md
     assert "prompt_strict" in proc.stdout  # the terminal table's headers fit an 80-column terminal
     bad = ecd("report", "--metrics", str(path), "--baseline", "nope")
     assert bad.returncode == 2 and "no model 'nope'" in bad.stderr
 
 
-def _exp(name: str, state: str, dpo: float, control: float) -> dict:
-    metrics = {m: {"heldout": {"prompt_strict": v}} for m, v in (("dpo", dpo), ("control", control), ("sft", 0.1))}
+def _exp(name: str, state: str, pref: float, control: float) -> dict:
+    metrics = {m: {"heldout": {"prompt_strict": v}} for m, v in (("preference", pref), ("control", control), ("sft", 0.1))}
     return {"executor": {"state": state}, "name": name, "revs": [{"rev": name, "name": name, "data": {
         "params": {"params.yaml": {"data": {"train": {"seed": 0}}}},
         "metrics": {"metrics/evaluate.json": {"data": metrics}}}}]}

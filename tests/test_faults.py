@@ -164,7 +164,7 @@ def test_a_params_file_that_is_not_utf8_is_named(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("argv, missing, maker", [
-    (["stages/train.py", "dpo"], "data/pairs/train.parquet", "pair"),
+    (["stages/train.py", "preference"], "data/pairs/train.parquet", "pair"),
     (["stages/sample.py", "r1"], "data/rounds/r1/instructions.jsonl", "evolve@r1"),
     (["stages/evolve.py", "r2"], "data/rounds/r1/state.jsonl", "verify@r1"),
     (["stages/split.py"], "data/rounds/r0/state.jsonl", "verify_r0"),

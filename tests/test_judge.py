@@ -178,7 +178,7 @@ def test_evaluate_with_a_judge_reports_win_rates(tmp_path: Path) -> None:
     finally:
         server.shutdown()
     metrics = json.loads((proj.path / "metrics/evaluate.json").read_text())
-    for name in ("base", "sft", "control", "dpo"):
+    for name in ("base", "sft", "control", "preference"):
         w = metrics[name]["winrate"]
         records = read_jsonl(proj.path / f"data/eval/{name}/winrate.jsonl")
         assert len(records) == 252 == w["judged"] + w["unparsable"] and w["unparsable"] == 0

@@ -146,18 +146,18 @@ def test_student(project: Project) -> None:
 
 def test_training_and_evaluation(project: Project) -> None:
     p = project.path
-    for name in ("base", "sft", "dpo", "control"):
+    for name in ("base", "sft", "preference", "control"):
         assert (p / f"models/{name}/model.safetensors").exists()
         assert (p / f"models/{name}/tokenizer.json").exists()
-    for name in ("sft", "dpo", "control"):
+    for name in ("sft", "preference", "control"):
         curve = json.loads((p / f"plots/{name}.json").read_text())
         assert curve and all("loss" in e and "step" in e for e in curve)
-    dpo_curve = json.loads((p / "plots/dpo.json").read_text())
-    assert all({"rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"} <= set(e) for e in dpo_curve)
+    pref_curve = json.loads((p / "plots/preference.json").read_text())
+    assert all({"rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"} <= set(e) for e in pref_curve)
     # the control takes the preference stage's steps
-    assert json.loads((p / "metrics/control.json").read_text())["steps"] == json.loads((p / "metrics/dpo.json").read_text())["steps"]
+    assert json.loads((p / "metrics/control.json").read_text())["steps"] == json.loads((p / "metrics/preference.json").read_text())["steps"]
     metrics = json.loads((p / "metrics/evaluate.json").read_text())
-    assert set(metrics) == {"base", "sft", "control", "dpo"}
+    assert set(metrics) == {"base", "sft", "control", "preference"}
     for m in metrics.values():
         assert set(m) == {"heldout", "ifeval", "ifbench"}
         assert m["ifeval"]["n_prompts"] == 541 and m["ifbench"]["n_prompts"] == 294
@@ -168,14 +168,14 @@ def test_training_and_evaluation(project: Project) -> None:
         for s in m.values():
             assert s["n_prompts"] > 0 and all(0.0 <= s[k] <= 1.0 for k in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose"))
             assert s["prompt_loose"] >= s["prompt_strict"]
-    answers = read_jsonl(p / "data/eval/dpo/heldout.jsonl")
-    assert len(answers) == metrics["dpo"]["heldout"]["n_prompts"]
-    assert sum(a["follow_all_instructions"] for a in answers) / len(answers) == pytest.approx(metrics["dpo"]["heldout"]["prompt_strict"], abs=1e-4)
+    answers = read_jsonl(p / "data/eval/preference/heldout.jsonl")
+    assert len(answers) == metrics["preference"]["heldout"]["n_prompts"]
+    assert sum(a["follow_all_instructions"] for a in answers) / len(answers) == pytest.approx(metrics["preference"]["heldout"]["prompt_strict"], abs=1e-4)
     bars = json.loads((p / "plots/categories.json").read_text())
-    assert bars and all(set(b) == {"category", "base", "sft", "control", "dpo"} for b in bars)
+    assert bars and all(set(b) == {"category", "base", "sft", "control", "preference"} for b in bars)
     project.run("ecd", "report", "--markdown", "report.md")
     report = (p / "report.md").read_text()  # the terminal's tables wrap to the width they are given
-    assert "prompt_strict" in report and "IFEval" in report and "IFBench" in report and "| dpo |" in report
+    assert "prompt_strict" in report and "IFEval" in report and "IFBench" in report and "| preference |" in report
 
 
 def _plain_bootstrap(x: list[float], y: list[float], resamples: int, seed: int) -> tuple[float, float]:
@@ -196,13 +196,13 @@ def test_intervals_agree_with_a_plain_bootstrap_of_the_answers(project: Project)
     metrics = json.loads((p / "metrics/evaluate.json").read_text())
     compare = json.loads((p / "metrics/compare.json").read_text())
     verdicts = {m: [float(r["follow_all_instructions"]) for r in read_jsonl(p / f"data/eval/{m}/ifeval.jsonl")]
-                for m in ("base", "sft", "control", "dpo")}
+                for m in ("base", "sft", "control", "preference")}
     for m, v in verdicts.items():
         s = metrics[m]["ifeval"]
         assert s["prompt_strict"] == pytest.approx(sum(v) / len(v), abs=1e-4)
         assert s["prompt_strict_lo"] <= s["prompt_strict"] <= s["prompt_strict_hi"]
         assert s["prompt_set"] == metrics["base"]["ifeval"]["prompt_set"]
-    for pair in ("dpo-control", "dpo-base", "control-base"):
+    for pair in ("preference-control", "preference-base", "control-base"):
         a, b = pair.split("-")
         d = compare["ifeval"][pair]["prompt_strict"]
         assert d["delta"] == pytest.approx(metrics[a]["ifeval"]["prompt_strict"] - metrics[b]["ifeval"]["prompt_strict"], abs=2e-4)
@@ -213,9 +213,9 @@ def test_intervals_agree_with_a_plain_bootstrap_of_the_answers(project: Project)
         assert 0.0 <= d["p"] <= 1.0 and d["mde"] == pytest.approx(2.8016 * (discordant / len(verdicts[a])) ** 0.5, abs=2e-4)
     project.run("ecd", "report", "--no-experiments", "--markdown", "intervals.md")
     report = (p / "intervals.md").read_text()  # the terminal's table wraps its cells to the width it is given
-    s = metrics["dpo"]["ifeval"]
+    s = metrics["preference"]["ifeval"]
     assert f"{s['prompt_strict']:.3f} [{s['prompt_strict_lo']:.3f}, {s['prompt_strict_hi']:.3f}]" in report
-    d = compare["ifeval"]["dpo-control"]["prompt_strict"]
+    d = compare["ifeval"]["preference-control"]["prompt_strict"]
     assert f"{d['delta']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" in report
     scores = json.loads((p / "plots/scores.json").read_text())
     assert {(r["set"], r["student"]) for r in scores} == {(s_, m) for s_ in ("heldout", "ifeval", "ifbench") for m in verdicts}
@@ -318,7 +318,7 @@ def test_report_writes_charts_and_the_experiments_headline_offline(project: Proj
     assert "| pairs-random |" in md and "pair.strategy=[\"random\"]" in md and "evolve.seed=1" in md
     shown = project.run(*HEADLINE_DVC_ARGS, "--md").stdout
     header = shown.splitlines()[0]
-    assert "dpo.ifeval.prompt_strict" in header and "control.heldout.prompt_strict" in header
+    assert "preference.ifeval.prompt_strict" in header and "control.heldout.prompt_strict" in header
     assert header.count("|") - 1 == 10, header  # Experiment and the nine headline columns, nothing else
     assert "pairs-random" in shown
 

@@ -37,10 +37,10 @@ def test_yield_table_reads_each_rounds_bookkeeping(tmp_path: Path) -> None:
     assert yield_table(tmp_path / "absent") is None
 
 
-def _run(name: str, state: str, params: dict, dpo: float | None = None) -> dict:
+def _run(name: str, state: str, params: dict, dpo: float | None = None, student: str = "preference") -> dict:
     metrics = {} if dpo is None else {"metrics/evaluate.json": {"data": {
         m: {"ifeval": {"prompt_strict": v}, "heldout": {"prompt_strict": v / 2}}
-        for m, v in (("base", 0.1), ("control", 0.2), ("dpo", dpo))}}}
+        for m, v in (("base", 0.1), ("control", 0.2), (student, dpo))}}}
     return {"executor": {"state": state} if state != "success" else None, "name": name,
             "revs": [{"rev": name, "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}]}
 
@@ -50,11 +50,12 @@ def test_experiment_tables_show_headline_scores_and_what_changed() -> None:
     show = [{"rev": "workspace", "name": None, "data": {"params": {"params.yaml": {"data": base}}}},
             {"rev": "abc", "name": "main", "data": {"params": {"params.yaml": {"data": base}}}, "experiments": [
                 _run("seed-1", "success", {"train": {"seed": 1}, "pair": {"strategy": ["ecd"]}}, 0.35),
-                _run("random", "success", {"train": {"seed": 0}, "pair": {"strategy": ["random"]}}, 0.15),
+                # a run from before the preference student was renamed (its metrics under "dpo") reads the same
+                _run("random", "success", {"train": {"seed": 0}, "pair": {"strategy": ["random"]}}, 0.15, student="dpo"),
                 _run("queued-one", "queued", base, 0.9)]}]
     scores, changes = experiment_tables(exp_rows(show))
-    assert scores.header == ["experiment", "ifeval base", "ifeval control", "ifeval dpo", "heldout base",
-                             "heldout control", "heldout dpo", "dpo − control ifeval"]
+    assert scores.header == ["experiment", "ifeval base", "ifeval control", "ifeval preference", "heldout base",
+                             "heldout control", "heldout preference", "preference − control ifeval"]
     assert scores.rows[0] == ["queued-one (queued)", "", "", "", "", "", "", ""]  # no baseline numbers shown as its own
     assert scores.rows[1] == ["random", "0.100", "0.200", "0.150", "0.050", "0.100", "0.075", "-0.050"]
     assert scores.rows[2][-1] == "+0.150"
@@ -93,7 +94,7 @@ def _seeded(name: str, params: dict, dpo: float, control: float, prompt_set: str
     metrics = {"metrics/evaluate.json": {"data": {
         "base": {"ifeval": {"prompt_strict": 0.1, "prompt_set": prompt_set}},
         "control": {"ifeval": {"prompt_strict": control, "prompt_set": prompt_set}},
-        "dpo": {"ifeval": {"prompt_strict": dpo, "prompt_set": prompt_set}}}}}
+        "preference": {"ifeval": {"prompt_strict": dpo, "prompt_set": prompt_set}}}}}
     return {"executor": None, "name": name,
             "revs": [{"rev": f"rev-{name}", "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}]}
 
@@ -116,7 +117,7 @@ def test_seed_table_groups_runs_that_differ_only_in_seeds() -> None:
     def run(name: str, strategy: str, seed: int, prompt_set: str = "s1") -> dict:
         ctl = rng.random(200) < 0.3
         dpo = ctl | (rng.random(200) < (0.2 if strategy == "ecd" else 0.05))
-        answers[f"rev-{name}"] = {"control": ctl, "dpo": dpo}
+        answers[f"rev-{name}"] = {"control": ctl, "preference": dpo}
         return _seeded(name, params(strategy, seed), float(dpo.mean()), float(ctl.mean()), prompt_set)
 
     def read(rev: str, model: str, set_name: str) -> Verdicts:
@@ -133,10 +134,10 @@ def test_seed_table_groups_runs_that_differ_only_in_seeds() -> None:
     assert table.rows[0][0].startswith("baseline (seeds: main, ecd-s1, ecd-s2)")
     assert table.rows[1][0].startswith('pair.strategy=["random"]') and "other-prompts" in table.rows[1][0]
     assert table.rows[1][-1] == "runs scored on different prompts: not combined"
-    diffs = [answers[r]["dpo"].astype(float) - answers[r]["control"].astype(float) for r in ("rev-main", "rev-ecd-s1", "rev-ecd-s2")]
+    diffs = [answers[r]["preference"].astype(float) - answers[r]["control"].astype(float) for r in ("rev-main", "rev-ecd-s1", "rev-ecd-s2")]
     s = seed_interval(diffs, 2000, 0)
     assert table.rows[0][-1] == f"{s['delta']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]"
-    dpo = [float(answers[r]["dpo"].mean()) for r in ("rev-main", "rev-ecd-s1", "rev-ecd-s2")]
+    dpo = [float(answers[r]["preference"].mean()) for r in ("rev-main", "rev-ecd-s1", "rev-ecd-s2")]
     assert table.rows[0][5] == f"{np.mean(dpo):.3f} ± {np.std(dpo, ddof=1):.3f}"
     assert is_seed_key("train.seed") and is_seed_key("evaluate.bootstrap_seed") and not is_seed_key("pair.seeds_file")
 

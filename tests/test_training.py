@@ -169,15 +169,15 @@ def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> 
     proj.run("dvc", "repro", "pair", "student")
     launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no"]
-    for stage in (["stages/sft.py"], ["stages/train.py", "dpo"]):
+    for stage in (["stages/sft.py"], ["stages/train.py", "preference"]):
         out = proj.run(*launch, *stage).stdout
         assert "process 0 of 2 (gloo)" in out and "process 1 of 2 (gloo)" in out
-    one = json.loads((proj.path / "metrics/dpo.json").read_text())
+    one = json.loads((proj.path / "metrics/preference.json").read_text())
     assert one["pairs"] > 0
     # max_steps is set from the rows and the per-process batch: the same number of steps as one process
     rows = math.ceil(one["pairs"] * 0.2)
     assert one["steps"] == math.ceil(rows / 8)
-    for name in ("sft", "dpo"):
+    for name in ("sft", "preference"):
         assert (proj.path / "models" / name / "model.safetensors").exists()
 
 

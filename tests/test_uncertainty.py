@@ -114,13 +114,13 @@ def test_detectable_effect_follows_the_disagreement() -> None:
 
 def test_evidence_names_every_comparison_of_present_students() -> None:
     rng = np.random.default_rng(5)
-    v = {s: Verdicts.from_results(_records(rng, 60, 0.5)) for s in ("base", "sft", "control", "dpo")}
+    v = {s: Verdicts.from_results(_records(rng, 60, 0.5)) for s in ("base", "sft", "control", "preference")}
     scores, deltas = evidence(v, 500, seed=0)
     assert set(deltas) == {f"{a}-{b}" for a, b in COMPARISONS}
     for s in v:
         for m in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose"):
             assert scores[s][f"{m}_lo"] <= scores[s][m] <= scores[s][f"{m}_hi"]
-    assert "p" in deltas["dpo-control"]["prompt_strict"] and "p" not in deltas["dpo-control"]["inst_strict"]
+    assert "p" in deltas["preference-control"]["prompt_strict"] and "p" not in deltas["preference-control"]["inst_strict"]
     with pytest.raises(ValueError, match="different prompts"):
         intervals({"a": v["base"], "b": Verdicts.from_results(_records(rng, 61, 0.5))}, 100, 0)
 
