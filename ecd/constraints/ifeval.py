@@ -47,13 +47,14 @@ class _EnglishCase(ConstraintType):
     category = "style/case"
     phase = 85
 
-    @staticmethod
-    def in_case(text: str) -> bool:
-        raise NotImplementedError
+    #: capitals (True) or lowercase (False)
+    upper: ClassVar[bool]
 
-    @staticmethod
-    def to_case(text: str) -> str:
-        raise NotImplementedError
+    def in_case(self, text: str) -> bool:
+        return text.isupper() if self.upper else text.islower()
+
+    def to_case(self, text: str) -> str:
+        return text.upper() if self.upper else text.lower()
 
     def check(self, response, kwargs):
         if not self.in_case(response):
@@ -69,15 +70,7 @@ class _EnglishCase(ConstraintType):
 class EnglishLowercase(_EnglishCase):
     id = "change_case:english_lowercase"
     conflicts = frozenset({"change_case:english_capital", "detectable_format:multiple_sections"})
-
-    @staticmethod
-    def in_case(text: str) -> bool:
-        return text.islower()
-
-    @staticmethod
-    def to_case(text: str) -> str:
-        return text.lower()
-
+    upper = False
     templates = (
         "Your entire response should be in English, and in all lowercase letters. No capital letters are allowed.",
         "Write your whole answer in English using only lowercase letters; capital letters are not allowed.",
@@ -88,15 +81,7 @@ class EnglishLowercase(_EnglishCase):
 class EnglishCapital(_EnglishCase):
     id = "change_case:english_capital"
     conflicts = frozenset({"change_case:english_lowercase", "detectable_format:multiple_sections"})
-
-    @staticmethod
-    def in_case(text: str) -> bool:
-        return text.isupper()
-
-    @staticmethod
-    def to_case(text: str) -> str:
-        return text.upper()
-
+    upper = True
     templates = (
         "Your entire response should be in English, and in all capital letters.",
         "Respond in English, writing every letter of your answer in capitals.",
