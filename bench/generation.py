@@ -221,18 +221,9 @@ def serve(set_name: str, args: argparse.Namespace, path: Path, messages: list, t
 
 def _answers(backend, requests: list, first: list[float], start: float) -> list:
     """The backend's completions in order, the time to the first one kept in ``first``."""
-    from ecd.backends import Completion
+    from ecd.backends import answer_all
 
-    done: dict[int, Completion] = {}
-
-    def on_done(i: int, c: Completion) -> None:
-        first or first.append(time.perf_counter() - start)
-        done[i] = c
-
-    backend.generate(requests, on_done)
-    if len(done) != len(requests):
-        raise SystemExit(f"{backend.name}: {len(requests) - len(done)} of {len(requests)} requests unanswered")
-    return [done[i] for i in range(len(requests))]
+    return answer_all(backend, requests, lambda i, c: first or first.append(time.perf_counter() - start))
 
 
 def _result(arm: str, set_name: str, args: argparse.Namespace, wall: float, tokens: int, first: float,

@@ -53,9 +53,6 @@ OnDone = Callable[[int, Completion], None]
 #: finish reasons of calls that produced no answer; neither is cached, so a rerun asks again
 FAILED, REJECTED = "error", "rejected"
 
-#: a chunk size meaning "every request at once"
-UNCHUNKED = 1 << 62
-
 #: settings read for every backend: the choice itself, the failure policy (``generate_cached``) and
 #: the seed the stages derive each request's seed from
 COMMON_SETTINGS = frozenset({"backend", "max_failed_fraction", "seed"})
@@ -77,9 +74,6 @@ class Backend(ABC):
     #: whether the backend can hold a reply to a request's JSON schema (a server's response_format,
     #: vLLM's structured outputs); used when params ask for it with ``structured_output``
     supports_schema: bool = False
-    #: requests handed to ``generate`` at once; every backend here keeps its own slots busy (a
-    #: finished row's or request's slot refilled from the rest), so it takes a stage's whole list
-    chunk_size: ClassVar[int] = UNCHUNKED
 
     def __init__(self, params: ModelParams) -> None:
         check_settings(type(self), params)
@@ -132,21 +126,19 @@ def check_settings(backend: type[Backend], params: ModelParams) -> None:
                        f"{'it' if len(ignored) == 1 else 'them'} (docs/backends.md lists each backend's settings)")
 
 
-def answer_all(backend: Backend, requests: list[Request]) -> list[Completion]:
-    """Every request's completion, in order: ``generate``'s answers collected from its one channel."""
+def answer_all(backend: Backend, requests: list[Request], on_done: OnDone | None = None) -> list[Completion]:
+    """Every request's completion, in order: ``generate``'s answers collected from its one channel
+    (and passed on to ``on_done`` as they come). A request answered twice or never is an error."""
     results: list[Completion | None] = [None] * len(requests)
 
     def done(i: int, c: Completion) -> None:
         if results[i] is not None:
             raise EcdError(f"backend {backend.name!r} answered request {i} twice")
         results[i] = c
+        if on_done:
+            on_done(i, c)
 
     backend.generate(requests, done)
-    return answered(results, backend)
-
-
-def answered(results: list[Completion | None], backend: Backend) -> list[Completion]:
-    """``results`` with every index answered, or an error that says how many were not."""
     missing = [i for i, c in enumerate(results) if c is None]
     if missing:
         raise EcdError(f"{backend.where()} returned no answer for {len(missing)} of {len(results)} requests "

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ecd.backends.base import FAILED, REJECTED, Backend, Completion, Request, answered
+from ecd.backends.base import FAILED, REJECTED, Backend, Completion, Request, answer_all
 from ecd.cache import CallCache, call_key
 from ecd.errors import EcdError
 from ecd.progress import console, progress_bar
@@ -79,21 +79,18 @@ def generate_cached(
         commit = _Committer(backend, store, keys) if store is not None else None
 
         def done(k: int, c: Completion) -> None:
-            i = todo[k]
-            if results[i] is not None:
-                raise EcdError(f"backend {backend.name!r} answered request {i} twice")
-            results[i] = c
             if commit:
-                commit.add(i, c)
+                commit.add(todo[k], c)
             bar.advance(1, tokens=c.completion_tokens)
 
         try:
-            if todo:
-                backend.generate([requests[i] for i in todo], done)
+            # every backend keeps its own slots busy, so it is handed the whole list of misses
+            answers = answer_all(backend, [requests[i] for i in todo], done) if todo else []
         finally:  # a stage stopped by an error or a signal keeps what was already answered
             if commit:
                 commit.flush()
-    done_ = answered(results, backend)
+    fresh = dict(zip(todo, answers))
+    done_ = [r if r is not None else fresh[i] for i, r in enumerate(results)]
     _count(stats, done_)
     if backend.cacheable:
         failed = f", {stats.failed} failed, {stats.rejected} rejected" if stats.failed or stats.rejected else ""
