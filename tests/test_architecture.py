@@ -22,7 +22,7 @@ PARTS: dict[str, set[str]] = {
     "entry": {"cli"},
 }
 #: declarative tables (one class per constraint type, the params schema): long, but read one entry at a time
-LONG_ALLOWED = {"ecd/constraints/ifeval.py", "ecd/constraints/ifbench.py", "ecd/params.py"}
+LONG_ALLOWED = {"ecd/constraints/ifeval.py", "ecd/constraints/ifbench.py", "ecd/constraints/extra.py", "ecd/params.py"}
 MAX_LINES = 410
 
 

@@ -24,6 +24,10 @@ texts = st.lists(st.sampled_from(SENTENCES), min_size=2, max_size=6).map(" ".joi
 PROFILE = settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+#: a context every sampler can draw from: content words, sentences, a title
+BICYCLE = C.SampleContext("Describe the history of the bicycle in the city.",
+                          "Bicycles arrived in the city early in the nineteenth century and spread fast among "
+                          "workers, students and families. Cities changed. Today many people ride.", "bicycle history")
 CASE_TYPES = {"change_case:english_lowercase", "change_case:english_capital"}
 
 
@@ -216,12 +220,32 @@ def test_every_kwarg_fits_the_pair_schema() -> None:
     from ecd.pairs import KWARGS_SCHEMA
 
     kinds = {"int64": int, "string": str, "list": list}
-    ctx = C.SampleContext("Describe the history of the bicycle in the city.",
-                          "Bicycles arrived in the city early in the nineteenth century and spread fast among "
-                          "workers, students and families. Cities changed. Today many people ride.", "bicycle history")
+    ctx = BICYCLE
     for t in C.REGISTRY.values():
         for seed in range(5):
             kwargs = t.sample(random.Random(seed), ctx) or {}
             for key, value in kwargs.items():
                 assert key in KWARGS_SCHEMA, (t.id, key)
                 assert isinstance(value, kinds[KWARGS_SCHEMA[key]]), (t.id, key, value)
+
+
+def test_every_type_documents_its_kwargs() -> None:
+    """Each registered type has a docstring of its own, IFEval's registry style: a summary, ``Args:``
+    naming every kwarg its code reads or its sampler draws, ``Returns:`` for the code-checked."""
+    import inspect
+
+    ctx = BICYCLE
+    for t in C.REGISTRY.values():
+        cls = type(t)
+        doc = cls.__dict__.get("__doc__")
+        assert doc and doc.strip(), f"{t.id}: no docstring"
+        own = "".join(inspect.getsource(c) for c in cls.__mro__ if c.__module__.startswith("ecd.constraints")
+                      and c is not C.ConstraintType)
+        read = set(re.findall(r'kwargs(?:\[|\.get\()["\'](\w+)["\']', own))
+        drawn = {k for seed in range(5) for k in (t.sample(random.Random(seed), ctx) or {})}
+        args = doc.split("Args:", 1)[1].split("Returns:", 1)[0] if "Args:" in doc else ""
+        named = set(re.findall(r"^\s+(\w+):", args, flags=re.MULTILINE))
+        assert read | drawn <= named, f"{t.id}: kwargs not under Args: {sorted(read | drawn - named)}"
+        assert named <= read | drawn | {"keyword1"}, f"{t.id}: Args names what the code never reads: {sorted(named - read - drawn)}"
+        if t.verifiable:
+            assert "Returns:" in doc, f"{t.id}: no Returns:"

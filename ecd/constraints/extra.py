@@ -45,6 +45,15 @@ class _Layout(ConstraintType):
 
 @register
 class NumberedSteps(_Layout):
+    """An exact run of numbered steps, ``1.`` to ``n.``.
+
+    Args:
+        num_steps: the number of steps, drawn from ``NUM_STEPS``.
+
+    Returns:
+        True when the lines starting with a number and ``.`` or ``)`` are numbered 1, 2, ... ``num_steps``, in order.
+    """
+
     id = "ecd:numbered_steps"
     category = "reasoning/steps"
     templates = (
@@ -69,6 +78,15 @@ class NumberedSteps(_Layout):
 
 @register
 class MarkdownTable(_Layout):
+    """A markdown table with an exact number of data rows.
+
+    Args:
+        num_rows: the number of rows under the header, drawn from ``NUM_ROWS``.
+
+    Returns:
+        True when the first table (a ``|`` header line, then a ``---`` separator) has exactly ``num_rows`` rows.
+    """
+
     id = "ecd:markdown_table"
     category = "format/table"
     templates = (
@@ -109,6 +127,15 @@ class MarkdownTable(_Layout):
 
 @register
 class MarkdownHeadings(_Layout):
+    """A least number of markdown headings.
+
+    Args:
+        num_headings: the least number, drawn from ``NUM_HEADINGS``.
+
+    Returns:
+        True when at least ``num_headings`` lines are ATX headings (``#`` to ``######``).
+    """
+
     id = "ecd:markdown_headings"
     category = "format/headings"
     templates = (
@@ -139,6 +166,15 @@ class MarkdownHeadings(_Layout):
 
 @register
 class SectionOrder(_Layout):
+    """Named sections under markdown headings, in a given order.
+
+    Args:
+        sections: the heading names, one of ``orders``.
+
+    Returns:
+        True when each name is a heading (any case) and they appear in the order given.
+    """
+
     id = "ecd:section_order"
     category = "reasoning/structure"
     orders: ClassVar[tuple[tuple[str, ...], ...]] = (
@@ -180,6 +216,15 @@ class SectionOrder(_Layout):
 
 @register
 class MaxSentenceWords(ConstraintType):
+    """No sentence longer than a number of words.
+
+    Args:
+        max_words: the limit, drawn from ``MAX_SENTENCE_WORDS`` and below the answer's longest sentence.
+
+    Returns:
+        True when every sentence (NLTK's Punkt) has at most ``max_words`` words.
+    """
+
     id = "ecd:max_sentence_words"
     category = "style/concision"
     ifeval = False
@@ -242,6 +287,15 @@ class MaxSentenceWords(ConstraintType):
 
 @register
 class StartWithWord(ConstraintType):
+    """The answer's first word.
+
+    Args:
+        word: the word, drawn from the instruction's content words the answer does not start with.
+
+    Returns:
+        True when the first run of word characters, after any leading marks, is ``word`` (any case).
+    """
+
     id = "ecd:start_with_word"
     category = "format/opening"
     ifeval = False
@@ -270,6 +324,12 @@ class StartWithWord(ConstraintType):
 
 @register
 class EndWithQuestion(ConstraintType):
+    """The answer closes with a question.
+
+    Returns:
+        True when the answer, stripped of whitespace and outer ``"``, ends with ``?``.
+    """
+
     id = "ecd:end_with_question"
     category = "style/ending"
     ifeval = False
@@ -292,6 +352,12 @@ class EndWithQuestion(ConstraintType):
 
 @register
 class NoDigits(ConstraintType):
+    """Numbers in words, never in digits.
+
+    Returns:
+        True when the answer holds no character 0-9.
+    """
+
     id = "ecd:no_digits"
     category = "style/numbers"
     ifeval = False
@@ -311,6 +377,15 @@ class NoDigits(ConstraintType):
 
 @register
 class BoldTerms(ConstraintType):
+    """A least number of terms in bold.
+
+    Args:
+        num_bold: the least number, drawn as the answer's count plus ``EXTRA_BOLD``.
+
+    Returns:
+        True when the non-blank ``**...**`` spans on one line number at least ``num_bold``.
+    """
+
     id = "ecd:bold_terms"
     category = "format/emphasis"
     ifeval = False
@@ -348,6 +423,12 @@ class BoldTerms(ConstraintType):
 
 @register
 class NoExclamation(ConstraintType):
+    """No exclamation mark anywhere.
+
+    Returns:
+        True when the answer holds no ``!``.
+    """
+
     id = "ecd:no_exclamation"
     category = "style/punctuation"
     ifeval = False
@@ -363,6 +444,15 @@ class NoExclamation(ConstraintType):
 
 @register
 class MaxCharacters(ConstraintType):
+    """A length limit in characters.
+
+    Args:
+        max_chars: the limit, drawn between half the answer's length and one less (at least 40).
+
+    Returns:
+        True when the stripped answer has at most ``max_chars`` characters.
+    """
+
     id = "ecd:max_characters"
     category = "format/length"
     ifeval = False

@@ -26,6 +26,13 @@ from typing import Any, ClassVar
 from ecd.constraints.base import ConstraintType, register
 from ecd.constraints.text import count_words, english_stopwords, nltk_word_tokenize, rule_sentences
 
+#: What the samplers draw, inclusive ranges. IFBench's types are drawn only by an ablation that lets
+#: evolution add them (``evolve.allow_held_out_types``); a type with numeric kwargs names its ranges
+#: in ``ranges`` beside its id, the word-count range here.
+WORD_COUNT_LOW = (100, 500)  #: count:word_count_range: min_words
+#: count:word_count_range: max_words less min_words, drawn between min_words // 20 and min_words // 10
+WORD_COUNT_SPAN_DIVISORS = (20, 10)
+
 PUNCT = string.punctuation
 _NO_PUNCT = str.maketrans("", "", PUNCT)
 
@@ -95,12 +102,23 @@ class _Counted(IFBenchType):
 
 @register
 class WordCountRange(_Counted):
+    """A word count within a range.
+
+    Args:
+        min_words: the least count, drawn from ``WORD_COUNT_LOW``.
+        max_words: the most, drawn as ``min_words`` plus a share of it (``WORD_COUNT_SPAN_DIVISORS``).
+
+    Returns:
+        True when the word count (IFEval's tokenizer) lies in ``[min_words, max_words]``.
+    """
+
     id = "count:word_count_range"
     templates = ("The response must contain between {min_words} and {max_words} words.",)
 
     def sample(self, rng, ctx):
-        low = rng.randint(100, 500)
-        return {"min_words": low, "max_words": low + rng.randint(low // 20, low // 10)}
+        low = rng.randint(*WORD_COUNT_LOW)
+        wide, narrow = WORD_COUNT_SPAN_DIVISORS
+        return {"min_words": low, "max_words": low + rng.randint(low // wide, low // narrow)}
 
     def follows(self, response, kwargs):
         return kwargs["min_words"] <= count_words(response) <= kwargs["max_words"]
@@ -108,6 +126,15 @@ class WordCountRange(_Counted):
 
 @register
 class UniqueWordCount(_Counted):
+    """A least number of different words.
+
+    Args:
+        N: the least number.
+
+    Returns:
+        True when the lowercased whitespace-split words, bare of outer punctuation, hold ``N`` distinct ones.
+    """
+
     id = "count:unique_word_count"
     templates = ("Use at least {N} unique words in the response.",)
     ranges = {"N": (100, 500)}
@@ -118,6 +145,16 @@ class UniqueWordCount(_Counted):
 
 @register
 class Conjunctions(_Counted):
+    """A least number of different coordinating conjunctions.
+
+    Args:
+        small_n: the least number.
+
+    Returns:
+        True when the words that are a conjunction (and, but, for, nor, or, so, yet) number ``small_n``
+        distinct spellings, punctuation included (``and`` and ``and,`` are two, as in the reference).
+    """
+
     id = "count:conjunctions"
     templates = ("Use at least {small_n} different coordinating conjunctions in the response.",)
     ranges = {"small_n": (2, 6)}
@@ -131,6 +168,15 @@ class Conjunctions(_Counted):
 
 @register
 class PersonNames(_Counted):
+    """A least number of names from a fixed list of 50.
+
+    Args:
+        N: the least number.
+
+    Returns:
+        True when at least ``N`` of ``NAMES`` occur in the answer, as substrings.
+    """
+
     id = "count:person_names"
     NAMES = ("Emma", "Liam", "Sophia", "Jackson", "Olivia", "Noah", "Ava", "Lucas", "Isabella", "Mason", "Mia",
              "Ethan", "Charlotte", "Alexander", "Amelia", "Benjamin", "Harper", "Leo", "Zoe", "Daniel", "Chloe",
@@ -147,6 +193,15 @@ class PersonNames(_Counted):
 
 @register
 class Numbers(_Counted):
+    """An exact count of numbers.
+
+    Args:
+        N: the count.
+
+    Returns:
+        True when the answer, punctuation removed, holds exactly ``N`` runs of digits.
+    """
+
     id = "count:numbers"
     templates = ("Include exactly {N} numbers in the response.",)
     ranges = {"N": (1, 6)}
@@ -157,6 +212,12 @@ class Numbers(_Counted):
 
 @register
 class Punctuation(_Fixed):
+    """Every standard punctuation mark, the interrobang included.
+
+    Returns:
+        True when the answer holds ``?!``, ``!?`` or ``‽`` and, one ``?!``/``!?`` aside, each of ``. , ! ? ; :``.
+    """
+
     id = "count:punctuation"
     templates = ("Use every standard punctuation mark at least once, including semicolons, colons, and the "
                  "interrobang (?!).",)
@@ -172,6 +233,15 @@ class Punctuation(_Fixed):
 
 @register
 class Pronouns(_Counted):
+    """A least number of English personal pronouns.
+
+    Args:
+        N: the least number.
+
+    Returns:
+        True when the lowercased words (``/`` a space, punctuation removed) include ``N`` of ``PRONOUNS``.
+    """
+
     id = "count:pronouns"
     templates = ("The response should include at least {N} pronouns.",)
     ranges = {"N": (1, 25)}
@@ -185,6 +255,15 @@ class Pronouns(_Counted):
 
 @register
 class KeywordsMultiple(IFBenchType):
+    """Five keywords, each an exact number of times (1, 2, 3, 5 and 7).
+
+    Args:
+        keyword1: the keyword used once; ``keyword2`` to ``keyword5`` likewise, used ``TIMES`` times.
+
+    Returns:
+        True when each keyword occurs exactly its number of times in the lowercased answer, as a substring.
+    """
+
     id = "count:keywords_multiple"
     templates = ("Include keyword {keyword1} once in your response, keyword {keyword2} twice in your response, "
                  "keyword {keyword3} three times in your response, keyword {keyword4} five times in your response, "
@@ -198,6 +277,15 @@ class KeywordsMultiple(IFBenchType):
 
 @register
 class WordsJapanese(_Counted):
+    """Every Nth word in Japanese.
+
+    Args:
+        N: the period.
+
+    Returns:
+        True when each ``N``-th whitespace word, bare of punctuation, is empty, a number or holds a kana or kanji.
+    """
+
     id = "count:words_japanese"
     templates = ("Every {N}th word of your response must be in Japanese.",)
     ranges = {"N": (2, 30)}
@@ -218,6 +306,15 @@ class WordsJapanese(_Counted):
 
 @register
 class StopWords(_Counted):
+    """A most share of English stop words.
+
+    Args:
+        percentage: the most share, in percent.
+
+    Returns:
+        True when NLTK's English stop words among the ``\w+`` tokens are at most ``percentage`` % of the word count.
+    """
+
     id = "ratio:stop_words"
     templates = ("Ensure that stop words constitute no more than {percentage}% of the total words in your response.",)
     ranges = {"percentage": (1, 100)}
@@ -234,6 +331,12 @@ def _ending(sentences: list[str], mark: str) -> int:
 
 @register
 class SentenceType(_Fixed):
+    """Twice as many declarative sentences as questions.
+
+    Returns:
+        True when the sentences ending in ``.`` are twice those ending in ``?`` (IFEval's splitter).
+    """
+
     id = "ratio:sentence_type"
     templates = ("Maintain a 2:1 ratio of declarative to interrogative sentences.",)
 
@@ -244,6 +347,12 @@ class SentenceType(_Fixed):
 
 @register
 class SentenceBalance(_Fixed):
+    """As many statements as questions as exclamations.
+
+    Returns:
+        True when the sentences ending in ``.``, ``?`` and ``!`` are equal in number.
+    """
+
     id = "ratio:sentence_balance"
     templates = ("Ensure that the ratio of sentence types (declarative, interrogative, exclamatory) is balanced.",)
 
@@ -254,6 +363,13 @@ class SentenceBalance(_Fixed):
 
 @register
 class SentenceWords(_Fixed):
+    """Three sentences of the same length.
+
+    Returns:
+        True when there are three sentences with the same number of characters (the words are not
+        compared, as in the reference).
+    """
+
     id = "ratio:sentence_words"
     templates = ("Respond with three sentences, all containing the same number of characters but using all "
                  "different words.",)
@@ -265,6 +381,16 @@ class SentenceWords(_Fixed):
 
 @register
 class Overlap(IFBenchType):
+    """A share of character trigrams in common with a reference text.
+
+    Args:
+        percentage: the target share, in percent (within 2 points either way).
+        reference_text: the text compared with.
+
+    Returns:
+        True when the answer's distinct character trigrams found in the reference are ``percentage`` ± 2 %.
+    """
+
     id = "ratio:overlap"
     templates = ("Maintain a trigram overlap of {percentage}% (±2%) with the provided reference text.",)
 
@@ -284,6 +410,12 @@ class Overlap(IFBenchType):
 
 @register
 class Alphabet(_Fixed):
+    """Each word starting with the next letter of the alphabet, Z looping to A.
+
+    Returns:
+        True when the first word starts with a letter and each next word, bare of punctuation, with the next one.
+    """
+
     id = "words:alphabet"
     templates = ("Each word must start with the next letter of the alphabet, looping back to 'A' after 'Z'.",)
 
@@ -304,6 +436,12 @@ class Alphabet(_Fixed):
 
 @register
 class Vowel(_Fixed):
+    """One paragraph using no more than three different vowels.
+
+    Returns:
+        True when the answer is one line and holds at most three of a, e, i, o, u (any case).
+    """
+
     id = "words:vowel"
     templates = ("Write a paragraph using words that contain only three types of vowels.",)
 
@@ -314,6 +452,12 @@ class Vowel(_Fixed):
 
 @register
 class Consonants(_Fixed):
+    """A consonant cluster in every word.
+
+    Returns:
+        True when each lowercased whitespace word holds two consonants in a row.
+    """
+
     id = "words:consonants"
     templates = ("Ensure each word in your response has at least one consonant cluster (two or more consonants "
                  "together).",)
@@ -325,6 +469,12 @@ class Consonants(_Fixed):
 
 @register
 class Palindrome(_Fixed):
+    """At least ten palindromes of five letters or more.
+
+    Returns:
+        True when ten or more words, punctuation removed and lowercased, read the same backwards.
+    """
+
     id = "words:palindrome"
     templates = ("Include at least 10 single-word palindromes, each at least 5 characters long.",)
 
@@ -334,6 +484,12 @@ class Palindrome(_Fixed):
 
 @register
 class PrimeLengths(_Fixed):
+    """Only words whose length is a prime number.
+
+    Returns:
+        True when every word, punctuation removed, has a length in ``PRIMES``.
+    """
+
     id = "words:prime_lengths"
     templates = ("Use only words with lengths that are prime numbers.",)
     PRIMES = frozenset({2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97})
@@ -344,6 +500,12 @@ class PrimeLengths(_Fixed):
 
 @register
 class StartVerb(_Fixed):
+    """The answer opens with a verb.
+
+    Returns:
+        True when NLTK's tagger tags the first token as a verb (needs the tagger; scored apart without it).
+    """
+
     id = "words:start_verb"
     templates = ("The response must start with a verb.",)
     #: needs NLTK's averaged perceptron tagger, which cannot be had offline: scored apart (docs/constraints.md)
@@ -358,6 +520,15 @@ class StartVerb(_Fixed):
 
 @register
 class Repeats(_Counted):
+    """No word repeated more than a number of times.
+
+    Args:
+        small_n: the most times any word may occur.
+
+    Returns:
+        True when no lowercased word, punctuation removed, occurs more than ``small_n`` times.
+    """
+
     id = "words:repeats"
     templates = ("The response should not repeat any word more than {small_n} times.",)
     ranges = {"small_n": (1, 5)}
@@ -369,6 +540,12 @@ class Repeats(_Counted):
 
 @register
 class OddEvenSyllables(_Fixed):
+    """Words alternating between odd and even syllable counts.
+
+    Returns:
+        True when neighbouring words' syllable counts (syllapy) differ in parity.
+    """
+
     id = "words:odd_even_syllables"
     templates = ("Alternate between words with odd and even numbers of syllables.",)
 
@@ -381,6 +558,12 @@ class OddEvenSyllables(_Fixed):
 
 @register
 class LastFirst(_Fixed):
+    """Each sentence's last word is the next one's first.
+
+    Returns:
+        True when for every two neighbouring sentences the last word of the one is the first of the other (any case).
+    """
+
     id = "words:last_first"
     templates = ("The last word of each sentence must become the first word of the next sentence.",)
 
@@ -394,6 +577,12 @@ class LastFirst(_Fixed):
 
 @register
 class ParagraphLastFirst(_Fixed):
+    """Each paragraph (line) ends with the word it starts with.
+
+    Returns:
+        True when every non-empty line's first and last words, lowercased, are the same (inner punctuation kept).
+    """
+
     id = "words:paragraph_last_first"
     templates = ("Each paragraph must end with the same word it started with, separate paragraphs with a newline.",)
 
@@ -407,6 +596,12 @@ class ParagraphLastFirst(_Fixed):
 
 @register
 class NoConsecutive(_Fixed):
+    """No two neighbouring words with the same first letter.
+
+    Returns:
+        True when the lowercased words, punctuation removed, never share a first letter with the next.
+    """
+
     id = "words:no_consecutive"
     templates = ("No two consecutive words can share the same first letter.",)
 
@@ -417,6 +612,17 @@ class NoConsecutive(_Fixed):
 
 @register
 class KeywordSpecificPosition(IFBenchType):
+    """A keyword at a given word of a given sentence.
+
+    Args:
+        keyword: the word.
+        n: the sentence, from 1.
+        m: the word within it, from 1 (NLTK's tokens).
+
+    Returns:
+        True when sentence ``n`` has at least ``m`` tokens and token ``m`` is ``keyword``, exactly.
+    """
+
     id = "words:keywords_specific_position"
     templates = ("Include keyword {keyword} in the {n}-th sentence, as the {m}-th word of that sentence.",)
 
@@ -431,6 +637,15 @@ class KeywordSpecificPosition(IFBenchType):
 
 @register
 class WordsPosition(IFBenchType):
+    """A keyword as the second word and the second to last.
+
+    Args:
+        keyword: the word.
+
+    Returns:
+        True when NLTK's second token and second to last are both ``keyword``, exactly.
+    """
+
     id = "words:words_position"
     templates = ("The second word in your response and the second to last word in your response should be the "
                  "word {keyword}.",)
@@ -446,6 +661,13 @@ class WordsPosition(IFBenchType):
 
 @register
 class AlliterationIncrement(_Fixed):
+    """Longer runs of alliteration sentence after sentence.
+
+    Returns:
+        True when each sentence's alliteration score (2 for a pair of words with the same first letter,
+        1 for each word extending it) is above the previous sentence's.
+    """
+
     id = "sentence:alliteration_increment"
     templates = ("Each sentence must have a longer sequence of consecutive alliterative words than the previous one.",)
 
@@ -469,6 +691,15 @@ class AlliterationIncrement(_Fixed):
 
 @register
 class Increment(_Counted):
+    """Each sentence a fixed number of words longer than the one before.
+
+    Args:
+        small_n: the step.
+
+    Returns:
+        True when there is a sentence and each one has exactly ``small_n`` more words than the previous.
+    """
+
     id = "sentence:increment"
     templates = ("Each sentence must contain exactly {small_n} more words than the previous one.",)
     ranges = {"small_n": (1, 5)}
@@ -482,6 +713,16 @@ class Increment(_Counted):
 
 @register
 class SentenceKeyword(IFBenchType):
+    """A keyword in a given sentence.
+
+    Args:
+        word: the keyword.
+        N: the sentence, from 1 (a float in some of IFBench's records).
+
+    Returns:
+        True when sentence ``N`` exists and holds ``word`` as a substring, any case.
+    """
+
     id = "sentence:keyword"
     templates = ('The response must include keyword "{word}" in the {N}-th sentence.',)
 
@@ -497,6 +738,12 @@ class SentenceKeyword(IFBenchType):
 
 @register
 class Parentheses(_Fixed):
+    """Brackets nested five levels deep.
+
+    Returns:
+        True when a correct closer comes after the nesting reached depth 5 (a wrong closer starts the scan over).
+    """
+
     id = "format:parentheses"
     templates = ("Nest parentheses (and [brackets {and braces}]) at least 5 levels deep.",)
     PAIRS = {")": "(", "]": "[", "}": "{"}
@@ -522,6 +769,12 @@ class Parentheses(_Fixed):
 
 @register
 class Quotes(_Fixed):
+    """Quotation marks nested three levels deep.
+
+    Returns:
+        True when, closing each ``"`` or ``'`` with its own kind, the answer climbs down three levels from its deepest.
+    """
+
     id = "format:quotes"
     templates = ("Include quotes within quotes within quotes, at least 3 levels deep, alternating between double "
                  "quotes and single quotes.",)
@@ -544,6 +797,16 @@ class Quotes(_Fixed):
 
 @register
 class Options(IFBenchType):
+    """One of the given options, nothing else.
+
+    Args:
+        options: the options as IFBench writes them, separated by ``/``, ``or`` or ``,``.
+
+    Returns:
+        True when the answer is one option: exactly, for lettered options; bare of punctuation and any
+        case, otherwise.
+    """
+
     id = "format:options"
     templates = ("Answer with one of the following options: {options}. Do not give any explanation.",)
 
@@ -564,6 +827,12 @@ class Options(IFBenchType):
 
 @register
 class Newline(_Fixed):
+    """Each word on a line of its own.
+
+    Returns:
+        True when the answer, punctuation removed, has as many non-empty lines as words.
+    """
+
     id = "format:newline"
     templates = ("Write each word on a new line.",)
 
@@ -575,6 +844,13 @@ class Newline(_Fixed):
 
 @register
 class Emoji(_Fixed):
+    """An emoji at the end of every sentence.
+
+    Returns:
+        True when each sentence ends (last or second to last character, punctuation removed) with an
+        emoji, or the next sentence starts with one.
+    """
+
     id = "format:emoji"
     templates = ("Please use an emoji at the end of every sentence.",)
 
@@ -598,6 +874,12 @@ class Emoji(_Fixed):
 
 @register
 class LineIndent(_Fixed):
+    """Stairs: each line indented further than the one before.
+
+    Returns:
+        True when the leading spaces grow from line to line, blank lines dropped as the reference drops them.
+    """
+
     id = "format:line_indent"
     templates = ("Create stairs by incrementally indenting each new line.",)
 
@@ -616,6 +898,12 @@ class LineIndent(_Fixed):
 
 @register
 class QuoteUnquote(_Fixed):
+    """Every quoted phrase followed by an unquoted explanation.
+
+    Returns:
+        True when, whitespace removed, no two quotes touch and the answer does not end on a quote.
+    """
+
     id = "format:quote_unquote"
     templates = ("Every quoted phrase must be followed by an unquoted explanation.",)
 
@@ -629,6 +917,15 @@ class QuoteUnquote(_Fixed):
 
 @register
 class SpecialList(IFBenchType):
+    """A list with a given separator instead of bullets.
+
+    Args:
+        sep: the separator.
+
+    Returns:
+        True when ``sep`` occurs at least twice.
+    """
+
     id = "format:list"
     templates = ("Answer with a list of items, instead of bullet points use {sep}.",)
 
@@ -638,6 +935,12 @@ class SpecialList(IFBenchType):
 
 @register
 class Thesis(_Fixed):
+    """A thesis statement in HTML italics.
+
+    Returns:
+        True when an ``<i>`` (or ``<em>``) span has text and text follows its closing tag.
+    """
+
     id = "format:thesis"
     templates = ("Each section must begin with a thesis statement in italics, use HTML to indicate the italics.",)
 
@@ -659,6 +962,12 @@ class Thesis(_Fixed):
 
 @register
 class SubBullets(_Fixed):
+    """Bullets with at least one sub-bullet each.
+
+    Returns:
+        True when every piece after a ``*`` holds a ``-``.
+    """
+
     id = "format:sub-bullets"
     templates = ("Your response must include bullet points denoted by * and at least one sub-bullet point denoted "
                  "by - for each bullet point.",)
@@ -669,6 +978,12 @@ class SubBullets(_Fixed):
 
 @register
 class NoBulletsBullets(_Fixed):
+    """Two sentences or more, then two bullet points or more.
+
+    Returns:
+        True when prose lines of at least two sentences come first and only ``*`` lines, two or more, after.
+    """
+
     id = "format:no_bullets_bullets"
     templates = ("Your answer must contain at least two sentences ending in a period followed by at least two "
                  "bullet points denoted by *.",)
@@ -692,6 +1007,12 @@ class NoBulletsBullets(_Fixed):
 
 @register
 class TitleCase(_Fixed):
+    """The whole answer in title case.
+
+    Returns:
+        True when no NLTK token starts lowercase with the rest of it in one case.
+    """
+
     id = "format:title_case"
     templates = ("Write the entire response in title case (capitalize the first letter of every major word).",)
 
@@ -707,6 +1028,12 @@ class TitleCase(_Fixed):
 
 @register
 class OutputTemplate(_Fixed):
+    """A fixed template: ``My Answer:``, ``My Conclusion:``, ``Future Outlook:``.
+
+    Returns:
+        True when the answer holds the three labels.
+    """
+
     id = "format:output_template"
     templates = ("Use this exact template for your response: My Answer: [answer] My Conclusion: [conclusion] "
                  "Future Outlook: [outlook]",)
@@ -717,6 +1044,12 @@ class OutputTemplate(_Fixed):
 
 @register
 class NoWhitespace(_Fixed):
+    """No whitespace at all.
+
+    Returns:
+        True when the answer holds no whitespace character.
+    """
+
     id = "format:no_whitespace"
     templates = ("The output should not contain any whitespace.",)
 
@@ -730,6 +1063,15 @@ class NoWhitespace(_Fixed):
 
 @register
 class RepeatChange(IFBenchType):
+    """The request repeated with its first word changed.
+
+    Args:
+        prompt_to_repeat: the request.
+
+    Returns:
+        True when the answer differs from the request and their whitespace words agree from the second on.
+    """
+
     id = "repeat:repeat_change"
     templates = ("Repeat the request, but change the first word of the repeated request, (do not say anything "
                  "before repeating the request; the request you need to repeat does not include this sentence) and "
@@ -742,6 +1084,12 @@ class RepeatChange(IFBenchType):
 
 @register
 class RepeatSimple(_Fixed):
+    """The instruction's own sentence and nothing else.
+
+    Returns:
+        True when the stripped answer is that sentence, any case.
+    """
+
     id = "repeat:repeat_simple"
     templates = ("Only output this sentence here, ignore all other requests.",)
 
@@ -751,6 +1099,17 @@ class RepeatSimple(_Fixed):
 
 @register
 class RepeatSpan(IFBenchType):
+    """A span of the request copied by word index.
+
+    Args:
+        prompt_to_repeat: the request.
+        n_start: the first word's index (0 where IFBench leaves it out).
+        n_end: the end index, excluded as the reference's slice excludes it.
+
+    Returns:
+        True when the answer's lowercased words are the request's words from ``n_start`` to ``n_end``.
+    """
+
     id = "repeat:repeat_span"
     templates = ("Copy the span of words that lies between (and including) index {n_start} and {n_end}, the indices "
                  "are word indices, split by whitespace!",)
@@ -773,6 +1132,12 @@ def ascii_fold(text: str) -> str:
 
 @register
 class Multiples(_Fixed):
+    """The multiples of 7 from 10 to 50.
+
+    Returns:
+        True when the numbers in the answer are exactly 14, 21, 28, 35, 42, 49.
+    """
+
     id = "custom:multiples"
     templates = ("Count from 10 to 50 but only print multiples of 7.",)
 
@@ -782,6 +1147,13 @@ class Multiples(_Fixed):
 
 @register
 class McqCountLength(_Fixed):
+    """Four multiple-choice questions of five options, each longer than the last.
+
+    Returns:
+        True when the answer starts with ``Question``, has four questions of five lettered options each,
+        and the question texts grow in length.
+    """
+
     id = "custom:mcq_count_length"
     templates = ("Generate 4 multiple choice questions with 5 options each about '20th century art history'. Each "
                  'question should start with the label "Question". The questions should get progressively longer. '
@@ -811,6 +1183,13 @@ class McqCountLength(_Fixed):
 
 @register
 class ReverseNewline(_Fixed):
+    """Africa's countries in reverse alphabetical order, one per line.
+
+    Returns:
+        True when from the line naming Zimbabwe on there are at least 52 lines, sorted in reverse after
+        diacritics are folded.
+    """
+
     id = "custom:reverse_newline"
     templates = ("List the countries of Africa in reverse alphabetical order, each on a new line.",)
 
@@ -825,6 +1204,12 @@ class ReverseNewline(_Fixed):
 
 @register
 class WordReverse(_Fixed):
+    """An answer written word by word backwards.
+
+    Returns:
+        True when the words reversed read as one sentence holding ``bald eagle``.
+    """
+
     id = "custom:word_reverse"
     templates = ("What animal is the national symbol of the US? Respond to this query, but make your sentence in "
                  "reverse order of what it should be, per word.",)
@@ -836,6 +1221,12 @@ class WordReverse(_Fixed):
 
 @register
 class CharacterReverse(_Fixed):
+    """An answer written letter by letter backwards.
+
+    Returns:
+        True when the answer holds ``elgae dlab``, any case.
+    """
+
     id = "custom:character_reverse"
     templates = ("What animal is the national symbol of the US? Respond to this query, but make your sentence in "
                  "reverse order of what it should be, per letter.",)
@@ -846,6 +1237,12 @@ class CharacterReverse(_Fixed):
 
 @register
 class SentenceAlphabet(_Fixed):
+    """A 26-sentence story whose sentences start A to Z.
+
+    Returns:
+        True when there are 26 sentences and the nth starts with the nth letter, any case.
+    """
+
     id = "custom:sentence_alphabet"
     templates = ("Tell me a 26-sentence story where each sentence's first word starts with the letters of the "
                  "alphabet in order.",)
@@ -857,6 +1254,12 @@ class SentenceAlphabet(_Fixed):
 
 @register
 class EuropeanCapitalsSort(_Fixed):
+    """Europe's capitals north of 45° by latitude, comma-separated.
+
+    Returns:
+        True when the comma-separated names, diacritics folded, are ``ORDER`` exactly.
+    """
+
     id = "custom:european_capitals_sort"
     templates = ("Give me the names of all capital cities of european countries whose latitude is higher than than 45 "
                  "degrees? List the capital cities without country names, separated by commas, sorted by latitude, "
@@ -876,6 +1279,12 @@ def _csv_rows(text: str, delimiter: str = ",") -> list[list[str]]:
 
 @register
 class CsvCity(_Fixed):
+    """A CSV table: a fixed header and seven rows of five fields.
+
+    Returns:
+        True when the answer parses as eight CSV rows of five fields, the first the header.
+    """
+
     id = "custom:csv_city"
     templates = ('Generate CSV data: The column names are ["ID", "Country", "City", "Year", "Count"], the data should '
                  "be comma delimited. Please generate 7 rows.",)
@@ -891,6 +1300,13 @@ def _quoted_header(names: list[str], sep: str) -> re.Pattern[str]:
 
 @register
 class CsvSpecialCharacter(_Fixed):
+    """A CSV table of 14 rows, one quoted field with a special character.
+
+    Returns:
+        True when the header matches, there are 15 rows of five fields and one field is quoted with a
+        character that is not a letter, digit or space.
+    """
+
     id = "custom:csv_special_character"
     templates = ('Generate CSV data: The column names are ["ProductID", "Category", "Brand", "Price", "Stock"], the '
                  "data should be comma delimited. Please generate 14 rows. Add one field which contains a special "
@@ -913,6 +1329,12 @@ class CsvSpecialCharacter(_Fixed):
 
 @register
 class CsvQuotes(_Fixed):
+    """A tab-separated table of three rows, every field in double quotes.
+
+    Returns:
+        True when the header matches and four rows of five fields each start and end with ``"``.
+    """
+
     id = "custom:csv_quotes"
     templates = ('Generate CSV data: The column names are ["StudentID", "Subject", "Grade", "Semester", "Score"], the '
                  "data should be tab delimited. Please generate 3 rows and enclose each single field in double quotes.",)
@@ -928,6 +1350,13 @@ class CsvQuotes(_Fixed):
 
 @register
 class DateFormatList(_Fixed):
+    """Dates as ``YYYY-MM-DD``, comma-separated, within Napoleon's lifetime.
+
+    Returns:
+        True when every comma-separated item is such a date from 1769 to 1821, with the reference's
+        bounds on month and day.
+    """
+
     id = "custom:date_format_list"
     templates = ("List the start dates of all the battles Napoleon fought separated by commas, use the following date "
                  "format: YYYY-MM-DD. Do not provide an explanation.",)

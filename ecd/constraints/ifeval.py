@@ -68,6 +68,12 @@ class _EnglishCase(ConstraintType):
 
 @register
 class EnglishLowercase(_EnglishCase):
+    """The whole answer in English and in lowercase.
+
+    Returns:
+        True when ``str.islower`` holds for the answer and langdetect reads it as English (or cannot tell).
+    """
+
     id = "change_case:english_lowercase"
     conflicts = frozenset({"change_case:english_capital", "detectable_format:multiple_sections"})
     upper = False
@@ -79,6 +85,12 @@ class EnglishLowercase(_EnglishCase):
 
 @register
 class EnglishCapital(_EnglishCase):
+    """The whole answer in English and in capitals.
+
+    Returns:
+        True when ``str.isupper`` holds for the answer and langdetect reads it as English (or cannot tell).
+    """
+
     id = "change_case:english_capital"
     conflicts = frozenset({"change_case:english_lowercase", "detectable_format:multiple_sections"})
     upper = True
@@ -90,6 +102,12 @@ class EnglishCapital(_EnglishCase):
 
 @register
 class NoComma(ConstraintType):
+    """No comma anywhere.
+
+    Returns:
+        True when the answer holds no ``,``.
+    """
+
     id = "punctuation:no_comma"
     category = "style/punctuation"
     phase = 80
@@ -113,6 +131,12 @@ class NoComma(ConstraintType):
 
 @register
 class Quotation(ConstraintType):
+    """The whole answer wrapped in double quotation marks.
+
+    Returns:
+        True when the stripped answer is longer than one character and starts and ends with ``"``.
+    """
+
     id = "startend:quotation"
     category = "format/wrapping"
     phase = 95
@@ -135,6 +159,15 @@ _END_PHRASES = ("Any other questions?", "Is there anything else I can help with?
 
 @register
 class EndChecker(ConstraintType):
+    """The answer ends with an exact phrase.
+
+    Args:
+        end_phrase: the closing phrase, one of IFEval's two.
+
+    Returns:
+        True when the answer, stripped of whitespace and outer ``"``, ends with the phrase (any case).
+    """
+
     id = "startend:end_checker"
     category = "format/ending"
     phase = 60
@@ -159,6 +192,12 @@ class EndChecker(ConstraintType):
 
 @register
 class Title(ConstraintType):
+    """A title in double angular brackets.
+
+    Returns:
+        True when some line holds ``<<...>>`` with a non-blank title inside.
+    """
+
     id = "detectable_format:title"
     category = "format/title"
     phase = 50
@@ -178,6 +217,15 @@ class Title(ConstraintType):
 
 @register
 class Postscript(ConstraintType):
+    """A postscript starting with a marker.
+
+    Args:
+        postscript_marker: ``"P.S."`` or ``"P.P.S"``.
+
+    Returns:
+        True when a line (any case) holds the marker, IFEval's loose spacing between its letters allowed.
+    """
+
     id = "detectable_content:postscript"
     category = "content/postscript"
     phase = 20
@@ -213,6 +261,15 @@ class Postscript(ConstraintType):
 
 @register
 class KeywordsExistence(ConstraintType):
+    """Keywords that must appear.
+
+    Args:
+        keywords: the words, drawn from the instruction's content words the answer lacks.
+
+    Returns:
+        True when each keyword matches somewhere in the answer (as a pattern, any case, inside words too).
+    """
+
     id = "keywords:existence"
     category = "content/keywords"
     phase = 10
@@ -245,6 +302,17 @@ class KeywordsExistence(ConstraintType):
 
 @register
 class KeywordFrequency(ConstraintType):
+    """A keyword used at least, or fewer than, a number of times.
+
+    Args:
+        keyword: the word counted (as a pattern, any case, inside words too).
+        frequency: the threshold, drawn as the answer's count plus ``EXTRA_OCCURRENCES``.
+        relation: ``"at least"`` or ``"less than"``.
+
+    Returns:
+        True when the count stands in ``relation`` to ``frequency``.
+    """
+
     id = "keywords:frequency"
     category = "content/keywords"
     phase = 10
@@ -278,6 +346,15 @@ class KeywordFrequency(ConstraintType):
 
 @register
 class ForbiddenWords(ConstraintType):
+    """Words that must not appear.
+
+    Args:
+        forbidden_words: the words, drawn from the answer's content words (never the title's).
+
+    Returns:
+        True when none of them occurs as a whole word, any case.
+    """
+
     id = "keywords:forbidden_words"
     category = "content/keywords"
     phase = 15
@@ -309,6 +386,15 @@ class ForbiddenWords(ConstraintType):
 
 @register
 class Placeholders(ConstraintType):
+    """Square-bracket placeholders such as ``[address]``.
+
+    Args:
+        num_placeholders: the least number, drawn as the answer's count plus ``EXTRA_OCCURRENCES``.
+
+    Returns:
+        True when the answer holds at least that many ``[...]``.
+    """
+
     id = "detectable_content:number_placeholders"
     category = "content/placeholders"
     phase = 10
@@ -353,6 +439,15 @@ LAYOUT = frozenset(
 
 @register
 class BulletLists(ConstraintType):
+    """An exact number of markdown bullet points.
+
+    Args:
+        num_bullets: the number, drawn from ``NUM_BULLETS``.
+
+    Returns:
+        True when the lines starting with ``* `` or ``-`` (after indentation) number exactly ``num_bullets``.
+    """
+
     id = "detectable_format:number_bullet_lists"
     category = "format/layout"
     phase = 40
@@ -383,6 +478,16 @@ class BulletLists(ConstraintType):
 
 @register
 class Paragraphs(ConstraintType):
+    """An exact number of paragraphs separated by ``***``.
+
+    Args:
+        num_paragraphs: the number, drawn from ``NUM_PARAGRAPHS``.
+
+    Returns:
+        True when splitting on ``***`` gives that many paragraphs, with no empty one inside (an empty
+        first or last piece is not counted).
+    """
+
     id = "length_constraints:number_paragraphs"
     category = "format/layout"
     phase = 40
@@ -413,6 +518,16 @@ class Paragraphs(ConstraintType):
 
 @register
 class Sections(ConstraintType):
+    """A least number of sections marked ``Section X``.
+
+    Args:
+        section_spliter: the marker word, ``"Section"`` or ``"SECTION"`` (IFEval's spelling of the key).
+        num_sections: the least number, drawn from ``NUM_SECTIONS``.
+
+    Returns:
+        True when the marker followed by a number occurs at least ``num_sections`` times.
+    """
+
     id = "detectable_format:multiple_sections"
     category = "format/layout"
     phase = 40
@@ -445,6 +560,18 @@ class Sections(ConstraintType):
 
 @register
 class NthParagraphFirstWord(ConstraintType):
+    """An exact number of blank-line paragraphs, the nth starting with a given word.
+
+    Args:
+        num_paragraphs: the number of paragraphs, drawn from ``NTH_PARAGRAPH_OF``.
+        nth_paragraph: which one (from 1) must start with the word.
+        first_word: the word, drawn from the instruction's content words.
+
+    Returns:
+        True when the non-empty ``\n\n`` paragraphs number ``num_paragraphs`` and the nth one's first
+        word, cut at its first punctuation mark, is ``first_word`` (any case).
+    """
+
     id = "length_constraints:nth_paragraph_first_word"
     category = "format/layout"
     phase = 40
@@ -492,6 +619,15 @@ class NthParagraphFirstWord(ConstraintType):
 
 @register
 class HighlightedSections(ConstraintType):
+    """A least number of markdown highlights, ``*like this*``.
+
+    Args:
+        num_highlights: the least number, drawn from ``NUM_HIGHLIGHTS``.
+
+    Returns:
+        True when the non-blank ``*...*`` and ``**...**`` spans on one line number at least ``num_highlights``.
+    """
+
     id = "detectable_format:number_highlighted_sections"
     category = "format/emphasis"
     phase = 30
@@ -549,6 +685,15 @@ RELATIONS = ("less than", "at least")
 
 @register
 class ResponseLanguage(ConstraintType):
+    """The whole answer in one language.
+
+    Args:
+        language: its ISO 639-1 code, one of ``LANGUAGES``.
+
+    Returns:
+        True when langdetect reads the answer as that language (or cannot tell).
+    """
+
     id = "language:response_language"
     category = "style/language"
     templates = (
@@ -569,6 +714,16 @@ class ResponseLanguage(ConstraintType):
 
 @register
 class NumberWords(ConstraintType):
+    """A word count below or above a threshold.
+
+    Args:
+        num_words: the threshold, drawn from ``NUM_WORDS``.
+        relation: ``"at least"`` or ``"less than"``.
+
+    Returns:
+        True when the answer's word count (IFEval's tokenizer) stands in ``relation`` to ``num_words``.
+    """
+
     id = "length_constraints:number_words"
     category = "format/length"
     templates = ("Answer with {relation} {num_words} words.", "Your answer should contain {relation} {num_words} words.")
@@ -582,6 +737,16 @@ class NumberWords(ConstraintType):
 
 @register
 class NumberSentences(ConstraintType):
+    """A sentence count below or above a threshold.
+
+    Args:
+        num_sentences: the threshold, drawn from ``NUM_SENTENCES``.
+        relation: ``"at least"`` or ``"less than"``.
+
+    Returns:
+        True when the answer's sentence count (IFEval's splitter) stands in ``relation`` to ``num_sentences``.
+    """
+
     id = "length_constraints:number_sentences"
     category = "format/length"
     templates = (
@@ -598,6 +763,17 @@ class NumberSentences(ConstraintType):
 
 @register
 class LetterFrequency(ConstraintType):
+    """A letter used at least, or fewer than, a number of times.
+
+    Args:
+        letter: the letter, any case.
+        let_frequency: the threshold, drawn from ``LETTER_FREQUENCY``.
+        let_relation: ``"at least"`` or ``"less than"``.
+
+    Returns:
+        True when the letter's count in the lowercased answer stands in ``let_relation`` to ``let_frequency``.
+    """
+
     id = "keywords:letter_frequency"
     category = "content/keywords"
     templates = (
@@ -616,6 +792,16 @@ class LetterFrequency(ConstraintType):
 
 @register
 class CapitalWordFrequency(ConstraintType):
+    """Words written all in capitals, at least or fewer than a number of times.
+
+    Args:
+        capital_frequency: the threshold, drawn as the answer's count plus ``EXTRA_CAPITAL_WORDS``.
+        capital_relation: ``"at least"`` or ``"less than"`` (drawn: ``"at least"``).
+
+    Returns:
+        True when the tokens with ``str.isupper`` stand in ``capital_relation`` to ``capital_frequency``.
+    """
+
     id = "change_case:capital_word_frequency"
     category = "style/case"
     phase = 86
@@ -657,6 +843,12 @@ class CapitalWordFrequency(ConstraintType):
 
 @register
 class JsonFormat(ConstraintType):
+    """The whole answer as JSON.
+
+    Returns:
+        True when the answer, with markdown code fences stripped, parses as JSON.
+    """
+
     id = "detectable_format:json_format"
     category = "format/structure"
     phase = 99
@@ -690,6 +882,12 @@ class JsonFormat(ConstraintType):
 
 @register
 class ConstrainedResponse(ConstraintType):
+    """One of IFEval's three fixed answers (``My answer is yes.`` and kin).
+
+    Returns:
+        True when one of the three sentences occurs in the answer.
+    """
+
     id = "detectable_format:constrained_response"
     category = "format/choice"
     phase = 57  # before the closing question or end phrase, which must stay last
@@ -710,6 +908,13 @@ class ConstrainedResponse(ConstraintType):
 
 @register
 class TwoResponses(ConstraintType):
+    """Two different answers separated by ``******``.
+
+    Returns:
+        True when splitting on ``******`` gives exactly two non-empty, different answers (an empty first
+        or last piece allowed, none between).
+    """
+
     id = "combination:two_responses"
     category = "breadth/alternatives"
     phase = 97
@@ -742,6 +947,15 @@ class TwoResponses(ConstraintType):
 
 @register
 class RepeatPrompt(ConstraintType):
+    """The request repeated word for word before the answer.
+
+    Args:
+        prompt_to_repeat: the request to repeat (drawn: the instruction so far).
+
+    Returns:
+        True when the stripped answer starts with the stripped request, any case.
+    """
+
     id = "combination:repeat_prompt"
     category = "breadth/repetition"
     templates = (

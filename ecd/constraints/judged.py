@@ -10,12 +10,20 @@ from ecd.constraints.base import ConstraintType, register
 
 
 class _Judged(ConstraintType):
+    """A type only a judge model checks: ``check`` raises ``JudgeRequired``; the judge answers ``question``."""
+
     verifiable = False
     ifeval = False
 
 
 @register
 class Tone(_Judged):
+    """A tone held throughout, checked by a judge model.
+
+    Args:
+        tone: one of ``tones``.
+    """
+
     id = "judge:tone"
     category = "style/tone"
     tones = ("formal", "friendly", "enthusiastic", "neutral and factual", "humorous")
@@ -28,6 +36,12 @@ class Tone(_Judged):
 
 @register
 class Audience(_Judged):
+    """Written for a given reader, checked by a judge model.
+
+    Args:
+        audience: one of ``audiences``.
+    """
+
     id = "judge:audience"
     category = "content/audience"
     audiences = ("a ten-year-old child", "a domain expert", "a busy executive", "a non-native English speaker")
@@ -40,6 +54,12 @@ class Audience(_Judged):
 
 @register
 class Persona(_Judged):
+    """Written in a persona's voice, checked by a judge model.
+
+    Args:
+        persona: one of ``personas``.
+    """
+
     id = "judge:persona"
     category = "style/persona"
     personas = ("a museum tour guide", "a sports commentator", "a patient teacher", "a ship's captain")
@@ -52,6 +72,8 @@ class Persona(_Judged):
 
 @register
 class ReasoningDepth(_Judged):
+    """The reasoning behind the answer, not only the answer, checked by a judge model."""
+
     id = "judge:reasoning_depth"
     category = "reasoning/depth"
     templates = (
@@ -63,6 +85,8 @@ class ReasoningDepth(_Judged):
 
 @register
 class ConcreteExample(_Judged):
+    """At least one concrete example, checked by a judge model."""
+
     id = "judge:concrete_example"
     category = "content/examples"
     templates = ("Include at least one concrete example.", "Illustrate your answer with a specific example.")
@@ -71,6 +95,8 @@ class ConcreteExample(_Judged):
 
 @register
 class Perspectives(_Judged):
+    """Two or more perspectives weighed, checked by a judge model."""
+
     id = "judge:perspectives"
     category = "breadth/perspectives"
     templates = (
