@@ -207,13 +207,14 @@ app.add_typer(grid_app, name="grid")
 def grid_queue(
     strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies"),
     losses: str = typer.Option("dpo,rpo,slic,ipo", help="comma-separated: dpo, rpo, slic, ipo"),
-    seeds: str = typer.Option("0,1,2", help="comma-separated seeds (train.seed, student.seed and pair.seed)"),
+    random_seeds: str = typer.Option("0,1,2", "--random-seeds", "--seeds",
+                                     help="comma-separated random seeds, each set as train.seed, student.seed and pair.seed"),
     set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
 ) -> None:
-    """Queue one `dvc exp run --queue` per cell and seed; run them with `dvc queue start`."""
+    """Queue one `dvc exp run --queue` per cell and random seed; run them with `dvc queue start`."""
     from ecd.grid import queue
 
-    names = queue(strategies.split(","), losses.split(","), [int(s) for s in seeds.split(",")], set_)
+    names = queue(strategies.split(","), losses.split(","), [int(s) for s in random_seeds.split(",")], set_)
     out.print(f"queued {len(names)} experiments; run them with `dvc queue start` and follow with `dvc queue status`")
 
 

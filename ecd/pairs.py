@@ -146,10 +146,10 @@ def dataset_card(train: list[Pair], test: list[Pair], metrics: dict[str, Any], p
                  pass_rates: dict[str, float] | None = None) -> str:
     """``README.md`` for the pairs: models, params hash, licence, and counts recomputed from the rows."""
     rows = train + test
-    if params.seed.source == SHIPPED_SEEDS[0]:
+    if params.seeds.source == SHIPPED_SEEDS[0]:
         seeds, licence = SHIPPED_SEEDS[1], SHIPPED_SEEDS[2]
     else:
-        seeds, licence = f"`{params.seed.source}` (its licence applies to the seed text)", "other"
+        seeds, licence = f"`{params.seeds.source}` (its licence applies to the seed text)", "other"
     curriculum = params.pair.curriculum
     return CARD_TEMPLATE.substitute(
         licence=licence,

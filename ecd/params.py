@@ -401,7 +401,7 @@ class RoundItem(_Section):
 
 
 class Params(_Section):
-    seed: SeedParams = SeedParams()
+    seeds: SeedParams = SeedParams()
     teacher: ModelParams = ModelParams()
     #: the judge for constraints code cannot check and for evaluation's win rate; null: none
     judge: ModelParams | None = None
@@ -445,7 +445,9 @@ class Params(_Section):
 
 
 #: keys that moved to another section: the error names the new place
-MOVED = {"pair.test_fraction": " (it moved: the held-out split is split.test_fraction, with split.seed)",
+MOVED = {"seed": " (it was renamed: the seed instructions are the seeds section, seeds.source and kin;"
+                 " every `seed` key now is a random seed)",
+         "pair.test_fraction": " (it moved: the held-out split is split.test_fraction, with split.seed)",
          "evaluate.ifeval": " (it moved: list the evaluation sets in evaluate.sets, e.g. [heldout, ifeval, ifbench])"}
 
 

@@ -19,8 +19,10 @@ derived from ``Pair`` (``ecd.pairs.features``).
 
 Glossary — one word, one thing:
 
-- **seed instruction**: a task of the seed file (``data/self-instruct``), round 0 of its chains.
-  Not to be confused with a **random seed** (``*.seed`` in params), which only ever fixes a draw.
+- **seed instruction**: a task of the seed set (``data/self-instruct``), round 0 of its chains;
+  the **seeds** section and stage read them. A key named ``seed`` (``evolve.seed``, ``train.seed``,
+  ...) is always a **random seed**, which only ever fixes a draw; ``ecd grid queue --random-seeds``
+  lists them.
 - **instruction**: the prompt a model answers (``Instruction.text``); each of its requirements is a
   **constraint** (``ConstraintRecord``; IFEval calls them "instructions", hence its column names
   ``instruction_id_list`` and ``follow_instruction_list``, kept in the records IFEval's tools read).

@@ -19,7 +19,7 @@ def _rows(p: SeedParams) -> Iterator[tuple[str, dict[str, Any]]]:
     src = Path(p.source)
     if src.suffix in {".jsonl", ".json"} or src.exists():
         if not src.exists():
-            raise EcdError(f"seed file not found: {src} (params seed.source)")
+            raise EcdError(f"seed file not found: {src} (params seeds.source)")
         if src.suffix == ".json":
             try:
                 data = json.loads(read_text(src))
@@ -88,7 +88,7 @@ def read_seeds(p: SeedParams) -> tuple[list[Instruction], Counter[str]]:
     """Read and normalise seeds; returns them and the rows left out by cause (``too_long_instruction``,
     ``too_long_reference``, ``empty``, ``duplicate``). Self-Instruct rows (``instances``) use their first
     instance. Over-long rows are left out before any model sees them, or refused with
-    ``seed.too_long: error``."""
+    ``seeds.too_long: error``."""
     out: dict[str, Instruction] = {}
     skipped: Counter[str] = Counter()
     for where, row in _rows(p):
@@ -108,7 +108,7 @@ def read_seeds(p: SeedParams) -> tuple[list[Instruction], Counter[str]]:
                                    ("reference", reference, p.max_reference_chars)):
             if len(value) > limit:
                 if p.too_long == "error":
-                    raise EcdError(f"{where}: {what} of {len(value):,} characters is over seed.max_{what}_chars={limit:,}")
+                    raise EcdError(f"{where}: {what} of {len(value):,} characters is over seeds.max_{what}_chars={limit:,}")
                 skipped[f"too_long_{what}"] += 1
                 break
         else:

@@ -61,7 +61,7 @@ def test_an_llm_teacher_whose_answers_never_end_yields_no_roots(tiny_model: Path
     """The dataset half with a tiny transformers model as teacher, judge and weak model."""
     tiny = {"backend": "transformers", "model": str(tiny_model), "max_new_tokens": 24, "batch_size": 8}
     proj = make_project(tmp_path / "proj", {
-        "seed": {"limit": 6},
+        "seeds": {"limit": 6},
         "teacher": tiny,
         "judge": {**tiny, "max_new_tokens": 4, "temperature": 0.0},
         "evolve": {"chains_per_seed": 2},

@@ -46,11 +46,11 @@ def scripted(tmp_path):
     handler = type("Handler", (_Script,), {"sent": [], "failing": set(), "mode": "ok", "calls": 0})
     server, url = LoopbackChat.serve(handler)
     proj = make_project(tmp_path / "proj", {
-        "seed": {"limit": N_SEEDS},
+        "seeds": {"limit": N_SEEDS},
         "teacher": {"backend": "openai", "model": "m", "base_url": url, "max_retries": 0, "timeout": 10,
                     "temperature": 0.0, "concurrency": 2},
     })
-    proj.run(sys.executable, "stages/seed.py")
+    proj.run(sys.executable, "stages/seeds.py")
     yield proj, handler
     server.shutdown()
 
@@ -142,9 +142,9 @@ def _fresh(tmp_path: Path, overrides: dict | None = None):
 
 
 def test_a_seed_file_that_is_not_utf8_names_file_and_line(tmp_path) -> None:
-    proj = _fresh(tmp_path, {"seed": {"source": "seeds.jsonl"}})
+    proj = _fresh(tmp_path, {"seeds": {"source": "seeds.jsonl"}})
     (proj.path / "seeds.jsonl").write_bytes(b'{"instruction": "ok", "instances": [{"input": "", "output": "x"}]}\n' + BAD_UTF8)
-    line = _one_error_line(proj.run(sys.executable, "stages/seed.py", check=False))
+    line = _one_error_line(proj.run(sys.executable, "stages/seeds.py", check=False))
     assert line == "error: seeds.jsonl:2: not UTF-8 text (byte 21 of the line)"
 
 
@@ -159,7 +159,7 @@ def test_ifeval_responses_that_are_not_utf8_name_file_and_line(tmp_path) -> None
 def test_a_params_file_that_is_not_utf8_is_named(tmp_path) -> None:
     proj = _fresh(tmp_path)
     (proj.path / "params.yaml").write_bytes(b"seed:\n  limit: 3\n# caf\xe9\n")
-    assert _one_error_line(proj.run(sys.executable, "stages/seed.py", check=False)) == \
+    assert _one_error_line(proj.run(sys.executable, "stages/seeds.py", check=False)) == \
         "error: params.yaml:3: not UTF-8 text"
 
 
@@ -183,18 +183,18 @@ def test_a_missing_local_model_is_not_reported_as_a_hub_failure(tmp_path) -> Non
 
 
 def test_over_long_seeds_are_skipped_and_counted_or_refused(tmp_path) -> None:
-    proj = _fresh(tmp_path, {"seed": {"source": "seeds.jsonl"}})
+    proj = _fresh(tmp_path, {"seeds": {"source": "seeds.jsonl"}})
     rows = [{"instruction": "Say hi.", "instances": [{"input": "", "output": "Hi."}]},
             {"instruction": "x" * 1_000_000, "instances": [{"input": "", "output": "Long."}]},
             {"instruction": "Say bye.", "instances": [{"input": "", "output": "b" * 9_000}]}]
     write_jsonl(proj.path / "seeds.jsonl", rows)
-    out = proj.run(sys.executable, "stages/seed.py").stdout
+    out = proj.run(sys.executable, "stages/seeds.py").stdout
     assert "1 seed instructions" in out
-    assert json.loads((proj.path / "metrics/seed.json").read_text())["left_out_by_cause"] == {
+    assert json.loads((proj.path / "metrics/seeds.json").read_text())["left_out_by_cause"] == {
         "too_long_instruction": 1, "too_long_reference": 1}
-    proj.params({"seed": {"too_long": "error"}})
-    line = _one_error_line(proj.run(sys.executable, "stages/seed.py", check=False))
-    assert line == "error: seeds.jsonl:2: instruction of 1,000,000 characters is over seed.max_instruction_chars=8,000"
+    proj.params({"seeds": {"too_long": "error"}})
+    line = _one_error_line(proj.run(sys.executable, "stages/seeds.py", check=False))
+    assert line == "error: seeds.jsonl:2: instruction of 1,000,000 characters is over seeds.max_instruction_chars=8,000"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_judge_checked_constraints_in_the_pipeline(judge_kind: str, tiny_model: 
              if judge_kind == "transformers" else {"backend": "openai", "model": "judge", "base_url": j_url, "temperature": 0.0})
     try:
         proj = make_project(tmp_path / "proj", {
-            "seed": {"limit": 6},
+            "seeds": {"limit": 6},
             "teacher": {"backend": "openai", "model": "teacher", "base_url": t_url, "max_new_tokens": 32},
             "judge": judge,
             "evolve": {"chains_per_seed": 3, "types": ["judge:tone", "judge:concrete_example", "judge:perspectives"]},

@@ -136,7 +136,7 @@ def test_api_key_never_leaks(served_model, tmp_path) -> None:
 
     secret = "sk-ecd-test-" + "9" * 24
     proj = make_project(tmp_path / "proj", {
-        "seed": {"limit": 4},
+        "seeds": {"limit": 4},
         "teacher": {"backend": "openai", "model": served_model["model"], "base_url": served_model["base_url"],
                     "api_key_env": "ECD_TEST_API_KEY", "max_new_tokens": 8, "concurrency": 2},
         "evolve": {"chains_per_seed": 1},

@@ -27,6 +27,7 @@ def test_defaults_match_committed_params() -> None:
         ({"teacher": {"backend": "transformers"}}, "needs a model"),
         ({"evolve": {"types": ["punctuation:no_coma"]}}, "did you mean 'punctuation:no_comma'?"),
         ({"rounds": {"r1": {"prev": "r0"}, "r3": {"prev": "r1"}}}, "rounds must be r1: {prev: r0}"),
+        ({"seed": {"limit": 3}}, "unknown key 'seed' (it was renamed: the seed instructions are the seeds section"),
     ],
 )
 def test_bad_params_name_the_key(raw: dict, message: str) -> None:
@@ -58,7 +59,7 @@ def _stage(project, *args):
 
 def test_stage_stops_on_misspelled_key(project) -> None:
     project.params({"evolve": {"chain_per_seed": 3}})
-    proc = _stage(project, "stages/seed.py")
+    proc = _stage(project, "stages/seeds.py")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: params.yaml: unknown key 'evolve.chain_per_seed' (did you mean 'evolve.chains_per_seed'?)"
@@ -68,10 +69,10 @@ def test_stage_stops_on_misspelled_key(project) -> None:
 
 
 def test_stage_names_missing_seed_file(project) -> None:
-    project.params({"seed": {"source": "data/nope.jsonl"}})
-    proc = _stage(project, "stages/seed.py")
+    project.params({"seeds": {"source": "data/nope.jsonl"}})
+    proc = _stage(project, "stages/seeds.py")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: seed file not found: data/nope.jsonl (params seed.source)"
+    assert proc.stderr.strip() == "error: seed file not found: data/nope.jsonl (params seeds.source)"
     assert not list((project.path / "data/rounds").rglob("*.jsonl"))
 
 
@@ -79,8 +80,8 @@ def test_malformed_seed_line_names_file_and_line(project) -> None:
     bad = project.path / "data/bad.jsonl"
     good = json.dumps({"id": "a", "name": "a", "instruction": "Say hi.", "instances": [{"input": "", "output": "Hi."}]})
     bad.write_text(good + "\n" + good.replace('"a"', '"b"') + "\n{not json\n")
-    project.params({"seed": {"source": "data/bad.jsonl"}})
-    proc = _stage(project, "stages/seed.py")
+    project.params({"seeds": {"source": "data/bad.jsonl"}})
+    proc = _stage(project, "stages/seeds.py")
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: data/bad.jsonl:3: malformed JSON")
     assert "Traceback" not in proc.stderr
@@ -90,8 +91,8 @@ def test_malformed_seed_line_names_file_and_line(project) -> None:
 def test_missing_field_names_file_and_line(project) -> None:
     bad = project.path / "data/bad.jsonl"
     bad.write_text(json.dumps({"id": "a", "prompt": "Say hi."}) + "\n")
-    project.params({"seed": {"source": "data/bad.jsonl"}})
-    proc = _stage(project, "stages/seed.py")
+    project.params({"seeds": {"source": "data/bad.jsonl"}})
+    proc = _stage(project, "stages/seeds.py")
     assert proc.stderr.strip() == "error: data/bad.jsonl:1: missing field 'instruction' (params seed)"
 
 

@@ -24,7 +24,7 @@ from ecd.records import read_jsonl
 pytestmark = pytest.mark.slow
 
 SMALL = {
-    "seed": {"limit": 24},
+    "seeds": {"limit": 24},
     "evolve": {"chains_per_seed": 2},
     "student": {"vocab_size": 600, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1,
                 "num_heads": 2, "num_kv_heads": 1},
@@ -229,7 +229,7 @@ def test_a_pair_experiment_never_resplits_or_retrains_the_student(project: Proje
         project.params({"pair": {"seed": 1}})
         changed = set(json.loads(project.run("dvc", "status", "--json").stdout))
         assert "pair" in changed
-        assert not changed & {"split", "student", "sft", "seed", "sample_r0", "verify_r0"}
+        assert not changed & {"split", "student", "sft", "seeds", "sample_r0", "verify_r0"}
     finally:
         (project.path / "params.yaml").write_text(params)
 
@@ -272,7 +272,7 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
     out = project.run("dvc", "exp", "run", "--temp", "-n", "evolve-seed-1", "-S", "evolve.seed=1").stdout
     ran = _ran(out)
     assert {"evolve@r1", "pair", "sft", "train", "control", "evaluate"} <= ran
-    assert not ran & {"seed", "sample_r0", "verify_r0"}
+    assert not ran & {"seeds", "sample_r0", "verify_r0"}
     out = project.run("dvc", "exp", "run", "--temp", "-n", "pairs-random", "-S", "pair.strategy=[random]").stdout
     ran = _ran(out)  # matched rows: only the negatives change, so the one control is reused
     assert {"pair", "train", "evaluate"} <= ran and not ran & {"evolve@r1", "split", "student", "sft", "control"}

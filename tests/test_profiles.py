@@ -29,8 +29,8 @@ def test_a_misspelt_profile_is_named_with_the_closest(monkeypatch) -> None:
 
 
 def test_set_on_a_key_the_params_leave_at_default_gets_dvcs_plus() -> None:
-    params = {"teacher": {"backend": "openai", "model": "m"}, "seed": {"limit": 24}}
-    assert _dvc_set(params, "seed.limit=4") == "seed.limit=4"
+    params = {"teacher": {"backend": "openai", "model": "m"}, "seeds": {"limit": 24}}
+    assert _dvc_set(params, "seeds.limit=4") == "seeds.limit=4"
     assert _dvc_set(params, "teacher.base_url=http://x/v1") == "+teacher.base_url=http://x/v1"
     assert _dvc_set(params, "+teacher.base_url=u") == "+teacher.base_url=u"
     assert _dvc_set(params, "judge.model=m") == "+judge.model=m"

@@ -30,10 +30,10 @@ def _count(db) -> int:
 
 def test_kill_minus_nine_mid_stage_loses_only_unfinished_calls(tiny_model, tmp_path) -> None:
     proj = make_project(tmp_path / "proj", {
-        "seed": {"limit": N},
+        "seeds": {"limit": N},
         "teacher": {"backend": "transformers", "model": str(tiny_model), "max_new_tokens": 64, "batch_size": 2},
     })
-    proj.run(sys.executable, "stages/seed.py")
+    proj.run(sys.executable, "stages/seeds.py")
     db = tmp_path / "proj-cache" / "calls.sqlite"
     stage = subprocess.Popen([sys.executable, "stages/sample.py", "r0"], cwd=proj.path, env=proj.env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -62,10 +62,10 @@ def test_kill_minus_nine_mid_stage_loses_only_unfinished_calls(tiny_model, tmp_p
 
 def test_batch_size_change_is_all_cache_hits(tiny_model, tmp_path) -> None:
     proj = make_project(tmp_path / "proj", {
-        "seed": {"limit": 8},
+        "seeds": {"limit": 8},
         "teacher": {"backend": "transformers", "model": str(tiny_model), "max_new_tokens": 16, "batch_size": 3},
     })
-    proj.run(sys.executable, "stages/seed.py")
+    proj.run(sys.executable, "stages/seeds.py")
     proj.run(sys.executable, "stages/sample.py", "r0")
     first = (proj.path / "data/rounds/r0/responses.jsonl").read_text()
     proj.params({"teacher": {"batch_size": 8}})
