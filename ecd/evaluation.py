@@ -286,7 +286,7 @@ def answer(model_dir: Path, prompts: list[dict[str, Any]], params: EvaluateParam
 
 
 def _round(summary: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items()}
 
 
 def evaluate_students(params: Params) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
