@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ecd.errors import EcdError
 from ecd.records import canonical_json
 
 DEFAULT_DIR = ".ecd/cache"
@@ -28,37 +30,72 @@ def cache_dir() -> Path:
 
 
 def call_key(model_identity: str, request: dict[str, Any]) -> str:
-    """sha256 over the model identity and the canonical JSON of the request."""
-    return hashlib.sha256(canonical_json([model_identity, request]).encode("utf-8")).hexdigest()
+    """sha256 over the model identity and the canonical JSON of the request (a lone surrogate, which
+    UTF-8 cannot hold, is hashed as it is: the backend then names that request as unserialisable)."""
+    return hashlib.sha256(canonical_json([model_identity, request]).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class CallCache:
-    """SQLite in WAL mode: one row per call, written in one transaction per batch."""
+    """SQLite in WAL mode: one row per call, written in one transaction per batch.
+
+    A damaged file (a machine that crashed mid-write, a file that is not SQLite) is found when the
+    cache opens (``PRAGMA quick_check``): it is moved aside as ``calls.sqlite.damaged-<time>`` with
+    one warning, and the run starts on an empty cache, so a damaged answer is never served. A single
+    entry that does not parse is dropped and recomputed (``damaged`` counts them)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else cache_dir() / "calls.sqlite"
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise EcdError(f"the call cache's directory {self.path.parent} is a file (set ECD_CACHE_DIR elsewhere, "
+                           "or move the file)")
+        if self.path.is_dir():
+            raise EcdError(f"the call cache {self.path} is a directory, not a file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, result TEXT, created REAL)"
-        )
-        self._db.execute(
+        self.damaged = 0
+        problem = inspect_file(self.path)
+        if problem is not None:
+            aside = quarantine(self.path)
+            warn(f"the call cache {self.path} was damaged ({problem}); moved to {aside.name}: its answers will be "
+                 "computed again")
+        self._db = self._open()
+        self._run: int | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, result TEXT, created REAL)")
+        db.execute(
             "CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, description TEXT,"
             " hits INTEGER DEFAULT 0, misses INTEGER DEFAULT 0, entries INTEGER DEFAULT 0, bytes INTEGER DEFAULT 0)"
         )
-        self._db.commit()
-        self._run: int | None = None
+        db.commit()
+        return db
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored results of ``keys`` that are there and whole; an entry that does not parse as a
+        JSON object is deleted (a miss, computed again) and counted in ``damaged``."""
         found: dict[str, dict[str, Any]] = {}
+        bad: list[str] = []
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for key, result in self._db.execute(f"SELECT key, result FROM calls WHERE key IN ({marks})", chunk):
-                found[key] = json.loads(result)
+                value = _parse(result)
+                if value is None:
+                    bad.append(key)
+                else:
+                    found[key] = value
+        if bad:
+            self.drop(bad)
         return found
+
+    def drop(self, keys: list[str]) -> None:
+        """Delete damaged entries (their calls are computed again) and count them."""
+        with self._db:
+            self._db.executemany("DELETE FROM calls WHERE key = ?", [(k,) for k in keys])
+        self.damaged += len(keys)
+        warn(f"{len(keys)} damaged entries of the call cache {self.path} dropped: their calls are computed again")
 
     def start_run(self, description: str, hits: int, misses: int) -> None:
         """Record one cached execution (a stage's batch of calls) for ``ecd cache stats``."""
@@ -90,11 +127,77 @@ class CallCache:
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
-    def clear(self) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM calls")
-            self._db.execute("DELETE FROM runs")
-        self._db.execute("VACUUM")
-
     def close(self) -> None:
         self._db.close()
+
+
+def _parse(result: Any) -> dict[str, Any] | None:
+    try:
+        value = json.loads(result)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def inspect_file(path: Path) -> str | None:
+    """What is wrong with a cache file, or None when it is whole (or not there yet)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=60)
+        try:
+            rows = [r[0] for r in db.execute("PRAGMA quick_check")]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        if "locked" in str(exc):
+            raise
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(map(str, rows[:3]))
+
+
+def _siblings(path: Path) -> list[Path]:
+    return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+
+
+def quarantine(path: Path) -> Path:
+    """Move a damaged cache file (and its journal files) aside; returns where it went."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for p in _siblings(path):
+        if p.exists():
+            p.replace(aside.with_name(aside.name + p.name[len(path.name):]))
+    return aside
+
+
+def check(path: Path | None = None) -> dict[str, Any]:
+    """``ecd cache check``: whether the file is whole, and how many entries do not parse."""
+    path = path or cache_dir() / "calls.sqlite"
+    if not path.exists():
+        return {"path": str(path), "ok": True, "entries": 0, "damaged_entries": 0, "problem": None}
+    problem = inspect_file(path)
+    if problem is not None:
+        return {"path": str(path), "ok": False, "entries": None, "damaged_entries": None, "problem": problem}
+    db = sqlite3.connect(path, timeout=60)
+    try:
+        entries = damaged = 0
+        for (result,) in db.execute("SELECT result FROM calls"):
+            entries += 1
+            damaged += _parse(result) is None
+    except sqlite3.DatabaseError as exc:
+        return {"path": str(path), "ok": False, "entries": None, "damaged_entries": None, "problem": str(exc)}
+    finally:
+        db.close()
+    return {"path": str(path), "ok": damaged == 0, "entries": entries, "damaged_entries": damaged, "problem": None}
+
+
+def remove(path: Path | None = None) -> list[Path]:
+    """``ecd cache clear``: delete the cache file and its journals, whole or damaged; returns what went."""
+    path = path or cache_dir() / "calls.sqlite"
+    gone = [p for p in _siblings(path) if p.exists()]
+    for p in gone:
+        p.unlink()
+    return gone

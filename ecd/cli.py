@@ -347,11 +347,33 @@ def cache_stats(as_json: bool = typer.Option(False, "--json", help="print JSON")
 @cache_app.command("clear")
 @report_errors
 def cache_clear() -> None:
-    """Empty the call cache."""
-    from ecd.cache import CallCache
+    """Delete the call cache (whole or damaged): every call is computed again."""
+    from ecd.cache import cache_dir, remove
 
-    CallCache().clear()
-    out.print("call cache cleared")
+    gone = remove()
+    out.print(f"call cache cleared ({', '.join(p.name for p in gone)} deleted)" if gone
+              else f"no call cache at {cache_dir() / 'calls.sqlite'}")
+
+
+@cache_app.command("check")
+@report_errors
+def cache_check(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Whether the call cache is whole: the file, and every entry. Exit status 1 when damaged."""
+    from ecd.cache import check
+
+    report = check()
+    if as_json:
+        print(json.dumps(report))
+    elif report["problem"]:
+        out.print(f"damaged: {report['path']}: {report['problem']} (the next stage moves it aside and starts "
+                  "afresh; `ecd cache clear` deletes it)")
+    elif report["damaged_entries"]:
+        out.print(f"damaged: {report['damaged_entries']} of {report['entries']:,} entries in {report['path']} do not "
+                  "parse (the next stage drops them and computes them again)")
+    else:
+        out.print(f"ok: {report['entries']:,} entries in {report['path']}")
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -204,15 +204,15 @@ def save_rows(path: str | Path, train: list[Pair]) -> None:
 
 def load_rows(path: str | Path) -> Any:
     """The control's rows as a ``datasets.Dataset``."""
-    return _load_parquet(Path(path))
+    return _load_parquet(Path(path), list(ROW_COLUMNS))
 
 
 def load_pairs(pairs_dir: str | Path, split: str) -> Any:
     """One split as an in-memory ``datasets.Dataset`` (no copy into the HF cache)."""
-    return _load_parquet(Path(pairs_dir) / f"{split}.parquet")
+    return _load_parquet(Path(pairs_dir) / f"{split}.parquet", list(features()))
 
 
-def _load_parquet(path: Path) -> Any:
+def _load_parquet(path: Path, columns: list[str]) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Dataset
@@ -222,6 +222,11 @@ def _load_parquet(path: Path) -> Any:
     if not path.exists():
         raise missing_input(path)
     try:
-        return Dataset(pq.read_table(path))
+        table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise EcdError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise EcdError(f"{path}: not a table of ecd's pairs: no column {', '.join(missing[:5])}"
+                       f"{' ...' if len(missing) > 5 else ''} (the pair stage writes them; docs/data.md lists them)")
+    return Dataset(table)

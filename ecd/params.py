@@ -24,8 +24,15 @@ def one_of(name: str, valid: tuple[str, ...], what: str) -> str:
     return name
 
 
+#: upper bounds on counts: beyond them no run on any machine finishes (a million chains per seed runs
+#: until memory is gone); token limits are also checked against the model's context when it loads
+MAX_TOKENS = 131_072
+MAX_WIDTH = 4096  #: rows, requests or pairs handled at once
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: no .inf or .nan: a non-finite temperature, weight or beta makes no run
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SeedParams(_Section):
@@ -41,11 +48,11 @@ class SeedParams(_Section):
     output_field: str = "output"
     id_field: str | None = "id"
     name_field: str | None = "name"
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=10_000_000)
     #: seeds whose instruction (with its input) or reference answer is longer than this many
     #: characters never reach a model: skipped and counted, or refused (``too_long: error``)
-    max_instruction_chars: int = Field(default=8000, ge=1)
-    max_reference_chars: int = Field(default=8000, ge=1)
+    max_instruction_chars: int = Field(default=8000, ge=1, le=10_000_000)
+    max_reference_chars: int = Field(default=8000, ge=1, le=10_000_000)
     too_long: Literal["skip", "error"] = "skip"
 
 
@@ -60,11 +67,14 @@ class ModelParams(_Section):
     #: openai: the NAME of the environment variable that holds the API key (never the key itself)
     api_key_env: str | None = None
     #: openai: requests in flight at once
-    concurrency: int = Field(default=8, ge=1)
+    concurrency: int = Field(default=8, ge=1, le=MAX_WIDTH)
     #: openai: seconds before a request times out; retries back off exponentially with jitter and
     #: honour the server's Retry-After
-    timeout: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
+    timeout: float = Field(default=120.0, gt=0, le=86_400)
+    #: openai: seconds one request may take in all, however slowly its bytes arrive (``timeout``
+    #: bounds each read); past it the call fails with cause ``deadline``
+    deadline: float = Field(default=600.0, gt=0, le=86_400)
+    max_retries: int = Field(default=4, ge=0, le=20)
     #: openai: caps over any rolling minute, kept on our side (a hosted API's limits; null: none).
     #: Tokens are charged as prompt characters / 4 + max_new_tokens, then corrected to the usage reported
     requests_per_minute: int | None = Field(default=None, ge=1)
@@ -72,34 +82,34 @@ class ModelParams(_Section):
     #: openai: send the cache's misses through the Batch API (half price on OpenAI, answers within 24 h)
     #: instead of one by one; the batch is polled every batch_poll_seconds
     batch_api: bool = False
-    batch_poll_seconds: float = Field(default=30.0, gt=0)
+    batch_poll_seconds: float = Field(default=30.0, gt=0, le=86_400)
     #: share of a run's calls that may still fail after their retries; above it the stage fails
     #: (after caching every answered call) and writes nothing. 0: any failed call fails the stage
     max_failed_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     #: vllm: tensor- and data-parallel sizes of the offline engine
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    data_parallel_size: int = Field(default=1, ge=1)
+    tensor_parallel_size: int = Field(default=1, ge=1, le=1024)
+    data_parallel_size: int = Field(default=1, ge=1, le=1024)
     #: ray: what each worker runs (vllm on GPU workers, transformers where there is none), the
     #: cluster (null: start a local one on this machine; "auto": the cluster this node joined with
     #: `ray start`; "ray://head:10001": Ray Client), and the pool: replicas and each one's resources
     engine: Literal["transformers", "vllm"] = "transformers"
     ray_address: str | None = None
-    num_workers: int = Field(default=2, ge=1)
-    cpus_per_worker: float = Field(default=1.0, gt=0)
-    gpus_per_worker: float = Field(default=0.0, ge=0)
+    num_workers: int = Field(default=2, ge=1, le=1024)
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=1024)
+    gpus_per_worker: float = Field(default=0.0, ge=0, le=64)
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     #: transformers: rows in flight in the decode loop; ray: requests in one Ray Data batch (and the
     #: engine's width). The other backends have no such knob (openai: concurrency), so setting it is an error
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1, le=MAX_WIDTH)
     #: transformers: memory for the keys and values of the rows in flight; a row waits until its
     #: prompt and max_new_tokens fit (docs/generation.md)
-    kv_cache_gib: float = Field(default=1.0, gt=0)
+    kv_cache_gib: float = Field(default=1.0, gt=0, le=4096)
     #: transformers: tokens one decode step computes (rows in flight, then prompt chunks up to this)
-    step_tokens: int = Field(default=512, ge=16)
-    max_new_tokens: int = Field(default=256, ge=1)
-    temperature: float = Field(default=0.7, ge=0.0)
+    step_tokens: int = Field(default=512, ge=16, le=MAX_TOKENS)
+    max_new_tokens: int = Field(default=256, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(default=0.7, ge=0.0, le=100.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int = 0
     trust_remote_code: bool = False
@@ -126,9 +136,9 @@ class EvolveParams(_Section):
 
     seed: int = 0
     #: independent evolution chains started from every seed instruction
-    chains_per_seed: int = Field(default=8, ge=1)
+    chains_per_seed: int = Field(default=8, ge=1, le=1000)
     #: constraints an instruction may carry at most
-    max_constraints: int = Field(default=6, ge=1)
+    max_constraints: int = Field(default=6, ge=1, le=100)
     #: constraint types the evolver may add (null: every type the teacher can answer); the default is
     #: the offline profile's six format constraints, which a 0.9M-parameter student can learn
     types: list[str] | None = Field(default_factory=lambda: list(OFFLINE_TYPES))
@@ -138,14 +148,14 @@ class EvolveParams(_Section):
         default_factory=lambda: {"content": 1.0, "style": 1.0, "format": 1.0, "reasoning": 1.0, "breadth": 1.0}
     )
     #: a round adds between 1 and this many constraints to an instruction
-    max_new_constraints: int = Field(default=1, ge=1)
+    max_new_constraints: int = Field(default=1, ge=1, le=100)
     #: an evolved instruction closer than this to its parent (normalised Levenshtein distance of
     #: the lower-cased words) is eliminated as a near-duplicate
     min_edit_distance: float = Field(default=0.02, ge=0.0, le=1.0)
     #: draws per chain before the round gives up on finding a new, compatible constraint
-    attempts: int = Field(default=24, ge=1)
+    attempts: int = Field(default=24, ge=1, le=10_000)
     #: evolved instructions longer than this are eliminated
-    max_instruction_chars: int = Field(default=4000, ge=10)
+    max_instruction_chars: int = Field(default=4000, ge=10, le=10_000_000)
     #: how the teacher replies: ``json`` ({"instruction", "constraints"}, parsed strictly; with
     #: ``teacher.structured_output`` the server is held to the schema) or ``text`` (the rewritten
     #: instruction alone: the constraints are known from the plan, so a weak model need not write JSON)
@@ -174,6 +184,23 @@ class EvolveParams(_Section):
                 raise ValueError(exc.args[0]) from None
         return v
 
+    @field_validator("op_weights")
+    @classmethod
+    def _known_operations(cls, v: dict[str, float]) -> dict[str, float]:
+        from ecd import constraints
+
+        tree = constraints.taxonomy()
+        valid = [*tree, *(f"{b}/{sub}" for b, subs in tree.items() for sub in subs)]
+        for key, weight in v.items():
+            if key not in valid:
+                raise ValueError(f"unknown operation {key!r}{did_you_mean(key, valid)}: a taxonomy branch "
+                                 f"({', '.join(tree)}) or a branch/sub-type such as format/layout")
+            if weight < 0:
+                raise ValueError(f"the weight of {key!r} is negative ({weight})")
+        if v and not any(v.values()):
+            raise ValueError("every operation weighs 0: evolution could draw nothing")
+        return v
+
     @model_validator(mode="after")
     def _held_out_types(self) -> "EvolveParams":
         from ecd import constraints
@@ -187,7 +214,7 @@ class EvolveParams(_Section):
 
 class SampleParams(_Section):
     #: responses sampled per instruction; the verifier keeps the best
-    n: int = Field(default=1, ge=1)
+    n: int = Field(default=1, ge=1, le=256)
 
 
 class VerifyParams(_Section):
@@ -196,7 +223,7 @@ class VerifyParams(_Section):
         default_factory=lambda: ["i'm sorry, but", "i cannot help", "i can't help", "as an ai language model"]
     )
     #: responses shorter than this (after stripping) are eliminated as degenerate
-    min_chars: int = Field(default=1, ge=1)
+    min_chars: int = Field(default=1, ge=1, le=10_000_000)
 
 
 StrategyName = Literal["ecd", "random", "model_gap"]
@@ -218,7 +245,7 @@ class PairParams(_Section):
     #: split has its own (``split.seed``), so changing this never re-splits
     seed: int = 0
     #: a rejected answer must miss at least this many of I(t)'s constraints ...
-    min_missed: int = Field(default=1, ge=1)
+    min_missed: int = Field(default=1, ge=1, le=100)
     #: ... and (ecd) still pass at least this fraction of them (the "barely misses" property)
     min_rejected_pass_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     #: easy-to-hard order of the train pairs, which the train stage keeps (no shuffling):
@@ -232,7 +259,7 @@ class PairParams(_Section):
                                     max_new_tokens=64, batch_size=32)
     #: model_gap: the weak model answers at most this many instructions (a draw with ``seed``), the
     #: rest give no model_gap pair; null: every instruction whose chosen answer passes
-    weak_limit: int | None = Field(default=None, ge=1)
+    weak_limit: int | None = Field(default=None, ge=1, le=10_000_000)
 
     @field_validator("strategy", "match", mode="before")
     @classmethod
@@ -272,13 +299,13 @@ class StudentParams(_Section):
 
     #: a hub id or local path to start from; null builds a tiny model from the config below
     model: str | None = None
-    vocab_size: int = Field(default=4000, ge=300)
-    hidden_size: int = Field(default=128, ge=8)
-    intermediate_size: int = Field(default=256, ge=8)
-    num_layers: int = Field(default=2, ge=1)
-    num_heads: int = Field(default=4, ge=1)
-    num_kv_heads: int = Field(default=2, ge=1)
-    max_position_embeddings: int = Field(default=1024, ge=64)
+    vocab_size: int = Field(default=4000, ge=300, le=1_000_000)
+    hidden_size: int = Field(default=128, ge=8, le=65_536)
+    intermediate_size: int = Field(default=256, ge=8, le=262_144)
+    num_layers: int = Field(default=2, ge=1, le=512)
+    num_heads: int = Field(default=4, ge=1, le=1024)
+    num_kv_heads: int = Field(default=2, ge=1, le=1024)
+    max_position_embeddings: int = Field(default=1024, ge=64, le=MAX_TOKENS)
     seed: int = 0
 
 
@@ -295,11 +322,11 @@ def _scheduler(name: str) -> str:
 
 class SFTParams(_Section):
     #: 0: no SFT, the sft stage copies the student (for a start that is already instruction-tuned)
-    steps: int = Field(default=500, ge=0)
-    learning_rate: float = Field(default=2e-3, gt=0)
-    batch_size: int = Field(default=16, ge=1)
+    steps: int = Field(default=500, ge=0, le=10_000_000)
+    learning_rate: float = Field(default=2e-3, gt=0, le=10)
+    batch_size: int = Field(default=16, ge=1, le=MAX_WIDTH)
     lr_scheduler: str = "cosine"
-    warmup_steps: int = Field(default=20, ge=0)
+    warmup_steps: int = Field(default=20, ge=0, le=10_000_000)
 
     _check_scheduler = field_validator("lr_scheduler")(classmethod(lambda cls, v: _scheduler(v)))
 
@@ -313,14 +340,14 @@ DPO_LOSS_TYPES = (
 
 
 class DPOParams(_Section):
-    epochs: float = Field(default=1.0, gt=0)
+    epochs: float = Field(default=1.0, gt=0, le=1000)
     #: at most this many pairs (the first in training order), for a budget: null for no cap
-    max_pairs: int | None = Field(default=None, ge=1)
-    learning_rate: float = Field(default=1e-4, gt=0)
+    max_pairs: int | None = Field(default=None, ge=1, le=100_000_000)
+    learning_rate: float = Field(default=1e-4, gt=0, le=10)
     lr_scheduler: str = "constant"
-    warmup_steps: int = Field(default=0, ge=0)
-    batch_size: int = Field(default=16, ge=1)
-    beta: float = Field(default=0.1, gt=0)
+    warmup_steps: int = Field(default=0, ge=0, le=10_000_000)
+    batch_size: int = Field(default=16, ge=1, le=MAX_WIDTH)
+    beta: float = Field(default=0.1, gt=0, le=1000)
     #: score every pair with the reference once before training instead of at every step
     precompute_ref_log_probs: bool = True
     _check_scheduler = field_validator("lr_scheduler")(classmethod(lambda cls, v: _scheduler(v)))
@@ -351,8 +378,8 @@ class LoraParams(_Section):
     """LoRA adapters through peft; the reference model is the base with its adapter disabled."""
 
     enabled: bool = False
-    r: int = Field(default=16, ge=1)
-    alpha: float = Field(default=32.0, gt=0)
+    r: int = Field(default=16, ge=1, le=4096)
+    alpha: float = Field(default=32.0, gt=0, le=1e6)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     #: module names as in the model (checked against its Linear layers at stage start)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
@@ -361,21 +388,21 @@ class LoraParams(_Section):
 class TrainParams(_Section):
     seed: int = 0
     #: pairs whose prompt plus answer exceed this many tokens are left out (and counted)
-    max_length: int = Field(default=256, ge=16)
+    max_length: int = Field(default=256, ge=16, le=MAX_TOKENS)
     sft: SFTParams = SFTParams()
     dpo: DPOParams = DPOParams()
     lora: LoraParams = LoraParams()
 
 
 class EvaluateParams(_Section):
-    max_new_tokens: int = Field(default=192, ge=1)
-    batch_size: int = Field(default=32, ge=1)
+    max_new_tokens: int = Field(default=192, ge=1, le=MAX_TOKENS)
+    batch_size: int = Field(default=32, ge=1, le=MAX_WIDTH)
     #: the evaluation sets: ``heldout`` (the test seeds' instructions, IFEval's own constraint types
     #: as trained), ``ifeval`` (IFEval's 541 prompts), ``ifbench`` (IFBench's 294 prompts with 58
     #: constraint types ecd never trains on: out of distribution)
     sets: list[SetName] = Field(default_factory=lambda: list[SetName](["heldout", "ifeval", "ifbench"]), min_length=1)
     #: answer only the first this many held-out instructions (by id), for a budget; null: all
-    heldout_limit: int | None = Field(default=None, ge=1)
+    heldout_limit: int | None = Field(default=None, ge=1, le=10_000_000)
     #: resamples of the paired bootstrap over prompts behind every interval (docs/evidence.md):
     #: 25,000 keeps every 95 % bound within ±0.002 from one bootstrap seed to another down to IFBench's
     #: 294 prompts (bench/bootstrap_stability.py)
@@ -486,16 +513,45 @@ def validate_params(raw: Any, source: str = "params.yaml") -> Params:
         raise EcdError(f"{source}: {dotted}: {msg}{got}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one
+    silently; DVC's own reader refuses the file, so ecd must too)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key!r} is written twice (first at line {seen[key]}); keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file as params files are read: invalid YAML and duplicated keys are one-line errors
+    naming the file and line."""
     from ecd.records import read_text
 
     path = Path(path)
-    if not path.exists():
-        raise EcdError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(read_text(path))
+        return yaml.load(read_text(path), Loader=_StrictLoader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise EcdError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise EcdError(f"params file not found: {path}")
+    raw = read_yaml(path)
+    if raw is None:
+        raise EcdError(f"{path} is empty: every stage reads its sections from it, as DVC does (restore the "
+                       "shipped one with `git checkout -- params.yaml`, then change what you need)")
     return validate_params(raw, str(path))

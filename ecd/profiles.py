@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ecd.errors import EcdError, did_you_mean
-from ecd.params import validate_params
+from ecd.params import read_yaml, validate_params
 from ecd.records import read_text, write_text
 
 PROFILES = Path("profiles")
@@ -40,11 +40,8 @@ def merged(name: str) -> dict[str, Any]:
     if not path.exists():
         known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
         raise EcdError(f"no profile {name!r}{did_you_mean(name, known)}; profiles: {', '.join(known) or 'none'}")
-    try:
-        over = yaml.safe_load(read_text(path)) or {}
-        base = yaml.safe_load(read_text(PARAMS)) or {}
-    except yaml.YAMLError as exc:
-        raise EcdError(f"{path}: invalid YAML ({exc})") from None
+    over = read_yaml(path) or {}
+    base = read_yaml(PARAMS) or {}
     params = _merge(base, over)
     validate_params(params, f"{PARAMS} with {path}")
     return params

@@ -46,6 +46,15 @@ class Completion:
     #: why a failed or rejected call failed (``http_500``, ``malformed_reply``, ``timeout``, ``rejected_400``)
     error: str = ""
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Completion":
+        """A completion read back from the call cache; ``TypeError`` when the record is not one."""
+        c = cls(**record)
+        if not (isinstance(c.text, str) and isinstance(c.finish_reason, str) and isinstance(c.error, str)
+                and type(c.prompt_tokens) is int and type(c.completion_tokens) is int):
+            raise TypeError("not a completion")
+        return c
+
 
 #: called with a request's index in the list handed to ``generate`` and its completion, as it finishes
 OnDone = Callable[[int, Completion], None]

@@ -65,9 +65,15 @@ def generate_cached(
         identity, sampling = backend.identity(), backend.sampling()
         keys = [call_key(identity, _key_fields(r, sampling, template_version, backend)) for r in requests]
         found = store.get_many(list(dict.fromkeys(keys)))
+        unreadable = set()
         for i, k in enumerate(keys):
             if k in found:
-                results[i] = Completion(**found[k])
+                try:
+                    results[i] = Completion.from_record(found[k])
+                except TypeError:  # a whole JSON object, but not a completion: damaged, computed again
+                    unreadable.add(k)
+        if unreadable:
+            store.drop(sorted(unreadable))
     todo = [i for i, r in enumerate(results) if r is None]
     stats.hits = len(requests) - len(todo)
     stats.misses = len(todo) if backend.cacheable else 0

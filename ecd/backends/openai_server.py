@@ -6,6 +6,7 @@ Requests run concurrently, each retried on its own; a hosted API's rate limits a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ecd.backends.batch_api import generate as generate_in_batches
@@ -29,7 +30,7 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
-    settings = SAMPLING_SETTINGS | {"base_url", "api_key_env", "concurrency", "timeout", "max_retries",
+    settings = SAMPLING_SETTINGS | {"base_url", "api_key_env", "concurrency", "timeout", "deadline", "max_retries",
                                     "requests_per_minute", "tokens_per_minute", "batch_api", "batch_poll_seconds",
                                     "structured_output"}
     supports_schema = True
@@ -123,6 +124,10 @@ class OpenAIBackend(Backend):
 
         p = self.params
         body = self.chat_body(req)
+        try:  # the client would raise while sending, and the retries below would blame the server's reply
+            json.dumps(body, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except ValueError:  # a non-finite number, or text that is not valid Unicode (a lone surrogate)
+            return Completion("", FAILED, error="unserialisable_request")
         estimate = sum(estimate_tokens(m["content"]) for m in req.messages) + p.max_new_tokens
         for attempt in range(p.max_retries + 1):
             if attempt:
@@ -131,8 +136,10 @@ class OpenAIBackend(Backend):
             try:
                 async with gate:
                     # the client's documented raw request: its retries and errors, without typing the
-                    # body and the reply into pydantic models (over a third of the client's CPU)
-                    raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                    # body and the reply into pydantic models (over a third of the client's CPU);
+                    # ``timeout`` bounds each read, ``deadline`` the whole request, however its bytes trickle
+                    raw = await asyncio.wait_for(client.post("/chat/completions", body=body, cast_to=httpx2.Response),
+                                                 p.deadline)
                 self.limiter.observe(raw.headers)
                 reply = raw.json()
                 choice = reply["choices"][0]
@@ -150,7 +157,11 @@ class OpenAIBackend(Backend):
                 if cause == "refused":
                     raise unreachable(p, exc.__cause__) from None
                 return Completion("", FAILED, error=cause)
+            except TimeoutError:
+                return Completion("", FAILED, error="deadline")
             except openai.APIConnectionError as exc:
+                if _cut_reply(exc):
+                    return Completion("", FAILED, error="cut_reply")
                 raise unreachable(p, exc) from None
             except openai.APIStatusError as exc:
                 self.limiter.observe(exc.response.headers)
@@ -163,6 +174,19 @@ class OpenAIBackend(Backend):
             except (ValueError, TypeError, AttributeError, IndexError, KeyError):  # not JSON, or no choices
                 pass
         return Completion("", FAILED, error="malformed_reply")
+
+
+def _cut_reply(exc: BaseException) -> bool:
+    """Whether a connection error is a reply that began and was cut short (one call's failure, counted
+    by the policy), rather than a server that cannot be reached at all (which stops the stage)."""
+    import aiohttp
+
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _timeout_cause(exc: BaseException) -> str:

@@ -66,6 +66,15 @@ class TransformersBackend(Backend):
             )
         except OSError as exc:
             raise EcdError(f"cannot load model {p.model!r}: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise EcdError(f"cannot load model {p.model!r}: its weights cannot be read ({exc}); the file is truncated "
+                           "or damaged: fetch or make it again") from None
+        context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        if context and p.max_new_tokens >= context:
+            raise EcdError(f"max_new_tokens {p.max_new_tokens} leaves no room for a prompt in {p.model}'s context of "
+                           f"{context} tokens (its max_position_embeddings): set it below {context}")
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         if not tok.chat_template:
