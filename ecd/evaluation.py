@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ecd import constraints as C
+from ecd.constraints import clean_kwargs, follow_list
 from ecd.backends import Request, TransformersBackend, generate_cached
 from ecd.errors import EcdError
 from ecd.layout import DAVINCI_003, IFBENCH_INPUT, IFBENCH_SHA256, IFEVAL_INPUT, IFEVAL_SHA256, USER_ORIENTED
@@ -22,23 +23,6 @@ from ecd.schema import EvalRecord, Pair, user
 from ecd.seeds import with_input
 
 TEMPLATE_VERSION = "evaluate-v1"
-
-
-def clean_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """Kwargs as IFEval's evaluation passes them: the unset (None) fields of the union schema dropped."""
-    return {k: v for k, v in (kwargs or {}).items() if v is not None}
-
-
-def follow_list(response: str, ids: list[str], kwargs: list[dict[str, Any]], loose: bool) -> list[bool | None]:
-    """Each instruction's verdict; None where a language resource the check needs is not
-    installed (``C.ResourceMissing``): such an instruction is reported apart, never guessed."""
-    out: list[bool | None] = []
-    for i, k in zip(ids, kwargs):
-        try:
-            out.append(C.check(C.Constraint(i, clean_kwargs(k)), response, loose=loose))
-        except C.ResourceMissing:
-            out.append(None)
-    return out
 
 
 def score(items: list[dict[str, Any]]) -> tuple[dict[str, float | int | str], dict[str, list[dict[str, Any]]]]:
@@ -342,9 +326,10 @@ def evaluate_students(params: Params) -> tuple[dict[str, dict[str, dict[str, Any
         for name, values in scores.items():
             metrics[name][set_name].update(values)
         compare[set_name] = {pair: {m: _round(v) for m, v in d.items()} for pair, d in deltas.items()}
-        d = deltas["preference-control"]["prompt_strict"]
-        print(f"evaluate {set_name}: preference − control prompt-level strict {d['delta']:+.3f} "
-              f"[{d['lo']:+.3f}, {d['hi']:+.3f}], McNemar p={d['p']:.3f}, detectable ≥{d['mde']:.3f}")
+        for pair in ("preference-control", "grpo-control", "grpo-preference"):
+            d = deltas[pair]["prompt_strict"]
+            print(f"evaluate {set_name}: {pair.replace('-', ' − ')} prompt-level strict {d['delta']:+.3f} "
+                  f"[{d['lo']:+.3f}, {d['hi']:+.3f}], McNemar p={d['p']:.3f}, detectable ≥{d['mde']:.3f}")
         if metrics["preference"][set_name].get("unscored_prompts"):
             print(f"evaluate {set_name}: {metrics['preference'][set_name]['unscored_prompts']} prompts not scored "
                   f"({metrics['preference'][set_name]['unscored_types']}: a language resource is missing; "

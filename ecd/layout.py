@@ -35,7 +35,7 @@ def timings_path() -> Path:
     return Path(os.environ.get("ECD_TIMINGS", TIMINGS))
 
 #: the students in the order every table lists them: untrained, SFT, SFT-only control, preference-trained
-STUDENTS = ("base", "sft", "control", "preference")
+STUDENTS = ("base", "sft", "control", "preference", "grpo")
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data"
 #: the 541 IFEval prompts (Apache-2.0, data/ifeval/LICENSE)

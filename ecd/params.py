@@ -385,12 +385,61 @@ class LoraParams(_Section):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
+#: the reward functions of ``ecd.rewards`` a GRPO run can weigh
+REWARDS = ("constraint_share", "all_constraints", "task_guard")
+#: TRL 1.16's GRPO loss variants
+GRPO_LOSSES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+
+
+class GRPOParams(_Section):
+    """Online training with TRL's GRPOTrainer, the constraint library as the reward (``ecd.rewards``),
+    from the SFT student on the preference run's own instructions (docs/training.md)."""
+
+    #: passes over the instructions (each step takes ``prompts_per_step`` of them)
+    epochs: float = Field(default=1.0, gt=0, le=1000)
+    #: at most this many instructions, the first in the preference run's order (null: all)
+    max_prompts: int | None = Field(default=None, ge=1, le=100_000_000)
+    prompts_per_step: int = Field(default=8, ge=1, le=MAX_WIDTH)
+    #: answers sampled per instruction: the group whose mean reward is each answer's baseline
+    num_generations: int = Field(default=4, ge=2, le=256)
+    max_completion_length: int = Field(default=64, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(default=1.0, gt=0.0, le=100.0)
+    learning_rate: float = Field(default=1e-4, gt=0, le=10)
+    lr_scheduler: str = "constant"
+    warmup_steps: int = Field(default=0, ge=0, le=10_000_000)
+    #: KL coefficient against the starting model (0: none, TRL's default)
+    beta: float = Field(default=0.0, ge=0, le=1000)
+    #: TRL's GRPO loss: dapo (TRL's default), grpo, dr_grpo, bnpo, cispo, sapo, luspo or vespo
+    loss_type: str = "dapo"
+    #: each reward's weight in the sum GRPO ranks answers by; 0 leaves one out (logged still)
+    reward_weights: dict[str, float] = Field(
+        default_factory=lambda: {"constraint_share": 0.5, "all_constraints": 1.0, "task_guard": 0.5})
+    #: who samples the answers inside training: ``ecd`` (the packed decode loop, through TRL's
+    #: ``rollout_func``) or ``trl`` (TRL's own ``generate``)
+    generator: Literal["ecd", "trl"] = "ecd"
+
+    _check_scheduler = field_validator("lr_scheduler")(classmethod(lambda cls, v: _scheduler(v)))
+    _check_loss = field_validator("loss_type")(classmethod(lambda cls, v: one_of(v, GRPO_LOSSES, "GRPO loss")))
+
+    @field_validator("reward_weights")
+    @classmethod
+    def _known_rewards(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, weight in v.items():
+            one_of(key, REWARDS, "reward")
+            if weight < 0:
+                raise ValueError(f"the weight of {key!r} is negative ({weight})")
+        if not any(v.values()):
+            raise ValueError("every reward weighs 0: GRPO would have nothing to rank answers by")
+        return v
+
+
 class TrainParams(_Section):
     seed: int = 0
     #: pairs whose prompt plus answer exceed this many tokens are left out (and counted)
     max_length: int = Field(default=256, ge=16, le=MAX_TOKENS)
     sft: SFTParams = SFTParams()
     dpo: DPOParams = DPOParams()
+    grpo: GRPOParams = GRPOParams()
     lora: LoraParams = LoraParams()
 
 

@@ -30,7 +30,9 @@ def _precision() -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False, "fp16": False}
 
 
-def _common(params: TrainParams, out: Path) -> dict[str, Any]:
+def trainer_args(params: TrainParams, out: Path) -> dict[str, Any]:
+    """The arguments every trainer here shares: each step logged (for the DVC plots), seeds from
+    ``train.seed``, the machine's precision, no checkpoints (DVC keeps the model)."""
     return dict(
         output_dir=str(out),
         report_to="none",
@@ -169,7 +171,8 @@ def copy_model(src: Path, out_dir: Path) -> None:
         shutil.copytree(src, tmp)
 
 
-def _callbacks(extra: list[Any] | None = None) -> list[Any]:
+def trainer_callbacks(extra: list[Any] | None = None) -> list[Any]:
+    """ecd's progress bar (steps and loss), then ``extra``."""
     from ecd.progress import trainer_progress
 
     return [trainer_progress(), *(extra or [])]
@@ -197,7 +200,8 @@ def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in log_history if "loss" in e]
 
 
-def _load(model_dir: Path) -> tuple[Any, Any]:
+def load_student(model_dir: Path) -> tuple[Any, Any]:
+    """A training stage's starting point: its tokenizer (left-padded) and model, checked to exist first."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ecd.layout import check_model_path
@@ -260,7 +264,7 @@ def build_sft_trainer(model_dir: Path, rows: Sequence[Mapping[str, Any]], params
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    tok, model = _load(model_dir)
+    tok, model = load_student(model_dir)
     s = params.sft
     bs = batch_size or s.batch_size
     cfg = SFTConfig(
@@ -270,11 +274,11 @@ def build_sft_trainer(model_dir: Path, rows: Sequence[Mapping[str, Any]], params
         lr_scheduler_type=scheduler or s.lr_scheduler,
         warmup_steps=s.warmup_steps if warmup is None else warmup,
         train_sampling_strategy="sequential",  # rows come in training order (``sft_order``, ``preference_order``)
-        **_common(params, work / "sft"),
+        **trainer_args(params, work / "sft"),
     )
     lora = peft_config(params.lora) if params.lora.enabled else None
     return SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(sft_rows(rows)), processing_class=tok,
-                      peft_config=lora, callbacks=_callbacks(callbacks))
+                      peft_config=lora, callbacks=trainer_callbacks(callbacks))
 
 
 def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, work: Path,
@@ -288,7 +292,7 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    tok, model = _load(model_dir)
+    tok, model = load_student(model_dir)
     d = params.dpo
     ds = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     cfg = DPOConfig(
@@ -304,16 +308,16 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
         # the other processes cannot open: several processes score the reference at every step instead
         precompute_ref_log_probs=d.precompute_ref_log_probs and _state().num_processes == 1,
         train_sampling_strategy="sequential",  # rows come in training order (``sft_order``, ``preference_order``)
-        **_common(params, work / "preference"),
+        **trainer_args(params, work / "preference"),
     )
     if params.lora.enabled:
         return DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok,
-                          peft_config=peft_config(params.lora), callbacks=_callbacks(callbacks))
+                          peft_config=peft_config(params.lora), callbacks=trainer_callbacks(callbacks))
     from transformers import AutoModelForCausalLM
 
     ref = AutoModelForCausalLM.from_pretrained(model_dir)
     return DPOTrainer(model=model, ref_model=ref, args=cfg, train_dataset=ds, processing_class=tok,
-                      callbacks=_callbacks(callbacks))
+                      callbacks=trainer_callbacks(callbacks))
 
 
 def train_sft(model_dir: Path, rows: Sequence[Mapping[str, Any]], params: TrainParams, out_dir: Path, work: Path) -> list[dict[str, Any]]:

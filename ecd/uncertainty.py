@@ -173,9 +173,10 @@ def compare(a: Verdicts, b: Verdicts, draws_a: dict[str, np.ndarray], draws_b: d
 
 
 #: the differences a report compares: preference against control, each trained student against the
-#: untrained one, and the control against SFT (what continuing SFT on the pairs' rows added)
+#: untrained one, the control against SFT (what continuing SFT on the pairs' rows added), and GRPO
+#: against the control and the preference run (online against offline on the same instructions)
 COMPARISONS = (("preference", "control"), ("preference", "base"), ("control", "base"), ("sft", "base"), ("preference", "sft"),
-               ("control", "sft"))
+               ("control", "sft"), ("grpo", "control"), ("grpo", "preference"), ("grpo", "base"))
 
 
 def evidence(verdicts: dict[str, Verdicts], resamples: int, seed: int

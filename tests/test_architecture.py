@@ -16,7 +16,7 @@ PARTS: dict[str, set[str]] = {
     "domain": {"constraints", "params"},
     "model access": {"backends", "registry", "resources"},
     "data": {"seeds", "sampling", "evolve", "judge", "verification", "split", "pairing", "pairs", "hub"},
-    "training": {"student", "training", "trl_patch"},
+    "training": {"student", "training", "trl_patch", "rewards", "grpo"},
     "evaluation": {"evaluation", "uncertainty"},
     "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles"},
     "entry": {"cli"},

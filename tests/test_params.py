@@ -152,7 +152,7 @@ def test_the_schema_defaults_are_the_shipped_params_yaml() -> None:
     def yaml_keys(d: dict, prefix: str = "") -> set[str]:
         out = set()
         for k, v in d.items():
-            if isinstance(v, dict) and k not in ("rounds", "op_weights", "weak", "models"):
+            if isinstance(v, dict) and k not in ("rounds", "op_weights", "reward_weights", "weak", "models"):
                 out |= yaml_keys(v, f"{prefix}{k}.")
             else:
                 out.add(f"{prefix}{k}")

@@ -29,7 +29,8 @@ SMALL = {
     "student": {"vocab_size": 600, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1,
                 "num_heads": 2, "num_kv_heads": 1},
     "train": {"max_length": 256, "sft": {"steps": 4, "batch_size": 8, "warmup_steps": 0},
-              "dpo": {"epochs": 0.2, "batch_size": 8}},
+              "dpo": {"epochs": 0.2, "batch_size": 8},
+              "grpo": {"max_prompts": 8, "prompts_per_step": 4, "max_completion_length": 16}},
     "pair": {"min_rejected_pass_fraction": 0.0},
     "evaluate": {"max_new_tokens": 16, "bootstrap_resamples": 4000},  # the arithmetic's precision: test_uncertainty
     "rounds": {"r1": {"prev": "r0"}, "r2": {"prev": "r1"}},
@@ -146,10 +147,10 @@ def test_student(project: Project) -> None:
 
 def test_training_and_evaluation(project: Project) -> None:
     p = project.path
-    for name in ("base", "sft", "preference", "control"):
+    for name in ("base", "sft", "preference", "control", "grpo"):
         assert (p / f"models/{name}/model.safetensors").exists()
         assert (p / f"models/{name}/tokenizer.json").exists()
-    for name in ("sft", "preference", "control"):
+    for name in ("sft", "preference", "control", "grpo"):
         curve = json.loads((p / f"plots/{name}.json").read_text())
         assert curve and all("loss" in e and "step" in e for e in curve)
     pref_curve = json.loads((p / "plots/preference.json").read_text())
@@ -157,7 +158,10 @@ def test_training_and_evaluation(project: Project) -> None:
     # the control takes the preference stage's steps
     assert json.loads((p / "metrics/control.json").read_text())["steps"] == json.loads((p / "metrics/preference.json").read_text())["steps"]
     metrics = json.loads((p / "metrics/evaluate.json").read_text())
-    assert set(metrics) == {"base", "sft", "control", "preference"}
+    grpo_curve = json.loads((p / "plots/grpo.json").read_text())
+    assert len(grpo_curve) == 2 and all({"reward", "rewards/task_guard/mean", "rewards/all_constraints/mean"} <= set(e)
+                                        for e in grpo_curve)  # 8 instructions, 4 a step
+    assert set(metrics) == {"base", "sft", "control", "preference", "grpo"}
     for m in metrics.values():
         assert set(m) == {"heldout", "ifeval", "ifbench"}
         assert m["ifeval"]["n_prompts"] == 541 and m["ifbench"]["n_prompts"] == 294
@@ -172,7 +176,7 @@ def test_training_and_evaluation(project: Project) -> None:
     assert len(answers) == metrics["preference"]["heldout"]["n_prompts"]
     assert sum(a["follow_all_instructions"] for a in answers) / len(answers) == pytest.approx(metrics["preference"]["heldout"]["prompt_strict"], abs=1e-4)
     bars = json.loads((p / "plots/categories.json").read_text())
-    assert bars and all(set(b) == {"category", "base", "sft", "control", "preference"} for b in bars)
+    assert bars and all(set(b) == {"category", "base", "sft", "control", "preference", "grpo"} for b in bars)
     project.run("ecd", "report", "--markdown", "report.md")
     report = (p / "report.md").read_text()  # the terminal's tables wrap to the width they are given
     assert "prompt_strict" in report and "IFEval" in report and "IFBench" in report and "| preference |" in report
@@ -196,13 +200,13 @@ def test_intervals_agree_with_a_plain_bootstrap_of_the_answers(project: Project)
     metrics = json.loads((p / "metrics/evaluate.json").read_text())
     compare = json.loads((p / "metrics/compare.json").read_text())
     verdicts = {m: [float(r["follow_all_instructions"]) for r in read_jsonl(p / f"data/eval/{m}/ifeval.jsonl")]
-                for m in ("base", "sft", "control", "preference")}
+                for m in ("base", "sft", "control", "preference", "grpo")}
     for m, v in verdicts.items():
         s = metrics[m]["ifeval"]
         assert s["prompt_strict"] == pytest.approx(sum(v) / len(v), abs=1e-4)
         assert s["prompt_strict_lo"] <= s["prompt_strict"] <= s["prompt_strict_hi"]
         assert s["prompt_set"] == metrics["base"]["ifeval"]["prompt_set"]
-    for pair in ("preference-control", "preference-base", "control-base"):
+    for pair in ("preference-control", "preference-base", "control-base", "grpo-control", "grpo-preference"):
         a, b = pair.split("-")
         d = compare["ifeval"][pair]["prompt_strict"]
         assert d["delta"] == pytest.approx(metrics[a]["ifeval"]["prompt_strict"] - metrics[b]["ifeval"]["prompt_strict"], abs=2e-4)

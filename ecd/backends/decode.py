@@ -19,6 +19,7 @@ Picker = Callable[[Any, list[int]], Any]
 class Generated:
     tokens: list[int]  #: the new tokens, without the end-of-sequence token
     stopped: bool  #: ended by an end-of-sequence token (False: cut at max_new_tokens)
+    stop_token: int | None = None  #: the end-of-sequence token that ended it (packed loop)
 
 
 def greedy(logits: Any, rows: list[int]) -> Any:

@@ -286,13 +286,13 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
             classes[pool.cap].remove(pool)
         r.pool = None
 
-    def finish(i: int, stopped: bool) -> None:
+    def finish(i: int, stopped: bool, stop_token: int | None = None) -> None:
         nonlocal reserved
         leave(i)
         r = rows.pop(i)
         flight.remove(i)
         reserved -= len(r.prompt) + max_new_tokens
-        results[i] = done = Generated(r.out, stopped)
+        results[i] = done = Generated(r.out, stopped, stop_token)
         if on_done:
             on_done(i, done)
 
@@ -384,7 +384,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
             for i, token in zip(picks, chosen):
                 r = rows[i]
                 if token in eos_ids:
-                    finish(i, True)
+                    finish(i, True, token)
                     continue
                 r.out.append(token)
                 if len(r.out) >= max_new_tokens:

@@ -29,7 +29,9 @@ from ecd.constraints.base import (
     SampleContext,
     apply_rewrites,
     check,
+    clean_kwargs,
     compatible,
+    follow_list,
     get,
     loose_variants,
     register,
@@ -40,6 +42,6 @@ from ecd.constraints.text import content_words, count_sentences, count_words, de
 
 __all__ = [
     "REGISTRY", "Constraint", "all_types", "ConstraintType", "JudgeRequired", "ResourceMissing", "SampleContext", "apply_rewrites", "check",
-    "compatible", "content_words", "count_sentences", "count_words", "detect_language", "get", "loose_variants",
+    "clean_kwargs", "compatible", "follow_list", "content_words", "count_sentences", "count_words", "detect_language", "get", "loose_variants",
     "register", "rewritable_types", "split_sentences", "taxonomy",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -198,6 +198,24 @@ def check(constraint: Constraint, response: str, loose: bool = False) -> bool:
         raise JudgeRequired(constraint.id)
     variants = loose_variants(response) if loose else [response]
     return any(v.strip() and ctype.check(v, constraint.kwargs) for v in variants)
+
+
+def clean_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Kwargs as IFEval's evaluation passes them: the unset (None) fields of the union schema dropped."""
+    return {k: v for k, v in (kwargs or {}).items() if v is not None}
+
+
+def follow_list(response: str, ids: Sequence[str], kwargs: Sequence[Mapping[str, Any] | None],
+                loose: bool = False) -> list[bool | None]:
+    """Each instruction's verdict (IFEval's ``follow_instruction_list``); None where a language
+    resource the check needs is not installed (``ResourceMissing``): reported apart, never guessed."""
+    out: list[bool | None] = []
+    for i, k in zip(ids, kwargs):
+        try:
+            out.append(check(Constraint(i, clean_kwargs(k)), response, loose=loose))
+        except ResourceMissing:
+            out.append(None)
+    return out
 
 
 def compatible(existing: list[Constraint], type_id: str, kwargs: dict[str, Any]) -> bool:
