@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/ifeval_speed.py
 	$(PY) bench/backends.py 2>&1 | grep -E "^\("
 	$(PY) bench/train_step.py 2>&1 | grep -E "threads|ratio"
+	$(PY) bench/grpo_generation.py 2>&1 | grep -E "^(generator|ecd|trl|sampling|[0-9]+ instructions)"
 	$(PY) bench/generation.py 2>&1 | grep -E "^commit|\||speed-up"
 	$(PY) bench/concurrency.py 2>&1 | grep -E "^\("
 	$(PY) bench/ray_cluster.py 2>&1 | grep -E "^\("
