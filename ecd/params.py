@@ -28,6 +28,7 @@ def one_of(name: str, valid: tuple[str, ...], what: str) -> str:
 #: until memory is gone); token limits are also checked against the model's context when it loads
 MAX_TOKENS = 131_072
 MAX_WIDTH = 4096  #: rows, requests or pairs handled at once
+MAX_ROUNDS = 100  #: evolution rounds
 
 
 class _Section(BaseModel):
@@ -506,6 +507,8 @@ class Params(_Section):
     @field_validator("rounds")
     @classmethod
     def _chain(cls, v: dict[str, RoundItem]) -> dict[str, RoundItem]:
+        if len(v) > MAX_ROUNDS:
+            raise ValueError(f"{len(v)} rounds: at most {MAX_ROUNDS} (each round makes every chain's instruction longer)")
         for i, (name, item) in enumerate(v.items(), 1):
             if name != f"r{i}" or item.prev != f"r{i - 1}":
                 raise ValueError(

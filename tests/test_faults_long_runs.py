@@ -248,6 +248,7 @@ def test_cache_clear_works_on_a_damaged_file(project) -> None:
     ({"teacher": {"max_new_tokens": 10**9}}, "teacher.max_new_tokens: Input should be less than or equal to 131072"),
     ({"evolve": {"op_weights": {"fromat": 1.0}}}, "unknown operation 'fromat' (did you mean 'format'?)"),
     ({"evolve": {"op_weights": {"format": -1.0}}}, "the weight of 'format' is negative"),
+    ({"rounds": {f"r{i}": {"prev": f"r{i - 1}"} for i in range(1, 102)}}, "rounds: 101 rounds: at most 100"),
 ])
 def test_params_no_run_can_use_are_refused(raw: dict, message: str) -> None:
     with pytest.raises(EcdError) as info:
