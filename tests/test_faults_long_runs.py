@@ -318,13 +318,17 @@ def test_a_request_that_cannot_be_serialised_is_named_and_never_sent(server) -> 
 def test_a_signal_mid_stage_keeps_the_answers_received_and_the_rerun_sends_the_rest(project, server, signum, status, name) -> None:
     handler, _ = server
     handler.mode, handler.answer_first = "hang", 3
+    # SIGINT's default restored in the child: a process started where SIGINT is ignored (a background
+    # job of a shell, or a test run after one that ignored it) inherits the ignoring, as Python honours it
     stage = subprocess.Popen([sys.executable, "stages/sample.py", "r0"], cwd=project.path, env=project.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (handler.answered == 3 and len(handler.prompts) == 4):  # three answered, the fourth hangs
         assert time.monotonic() < deadline and stage.poll() is None, stage.communicate()
         time.sleep(0.05)
-    time.sleep(0.5)  # the three replies reach the client (well inside the cache's 5 s commit interval)
+    # one request at a time: the fourth is sent only after the third answer reached the client, well
+    # inside the cache's 5 s commit interval, so the three are received and not yet committed
     stage.send_signal(signum)
     out, err = stage.communicate(timeout=60)
     proc = subprocess.CompletedProcess(stage.args, stage.returncode, out, err)
