@@ -100,6 +100,8 @@ def report_errors(func: F) -> F:
         except SystemExit:
             raise
         except BaseException as exc:
+            if type(exc).__module__.startswith(("click", "typer")):  # Exit and Abort: the CLI's own control flow
+                raise
             if os.environ.get(DEBUG_ENV) and not isinstance(exc, EcdError):
                 raise
             line, status = describe(exc)

@@ -202,6 +202,7 @@ def test_a_cache_file_that_is_not_a_database_is_moved_aside_and_recomputed(proje
         Path(f"{cache}{journal}").unlink(missing_ok=True)
     check = project.run("ecd", "cache", "check", check=False)
     assert check.returncode == 1 and "damaged" in check.stdout and "file is not a database" in check.stdout
+    assert check.stderr == ""  # the verdict is the output; exit status 1 says damaged, nothing more
     before = len(handler.prompts)
     proc = _sample(project)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
