@@ -74,6 +74,9 @@ def describe(exc: BaseException) -> tuple[str, int]:
         if "full" in text:
             return ("error: no space left on the device for the call cache "
                     f"({text}): free some space and run again"), 2
+        if "locked" in text or "busy" in text:
+            return (f"error: the call cache is busy ({text}): another process holds it past the 60 s wait; "
+                    "run again when it is done"), 2
         return (f"error: the call cache is damaged ({text}): `ecd cache check` names the damage, "
                 "`ecd cache clear` starts it afresh"), 2
     if isinstance(exc, OSError) and exc.filename is not None:
