@@ -114,9 +114,11 @@ def test_detectable_effect_follows_the_disagreement() -> None:
 
 def test_evidence_names_every_comparison_of_present_students() -> None:
     rng = np.random.default_rng(5)
-    v = {s: Verdicts.from_results(_records(rng, 60, 0.5)) for s in ("base", "sft", "control", "preference")}
+    v = {s: Verdicts.from_results(_records(rng, 60, 0.5)) for s in ("base", "sft", "control", "preference", "grpo")}
     scores, deltas = evidence(v, 500, seed=0)
     assert set(deltas) == {f"{a}-{b}" for a, b in COMPARISONS}
+    without_grpo = {k: x for k, x in v.items() if k != "grpo"}  # a run from before the grpo stage
+    assert set(evidence(without_grpo, 100, seed=0)[1]) == {f"{a}-{b}" for a, b in COMPARISONS if "grpo" not in (a, b)}
     for s in v:
         for m in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose"):
             assert scores[s][f"{m}_lo"] <= scores[s][m] <= scores[s][f"{m}_hi"]
