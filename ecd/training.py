@@ -196,8 +196,14 @@ def _train_and_save(trainer: Any, tok: Any, out_dir: Path) -> list[dict[str, Any
     return _curve(trainer.state.log_history)
 
 
+#: logged wall-clock times (GRPO logs each step's): kept out of the curves, so the same run gives
+#: the same plots and the same dvc.lock (``ecd timings`` keeps times)
+WALL_CLOCK_KEYS = frozenset({"step_time"})
+
+
 def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in log_history if "loss" in e]
+    return [{k: v for k, v in e.items() if isinstance(v, (int, float)) and k not in WALL_CLOCK_KEYS}
+            for e in log_history if "loss" in e]
 
 
 def load_student(model_dir: Path) -> tuple[Any, Any]:

@@ -94,6 +94,7 @@ def test_grpo_steps_on_the_tiny_student_with_both_samplers(tiny_model, tmp_path,
     for key in ("reward", "rewards/constraint_share/mean", "rewards/all_constraints/mean", "rewards/task_guard/mean"):
         assert all(0.0 <= step[key] <= 2.0 for step in curve), key
     assert all(step["completions/mean_length"] > 0 for step in curve)
+    assert not any("step_time" in step for step in curve)  # wall-clock time stays out of DVC's outputs
     before, after = load_file(tiny_model / "model.safetensors"), load_file(tmp_path / "out/model.safetensors")
     assert any(not before[k].equal(after[k]) for k in before), "the policy did not move"
     assert json.loads((tmp_path / "out/config.json").read_text())["use_cache"] is True
