@@ -18,6 +18,8 @@ reference's content words it keeps, times a band on its length.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,16 +31,27 @@ LENGTH_BAND = (0.5, 2.0)
 LENGTH_CEILING = 4.0
 
 
+def message_text(messages: Any, role: str) -> str:
+    """The text of ``role``'s messages in a conversation, or the text itself when it is plain."""
+    if isinstance(messages, str):
+        return messages
+    return "".join(m.get("content") or "" for m in messages if m.get("role", role) == role)
+
+
 def completion_text(completion: Any) -> str:
     """The text of a completion, conversational (``[{"role": "assistant", "content": ...}]``) or plain."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
+    return message_text(completion, "assistant")
 
 
-def _verdicts(completions: Sequence[Any], columns: Mapping[str, Any]) -> list[list[bool]]:
+@functools.lru_cache(maxsize=4096)
+def _checked(text: str, ids: tuple[str, ...], kwargs_json: str) -> tuple[bool, ...]:
+    # constraint_share and all_constraints score the same answers in one step: checked once
+    return tuple(v is True for v in follow_list(text, ids, json.loads(kwargs_json)))
+
+
+def _verdicts(completions: Sequence[Any], columns: Mapping[str, Any]) -> list[tuple[bool, ...]]:
     ids, kwargs = columns["instruction_id_list"], columns["kwargs"]
-    return [[v is True for v in follow_list(completion_text(c), i, k)] for c, i, k in zip(completions, ids, kwargs)]
+    return [_checked(completion_text(c), tuple(i), json.dumps(k, sort_keys=True)) for c, i, k in zip(completions, ids, kwargs)]
 
 
 def constraint_share(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
@@ -74,8 +87,7 @@ def task_guard(prompts: Sequence[Any], completions: Sequence[Any], **columns: An
     for prompt, completion, reference in zip(prompts, completions, references):
         text = completion_text(completion)
         used = set(content_words(text, min_len=3))
-        source = reference if reference else completion_text(prompt) if not isinstance(prompt, str) else prompt
-        wanted = content_words(source or "", min_len=3)
+        wanted = content_words(reference or message_text(prompt, "user"), min_len=3)
         recall = sum(w in used for w in wanted) / len(wanted) if wanted else 1.0
         band = length_band(count_words(text), count_words(reference)) if reference else (1.0 if text.strip() else 0.0)
         out.append(recall * band)
