@@ -265,6 +265,51 @@ def grid_compare(
                   markup=False)
 
 
+study_app = typer.Typer(help="The study: every pair strategy against the SFT-only control and ECD, matched rows, "
+                        "seeds pooled, IFEval, IFBench and held-out instructions.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("run")
+@report_errors
+def study_run(
+    profile: str = typer.Argument("smollm2", help="the params profile the study runs under (profiles/NAME.yaml)"),
+    random_seeds: str = typer.Option("0,1,2", "--random-seeds", "--seeds", help="comma-separated random seeds"),
+    strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies (ecd first)"),
+    set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
+) -> None:
+    """Run every experiment of the study that has not finished, one at a time (resumable: stop it
+    any time; finished runs, DVC's run-cache and the call cache carry over)."""
+    from ecd.study import run
+
+    ran = run(profile, [int(s) for s in random_seeds.split(",")], strategies.split(","), set_)
+    out.print(f"study: {len(ran)} experiments run; the study is complete: `ecd study report {profile}`")
+
+
+@study_app.command("report")
+@report_errors
+def study_report(
+    profile: str = typer.Argument("smollm2", help="the study's profile"),
+    out_dir: Path = typer.Option(None, "--out", help="also write study.md and the chart (SVG, PNG) here"),
+) -> None:
+    """Each arm's scores and each difference with its 95 % interval over prompts and seeds and its
+    minimum detectable effect, as Markdown; with --out, the chart too."""
+    from ecd.charts import render
+    from ecd.grid import exp_rows, exp_show
+    from ecd.records import write_text
+    from ecd.study import chart, markdown, summarise
+
+    resamples, seed = _bootstrap()
+    study = summarise(exp_rows(exp_show()), profile, resamples=resamples, seed=seed)
+    text = markdown(study)
+    print(text)
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(out_dir / "study.md", text + "\n")
+        for path in render([chart(study)], out_dir):
+            out.print(f"wrote {path}")
+
+
 @app.command("timings")
 @report_errors
 def timings_cmd(all_runs: bool = typer.Option(False, "--all", help="every recorded run, not the latest per stage")) -> None:

@@ -144,15 +144,23 @@ def weak_instructions(steps: list[Step], params: PairParams) -> list[Instruction
     return [inst for iid, inst in usable.items() if iid in drawn]
 
 
-def weak_answers(steps: list[Step], params: PairParams) -> dict[str, Response] | None:
+def weak_answers(steps: list[Step], params: PairParams, check: Checker | None = None) -> dict[str, Response] | None:
     """``model_gap``'s weak side: the weak model's (``pair.weak``) answer to each instruction of
     ``weak_instructions``, through the call cache, by instruction id; None where no strategy of
-    ``params`` needs it."""
+    ``params`` needs it. With ``model_gap`` among matched strategies (``pair.match``) and ``check``
+    given, only the instructions every other matched strategy can pair are answered: a weak answer
+    elsewhere could never reach a matched row, and each one costs a model call."""
     if "model_gap" not in params.strategy and "model_gap" not in params.match:
         return None
     from ecd.backends import make_backend
     from ecd.sampling import sample_responses
 
+    if check is not None and "model_gap" in params.match:
+        others = [s for s in params.match if s != "model_gap"]
+        pairable = [{p["instruction_id"] for p in strategy_pairs(s, steps, params, check, None)[0]} for s in others]
+        if pairable:
+            common = set.intersection(*pairable)
+            steps = [s for s in steps if s["instruction"]["id"] in common]
     answers, _ = sample_responses(weak_instructions(steps, params), make_backend(params.weak), 1, params.seed, "weak")
     return {a["instruction_id"]: a for a in answers}
 

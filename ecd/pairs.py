@@ -185,15 +185,17 @@ def save_pairs(out_dir: str | Path, train: list[Pair], test: list[Pair], card: s
 
 
 #: the columns of the control's rows: a pair without its rejected side
-ROW_COLUMNS = ("row_id", "prompt", "chosen", "difficulty")
+#: a row is a pair less its negative: what the control trains on and what GRPO samples from
+ROW_COLUMNS = ("row_id", "instruction_id", "prompt", "chosen", "instruction_id_list", "kwargs", "difficulty")
 
 
 def save_rows(path: str | Path, train: list[Pair]) -> None:
-    """The SFT-only control's rows: each train pair's prompt and chosen answer, in the pairs' order.
+    """The rows of the SFT-only control and GRPO: each train pair's prompt, chosen answer and
+    constraints, in the pairs' order.
 
-    A file of its own, so that the control depends on the rows and not on the negatives: with
+    A file of its own, so that the control and GRPO depend on the rows and not on the negatives: with
     matched rows (``pair.match``) every strategy writes the same bytes here, and DVC runs one control
-    for all of them."""
+    and one GRPO run for all of them."""
     from datasets import Dataset
 
     feats = features()
@@ -203,7 +205,7 @@ def save_rows(path: str | Path, train: list[Pair]) -> None:
 
 
 def load_rows(path: str | Path) -> Any:
-    """The control's rows as a ``datasets.Dataset``."""
+    """The rows (``save_rows``) as a ``datasets.Dataset``."""
     return _load_parquet(Path(path), list(ROW_COLUMNS))
 
 

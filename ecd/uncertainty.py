@@ -208,31 +208,38 @@ def group_intervals(v: Verdicts, resamples: int, seed: int) -> dict[str, tuple[f
     return out
 
 
-def seed_interval(diffs: Sequence[np.ndarray], resamples: int, seed: int) -> dict[str, float]:
-    """A preference-minus-control margin over several seeds, each run scored on the same prompts:
-    ``diffs[j][i]`` is run j's per-prompt difference (e.g. 1, 0 or −1 for prompt-level verdicts).
+def seed_interval(diffs: Sequence[np.ndarray], resamples: int, seed: int, shared_prompts: bool = True) -> dict[str, float]:
+    """A preference-minus-control margin over several seeds: ``diffs[j][i]`` is run j's per-prompt
+    difference (e.g. 1, 0 or −1 for prompt-level verdicts).
 
-    Each draw resamples the prompts (the same draw for every run, since they answered the same
-    prompts) and takes the runs' mean margin on it, then adds the seeds' part:
+    Each draw resamples the prompts and takes the runs' mean margin on it, then adds the seeds' part:
     ``s / sqrt(k) · T`` with ``s`` the standard deviation of the k runs' margins and ``T`` a Student
     t draw with k − 1 degrees of freedom. The t draw carries the uncertainty of ``s`` itself, which
     with 2–5 seeds dominates: with two seeds the interval is as wide as a t test with one degree of
     freedom makes it, not the three-point distribution a bootstrap over seeds would give. With one
-    run the seeds' part is unknown and left out (the result says ``runs: 1``)."""
+    run the seeds' part is unknown and left out (the result says ``runs: 1``).
+
+    ``shared_prompts``: every run answered the same prompts, so one draw of prompts serves them all
+    (paired); otherwise (each seed's own held-out prompts) each run's prompts are drawn on their own."""
     k = len(diffs)
     if k == 0:
         raise ValueError("no runs")
-    n = len(diffs[0])
-    if any(len(d) != n for d in diffs):
+    rows = [np.asarray(d, dtype=np.float64) for d in diffs]
+    if shared_prompts and any(len(d) != len(rows[0]) for d in rows):
         raise ValueError("the runs were scored on different prompts")
-    matrix = np.vstack([np.asarray(d, dtype=np.float64) for d in diffs])  # runs × prompts
-    margins = matrix.mean(axis=1)
+    margins = np.array([d.mean() for d in rows])
     s = float(np.std(margins, ddof=1)) if k > 1 else 0.0
     rng = np.random.default_rng([seed, 1])
     draws = []
-    for w in resample_weights(n, resamples, seed):
-        prompt_part = (w @ matrix.T / n).mean(axis=1)
-        seed_part = s / math.sqrt(k) * rng.standard_t(k - 1, size=len(w)) if k > 1 else 0.0
+    if shared_prompts:
+        matrix = np.vstack(rows)  # runs × prompts
+        blocks: Iterable[np.ndarray] = (w @ matrix.T / len(rows[0]) for w in resample_weights(len(rows[0]), resamples, seed))
+    else:
+        per_run = zip(*(resample_weights(len(d), resamples, seed + 7919 * j) for j, d in enumerate(rows)))
+        blocks = (np.column_stack([w @ d / len(d) for w, d in zip(ws, rows)]) for ws in per_run)
+    for block in blocks:  # resamples × runs
+        prompt_part = block.mean(axis=1)
+        seed_part = s / math.sqrt(k) * rng.standard_t(k - 1, size=len(block)) if k > 1 else 0.0
         draws.append(prompt_part + seed_part)
     lo, hi = _bounds(np.concatenate(draws))
     return {"delta": float(margins.mean()), "lo": lo, "hi": hi, "runs": k, "seed_sd": s}

@@ -4,7 +4,7 @@ instructions the preference run trains on (docs/training.md)."""
 from ecd import layout
 from ecd.errors import EcdError
 from ecd.grpo import grpo_rows, train_grpo
-from ecd.pairs import load_pairs
+from ecd.pairs import load_rows
 from ecd.params import load_params
 from ecd.records import write_json
 from ecd.stage import stage, timed
@@ -14,14 +14,15 @@ from ecd.training import fits, is_main_process, preference_order, prepare_traini
 @stage
 def main() -> None:
     params = load_params()
-    pairs = load_pairs(layout.PAIRS, "train").to_list()
+    # the rows alone, as the control reads them: with matched rows one GRPO run serves every negative
+    pairs = load_rows(layout.ROWS).to_list()
     tok = prepare_training(params.train, layout.MODELS / "sft")
-    # the preference run's pairs in its order, so that both runs learn from the same instructions
+    # the preference run's rows in its order, so that both runs learn from the same instructions
     kept = [r for r in pairs if fits(tok, r, params.train.max_length)]
     order = preference_order(tok, kept, params.train, curriculum=params.pair.curriculum != "none")
     rows = grpo_rows(order, params.train.grpo.max_prompts)
     if not rows:
-        raise EcdError(f"no instructions to train on ({len(pairs)} train pairs in {layout.PAIRS}, none within "
+        raise EcdError(f"no instructions to train on ({len(pairs)} train rows in {layout.ROWS}, none within "
                        f"train.max_length={params.train.max_length})")
     print(f"grpo: {len(rows)} instructions of {len(kept)} pairs, {params.train.grpo.num_generations} answers each")
     with timed("train grpo"):

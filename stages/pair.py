@@ -18,7 +18,7 @@ def main() -> None:
     params = load_params()
     steps = [s for rnd in params.rounds for s in read_records(layout.round_file(rnd, "steps.jsonl"), Step)]
     check = make_checker(make_backend(params.judge) if params.judge else None)
-    train, test, metrics = build_pairs(steps, params.pair, test_roots(), check, weak_answers(steps, params.pair))
+    train, test, metrics = build_pairs(steps, params.pair, test_roots(), check, weak_answers(steps, params.pair, check))
     card = dataset_card(train, test, metrics, params, round_pass_rates(params.round_names))
     save_pairs(layout.PAIRS, train, test, card)
     save_rows(layout.ROWS, train)

@@ -1,0 +1,222 @@
+"""The study: does a way of building pairs make a better student? Arms on matched rows over seeds.
+
+A study is the grid's RPO cells for every pair strategy (``ecd``, ``random``, ``model_gap``), under a
+params profile, one DVC experiment per strategy and seed, named ``<profile>-<strategy>-rpo-s<seed>``.
+Each strategy pairs the same rows (``pair.match``), so one seed's runs share their untrained model,
+their SFT-only control and their GRPO run (the ``control`` and ``grpo`` stages read the rows, not the
+negatives: DVC's run-cache runs them once a seed); each run adds its preference training and the
+evaluation of its student. ``run`` runs what has not finished, one experiment at a time; a stopped
+study resumes from DVC's run-cache and the call cache. ``report`` reads every finished run's
+per-prompt verdicts and gives each arm against the control and against ECD on every set, seeds pooled
+(:func:`ecd.uncertainty.seed_interval`), with the smallest effect the study could detect.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecd.errors import EcdError
+from ecd.grid import experiments, exp_rows, exp_show
+from ecd.params import PAIR_STRATEGIES
+from ecd.seed_runs import VerdictReader, read_verdicts
+from ecd.uncertainty import Z_ALPHA, Z_POWER, seed_interval
+
+#: the study's arms: name → (the strategy whose run holds it, the student in that run)
+ARMS: dict[str, tuple[str, str]] = {
+    "untrained": ("ecd", "base"),
+    "control": ("ecd", "control"),
+    "ecd": ("ecd", "preference"),
+    "random": ("random", "preference"),
+    "model_gap": ("model_gap", "preference"),
+    "grpo": ("ecd", "grpo"),
+}
+#: what each arm is compared with: every arm against the SFT-only control, the others against ECD
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("untrained", "control"), ("ecd", "control"), ("random", "control"), ("model_gap", "control"), ("grpo", "control"),
+    ("random", "ecd"), ("model_gap", "ecd"), ("grpo", "ecd"),
+)
+#: (set, mode) columns: prompt level on every set, and IFBench's headline, loose
+COLUMNS: tuple[tuple[str, str], ...] = (("heldout", "strict"), ("ifeval", "strict"), ("ifbench", "strict"), ("ifbench", "loose"))
+
+
+def run_name(profile: str, strategy: str, seed: int) -> str:
+    return f"{profile}-{strategy}-rpo-s{seed}"
+
+
+def plan(profile: str, seeds: list[int], strategies: list[str]) -> list[tuple[str, list[str]]]:
+    """(experiment name, ``-S`` overrides) in the order they run: seed by seed, ECD first, so that a
+    stopped study has whole seeds and the arms every seed shares come with its first run."""
+    cells = {name: sets for name, sets in experiments(strategies, ["rpo"], seeds)}
+    return [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"]) for seed in seeds for s in strategies]
+
+
+def finished(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The finished experiments by name (the newest where a name ran at several commits)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("state") == "success" and r.get("name"):
+            out.setdefault(str(r["name"]), r)
+    return out
+
+
+def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str]) -> list[str]:
+    """Run every experiment of the study that has not finished, in :func:`plan`'s order, each as
+    ``ecd profile run`` does (``dvc exp run --temp`` with the profile's params); returns the names
+    run. A failed run stops the study with its name."""
+    from ecd.profiles import run as run_profile
+
+    if "ecd" not in strategies:
+        raise EcdError("a study compares with ECD's pairs: --strategies must include ecd")
+    done = finished(exp_rows(exp_show()))
+    ran = []
+    todo = [(n, s) for n, s in plan(profile, seeds, strategies) if n not in done]
+    for i, (name, sets) in enumerate(todo, 1):
+        print(f"study: {name} ({i} of {len(todo)}; {len(done)} finished before)", flush=True)
+        if run_profile(profile, name, [*sets, *extra]) != 0:
+            raise EcdError(f"study: experiment {name} failed; fix the cause and run the study again (finished runs are kept)")
+        ran.append(name)
+    return ran
+
+
+@dataclass
+class Cell:
+    """One comparison on one set over the seeds that finished both arms."""
+
+    delta: float
+    lo: float
+    hi: float
+    mde: float
+    seeds: list[int]
+
+
+@dataclass
+class Study:
+    """The finished runs' arms: scores per arm and column, and every comparison's cell."""
+
+    profile: str
+    seeds: list[int]
+    scores: dict[str, dict[tuple[str, str], list[float]]] = field(default_factory=dict)
+    cells: dict[tuple[str, str], dict[tuple[str, str], Cell]] = field(default_factory=dict)
+    prompts: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _seed_runs(done: dict[str, dict[str, Any]], profile: str, seed: int) -> dict[str, dict[str, Any]]:
+    return {s: done[run_name(profile, s, seed)] for s in PAIR_STRATEGIES if run_name(profile, s, seed) in done}
+
+
+def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = read_verdicts,
+              resamples: int = 25_000, seed: int = 0) -> Study:
+    """Every arm's scores and every comparison of :data:`COMPARISONS` from the finished runs of
+    ``profile``'s study: a comparison pools the seeds whose runs hold both arms; each seed's two
+    students answered the same prompts (checked), the seeds' held-out prompts may differ."""
+    done = finished(rows)
+    seeds = sorted({int(n.rsplit("-s", 1)[1]) for n in done if n.startswith(f"{profile}-") and n.rsplit("-s", 1)[1].isdigit()})
+    study = Study(profile, seeds)
+    verdicts: dict[tuple[int, str, str], Any] = {}
+
+    def arm_verdicts(s: int, arm: str, set_name: str) -> Any:
+        strategy, student = ARMS[arm]
+        runs = _seed_runs(done, profile, s)
+        if strategy not in runs:
+            return None
+        key = (s, arm, set_name)
+        if key not in verdicts:
+            verdicts[key] = read(str(runs[strategy].get("rev") or runs[strategy]["name"]), student, set_name)
+        return verdicts[key]
+
+    for set_name, mode in COLUMNS:
+        for arm in ARMS:
+            for s in seeds:
+                v = arm_verdicts(s, arm, set_name)
+                if v is not None:
+                    study.scores.setdefault(arm, {}).setdefault((set_name, mode), []).append(float(v.follow_all[mode].mean()))
+                    if arm == "control" and mode == "strict":
+                        study.prompts.setdefault(set_name, []).append(len(v))
+        for a, b in COMPARISONS:
+            diffs, used = [], []
+            for s in seeds:
+                va, vb = arm_verdicts(s, a, set_name), arm_verdicts(s, b, set_name)
+                if va is None or vb is None:
+                    continue
+                if len(va) != len(vb):
+                    raise EcdError(f"seed {s}: {a} and {b} were scored on different {set_name} prompts")
+                diffs.append(va.follow_all[mode].astype(float) - vb.follow_all[mode].astype(float))
+                used.append(s)
+            if not diffs:
+                continue
+            shared = len({len(d) for d in diffs}) == 1 and set_name != "heldout"
+            ci = seed_interval(diffs, resamples, seed, shared_prompts=shared)
+            se = (ci["hi"] - ci["lo"]) / (2 * Z_ALPHA)
+            study.cells.setdefault((a, b), {})[(set_name, mode)] = Cell(ci["delta"], ci["lo"], ci["hi"],
+                                                                         (Z_ALPHA + Z_POWER) * se, used)
+    if not study.cells:
+        raise EcdError(f"no finished runs of a {profile} study (experiments named {run_name(profile, 'ecd', 0)} and kin)")
+    return study
+
+
+def _column_title(set_name: str, mode: str) -> str:
+    return {"heldout": "held-out", "ifeval": "IFEval", "ifbench": "IFBench"}[set_name] + f" {mode}"
+
+
+def markdown(study: Study) -> str:
+    """The study's two tables: each arm's prompt-level score (mean ± sd over seeds), and each
+    comparison's difference with its 95 % interval over prompts and seeds and its minimum
+    detectable effect (80 % power, 5 % two-sided)."""
+    head = "| | " + " | ".join(_column_title(*c) for c in COLUMNS) + " |"
+    rule = "|---" * (len(COLUMNS) + 1) + "|"
+    lines = ["Prompt level, mean ± sd over seeds (runs):", "", head.replace("| |", "| arm |", 1), rule]
+    for arm, cols in study.scores.items():
+        cells = []
+        for c in COLUMNS:
+            vals = cols.get(c, [])
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f} ({len(vals)})" if vals else "")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "Differences, 95 % interval over prompts and seeds; mde: the smallest difference the study "
+              "detects with 80 % power:", "", head.replace("| |", "| difference |", 1), rule]
+    for (a, b), by_column in study.cells.items():
+        cells = []
+        for c in COLUMNS:
+            cell = by_column.get(c)
+            cells.append(f"{cell.delta:+.3f} [{cell.lo:+.3f}, {cell.hi:+.3f}] mde {cell.mde:.3f}" if cell else "")
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    sizes = ", ".join(f"{_column_title(s, 'x').removesuffix(' x')} {'/'.join(map(str, n))}" for s, n in study.prompts.items())
+    lines += ["", f"Seeds: {', '.join(map(str, study.seeds))}. Prompts per seed: {sizes}."]
+    return "\n".join(lines)
+
+
+def seeds_needed(cell: Cell, target: float) -> int | None:
+    """How many seeds (at this many prompts) the interval of ``cell`` would need to have a minimum
+    detectable effect of ``target``, its width shrinking as 1/sqrt(seeds); None without a width."""
+    if cell.mde <= 0 or target <= 0:
+        return None
+    return math.ceil(len(cell.seeds) * (cell.mde / target) ** 2)
+
+
+def chart(study: Study) -> Any:
+    """Every comparison on every set: the difference and its 95 % interval, against a line at zero."""
+    from ecd.charts import Chart
+
+    values = [{"comparison": f"{a} − {b}", "set": _column_title(*c), "delta": cell.delta, "lo": cell.lo, "hi": cell.hi,
+               "seeds": len(cell.seeds)}
+              for (a, b), cols in study.cells.items() for c, cell in cols.items()]
+    y = {"field": "comparison", "type": "nominal", "title": None, "sort": None}
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": f"{study.profile} study: differences with 95 % intervals over prompts and seeds",
+        "data": {"values": values},
+        "facet": {"column": {"field": "set", "type": "nominal", "title": None, "sort": [_column_title(*c) for c in COLUMNS]}},
+        "spec": {"width": 170, "height": {"step": 22}, "layer": [
+            {"mark": {"type": "rule", "strokeWidth": 2}, "encoding": {
+                "y": y, "x": {"field": "lo", "type": "quantitative", "title": "prompt level"}, "x2": {"field": "hi"}}},
+            {"mark": {"type": "point", "filled": True, "size": 50, "color": "black"}, "encoding": {
+                "y": y, "x": {"field": "delta", "type": "quantitative"},
+                "tooltip": [{"field": "comparison"}, {"field": "set"}, {"field": "delta", "format": "+.3f"},
+                            {"field": "lo", "format": "+.3f"}, {"field": "hi", "format": "+.3f"}, {"field": "seeds"}]}},
+            {"mark": {"type": "rule", "strokeDash": [4, 4], "color": "grey"}, "encoding": {"x": {"datum": 0}}},
+        ]},
+    }
+    return Chart(f"{study.profile} study", spec)
