@@ -16,10 +16,15 @@ from ecd import report as report_mod
 from ecd.records import write_text
 from ecd.report_tables import Table as ReportTable
 from ecd.errors import EcdError, report_errors
+from ecd.cli_experiments import grid_app, profile_app, study_app
+from ecd.uncertainty import bootstrap_settings
 
 app = typer.Typer(help="Evolutionary Contrastive Distillation as a DVC pipeline.", no_args_is_help=True)
 cache_app = typer.Typer(help="The content-addressed call cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+app.add_typer(grid_app, name="grid")
+app.add_typer(study_app, name="study")
+app.add_typer(profile_app, name="profile")
 out = Console()
 
 
@@ -45,7 +50,7 @@ def report(
 ) -> None:
     """Compare the students on every metric, with deltas against the SFT-only control; what each
     round yielded; the experiments' headline numbers; and, with --html, the charts of dvc.yaml."""
-    report_ = report_mod.build_report(metrics, baseline, experiments, *_bootstrap())
+    report_ = report_mod.build_report(metrics, baseline, experiments, *bootstrap_settings())
     for table in report_.tables:
         _print(table)
     for note in report_.notes:
@@ -59,17 +64,6 @@ def report(
             chart_dir = chart_dir.relative_to(markdown.parent) if chart_dir.is_relative_to(markdown.parent) else chart_dir.resolve()
         write_text(markdown, report_.markdown(chart_dir, chart_list))
         out.print(f"wrote {markdown}")
-
-
-def _bootstrap() -> tuple[int, int]:
-    """The bootstrap's resamples and seed from params.yaml (the defaults where it does not load)."""
-    from ecd.params import EvaluateParams, load_params
-
-    try:
-        ev = load_params().evaluate
-    except EcdError:
-        ev = EvaluateParams()
-    return ev.bootstrap_resamples, ev.bootstrap_seed
 
 
 def _score_benchmark(name: str, responses: Path, output_dir: Path, input_path: Path | None) -> None:
@@ -198,118 +192,6 @@ def publish_cmd(
     out.print(f"published {pairs_dir} to {url}")
 
 
-grid_app = typer.Typer(help="The experiment grid: pair strategy x loss x seed, as DVC experiments.", no_args_is_help=True)
-app.add_typer(grid_app, name="grid")
-
-
-@grid_app.command("queue")
-@report_errors
-def grid_queue(
-    strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies"),
-    losses: str = typer.Option("dpo,rpo,slic,ipo", help="comma-separated: dpo, rpo, slic, ipo"),
-    random_seeds: str = typer.Option("0,1,2", "--random-seeds", "--seeds",
-                                     help="comma-separated random seeds, each set as train.seed, student.seed and pair.seed"),
-    set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
-) -> None:
-    """Queue one `dvc exp run --queue` per cell and random seed; run them with `dvc queue start`."""
-    from ecd.grid import queue
-
-    names = queue(strategies.split(","), losses.split(","), [int(s) for s in random_seeds.split(",")], set_)
-    out.print(f"queued {len(names)} experiments; run them with `dvc queue start` and follow with `dvc queue status`")
-
-
-@grid_app.command("summary")
-@report_errors
-def grid_summary(
-    metric: str = typer.Option("heldout.prompt_strict", help="the metric, under each model in metrics/evaluate.json"),
-    exp_json: Path = typer.Option(None, "--json", help="read `dvc exp show --json` output from this file"),
-    runs: bool = typer.Option(False, "--runs", help="also list every finished experiment"),
-) -> None:
-    """Mean and spread over seeds per cell, beside the SFT-only control, as Markdown."""
-    from ecd.grid import exp_rows, exp_show, markdown, runs_markdown, summarise
-
-    show = json.loads(exp_json.read_text()) if exp_json else exp_show()
-    rows = exp_rows(show)
-    summary = summarise(rows, metric)
-    if not summary:
-        raise EcdError("no finished grid experiments (named strategy-loss-sN) found in `dvc exp show`")
-    print(markdown(summary, metric))
-    if runs:
-        print()
-        print(runs_markdown(rows, metric))
-
-
-@grid_app.command("compare")
-@report_errors
-def grid_compare(
-    first: str = typer.Argument(..., help="a grid cell, strategy-loss (e.g. ecd-rpo)"),
-    second: str = typer.Argument(..., help="the cell it is compared with (e.g. random-rpo)"),
-    sets: str = typer.Option("ifeval:strict,heldout:strict,ifbench:loose", help="set:strict|loose, comma-separated"),
-) -> None:
-    """FIRST's preference-trained student minus SECOND's, seed by seed over the prompts both answered,
-    with a 95 % interval over prompts and seeds: which way of building pairs made the better student."""
-    from ecd.grid import compare_cells, exp_rows, exp_show
-    from ecd.seed_runs import read_verdicts
-
-    resamples, seed = _bootstrap()
-    rows = exp_rows(exp_show())
-    for item in sets.split(","):
-        set_name, _, mode = item.partition(":")
-        try:
-            r = compare_cells(rows, first, second, read_verdicts, set_name, mode or "strict", resamples, seed)
-        except EcdError as exc:
-            out.print(f"{set_name}: {exc}", markup=False)
-            continue
-        out.print(f"{set_name} prompt-level {mode or 'strict'}: {first} − {second} {r['delta']:+.3f} "
-                  f"[{r['lo']:+.3f}, {r['hi']:+.3f}] over seeds {', '.join(r['seeds'])} (seeds' sd {r['seed_sd']:.3f})",
-                  markup=False)
-
-
-study_app = typer.Typer(help="The study: every pair strategy against the SFT-only control and ECD, matched rows, "
-                        "seeds pooled, IFEval, IFBench and held-out instructions.", no_args_is_help=True)
-app.add_typer(study_app, name="study")
-
-
-@study_app.command("run")
-@report_errors
-def study_run(
-    profile: str = typer.Argument("smollm2", help="the params profile the study runs under (profiles/NAME.yaml)"),
-    random_seeds: str = typer.Option("0,1,2", "--random-seeds", "--seeds", help="comma-separated random seeds"),
-    strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies (ecd first)"),
-    set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
-) -> None:
-    """Run every experiment of the study that has not finished, one at a time (resumable: stop it
-    any time; finished runs, DVC's run-cache and the call cache carry over)."""
-    from ecd.study import run
-
-    ran = run(profile, [int(s) for s in random_seeds.split(",")], strategies.split(","), set_)
-    out.print(f"study: {len(ran)} experiments run; the study is complete: `ecd study report {profile}`")
-
-
-@study_app.command("report")
-@report_errors
-def study_report(
-    profile: str = typer.Argument("smollm2", help="the study's profile"),
-    out_dir: Path = typer.Option(None, "--out", help="also write study.md and the chart (SVG, PNG) here"),
-) -> None:
-    """Each arm's scores and each difference with its 95 % interval over prompts and seeds and its
-    minimum detectable effect, as Markdown; with --out, the chart too."""
-    from ecd.charts import render
-    from ecd.grid import exp_rows, exp_show
-    from ecd.records import write_text
-    from ecd.study import chart, markdown, summarise
-
-    resamples, seed = _bootstrap()
-    study = summarise(exp_rows(exp_show()), profile, resamples=resamples, seed=seed)
-    text = markdown(study)
-    print(text)
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(out_dir / "study.md", text + "\n")
-        for path in render([chart(study)], out_dir):
-            out.print(f"wrote {path}")
-
-
 @app.command("timings")
 @report_errors
 def timings_cmd(all_runs: bool = typer.Option(False, "--all", help="every recorded run, not the latest per stage")) -> None:
@@ -328,36 +210,6 @@ def timings_cmd(all_runs: bool = typer.Option(False, "--all", help="every record
     for r in rows:
         table.add_row(str(r.get("label")), f"{float(r.get('seconds', 0)):.1f}")
     out.print(table)
-
-
-profile_app = typer.Typer(help="Named params profiles (profiles/NAME.yaml): values over params.yaml.",
-                          no_args_is_help=True)
-app.add_typer(profile_app, name="profile")
-
-
-@profile_app.command("show")
-@report_errors
-def profile_show(name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2")) -> None:
-    """Print the params the profile gives (params.yaml with the profile's values over it), validated."""
-    import yaml
-
-    from ecd.profiles import merged
-
-    print(yaml.safe_dump(merged(name), sort_keys=False), end="")
-
-
-@profile_app.command("run")
-@report_errors
-def profile_run(
-    name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2"),
-    set_: list[str] = typer.Option([], "--set", "-S", help="more params on top, as dvc's -S"),
-    exp_name: str = typer.Option(None, "--name", "-n", help="the experiment's name (default: the profile's)"),
-    targets: list[str] = typer.Option([], "--target", help="only these stages and what they need (default: all)"),
-) -> None:
-    """Run the profile as one DVC experiment: params.yaml is the profile's for the run, then restored."""
-    from ecd.profiles import run
-
-    raise typer.Exit(run(name, exp_name or name, set_, targets))
 
 
 @app.command("check-params")

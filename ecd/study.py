@@ -141,7 +141,7 @@ def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = re
                 va, vb = arm_verdicts(s, a, set_name), arm_verdicts(s, b, set_name)
                 if va is None or vb is None:
                     continue
-                if len(va) != len(vb):
+                if va.keys != vb.keys:
                     raise EcdError(f"seed {s}: {a} and {b} were scored on different {set_name} prompts")
                 diffs.append(va.follow_all[mode].astype(float) - vb.follow_all[mode].astype(float))
                 used.append(s)

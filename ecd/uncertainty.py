@@ -243,3 +243,15 @@ def seed_interval(diffs: Sequence[np.ndarray], resamples: int, seed: int, shared
         draws.append(prompt_part + seed_part)
     lo, hi = _bounds(np.concatenate(draws))
     return {"delta": float(margins.mean()), "lo": lo, "hi": hi, "runs": k, "seed_sd": s}
+
+
+def bootstrap_settings() -> tuple[int, int]:
+    """The bootstrap's resamples and seed from params.yaml (the defaults where it does not load)."""
+    from ecd.errors import EcdError
+    from ecd.params import EvaluateParams, load_params
+
+    try:
+        ev = load_params().evaluate
+    except EcdError:
+        ev = EvaluateParams()
+    return ev.bootstrap_resamples, ev.bootstrap_seed

@@ -1,0 +1,156 @@
+"""``ecd grid``, ``ecd study`` and ``ecd profile``: the commands that run and read DVC experiments
+(``ecd.cli`` adds them to the ``ecd`` command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ecd.errors import EcdError, report_errors
+from ecd.uncertainty import bootstrap_settings
+
+out = Console()
+
+
+grid_app = typer.Typer(help="The experiment grid: pair strategy x loss x seed, as DVC experiments.", no_args_is_help=True)
+
+
+@grid_app.command("queue")
+@report_errors
+def grid_queue(
+    strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies"),
+    losses: str = typer.Option("dpo,rpo,slic,ipo", help="comma-separated: dpo, rpo, slic, ipo"),
+    random_seeds: str = typer.Option("0,1,2", "--random-seeds", "--seeds",
+                                     help="comma-separated random seeds, each set as train.seed, student.seed and pair.seed"),
+    set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
+) -> None:
+    """Queue one `dvc exp run --queue` per cell and random seed; run them with `dvc queue start`."""
+    from ecd.grid import queue
+
+    names = queue(strategies.split(","), losses.split(","), [int(s) for s in random_seeds.split(",")], set_)
+    out.print(f"queued {len(names)} experiments; run them with `dvc queue start` and follow with `dvc queue status`")
+
+
+@grid_app.command("summary")
+@report_errors
+def grid_summary(
+    metric: str = typer.Option("heldout.prompt_strict", help="the metric, under each model in metrics/evaluate.json"),
+    exp_json: Path = typer.Option(None, "--json", help="read `dvc exp show --json` output from this file"),
+    runs: bool = typer.Option(False, "--runs", help="also list every finished experiment"),
+) -> None:
+    """Mean and spread over seeds per cell, beside the SFT-only control, as Markdown."""
+    from ecd.grid import exp_rows, exp_show, markdown, runs_markdown, summarise
+
+    show = json.loads(exp_json.read_text()) if exp_json else exp_show()
+    rows = exp_rows(show)
+    summary = summarise(rows, metric)
+    if not summary:
+        raise EcdError("no finished grid experiments (named strategy-loss-sN) found in `dvc exp show`")
+    print(markdown(summary, metric))
+    if runs:
+        print()
+        print(runs_markdown(rows, metric))
+
+
+@grid_app.command("compare")
+@report_errors
+def grid_compare(
+    first: str = typer.Argument(..., help="a grid cell, strategy-loss (e.g. ecd-rpo)"),
+    second: str = typer.Argument(..., help="the cell it is compared with (e.g. random-rpo)"),
+    sets: str = typer.Option("ifeval:strict,heldout:strict,ifbench:loose", help="set:strict|loose, comma-separated"),
+) -> None:
+    """FIRST's preference-trained student minus SECOND's, seed by seed over the prompts both answered,
+    with a 95 % interval over prompts and seeds: which way of building pairs made the better student."""
+    from ecd.grid import compare_cells, exp_rows, exp_show
+    from ecd.seed_runs import read_verdicts
+
+    resamples, seed = bootstrap_settings()
+    rows = exp_rows(exp_show())
+    for item in sets.split(","):
+        set_name, _, mode = item.partition(":")
+        try:
+            r = compare_cells(rows, first, second, read_verdicts, set_name, mode or "strict", resamples, seed)
+        except EcdError as exc:
+            out.print(f"{set_name}: {exc}", markup=False)
+            continue
+        out.print(f"{set_name} prompt-level {mode or 'strict'}: {first} − {second} {r['delta']:+.3f} "
+                  f"[{r['lo']:+.3f}, {r['hi']:+.3f}] over seeds {', '.join(r['seeds'])} (seeds' sd {r['seed_sd']:.3f})",
+                  markup=False)
+
+
+study_app = typer.Typer(help="The study: every pair strategy against the SFT-only control and ECD, matched rows, "
+                        "seeds pooled, IFEval, IFBench and held-out instructions.", no_args_is_help=True)
+
+
+@study_app.command("run")
+@report_errors
+def study_run(
+    profile: str = typer.Argument("smollm2", help="the params profile the study runs under (profiles/NAME.yaml)"),
+    random_seeds: str = typer.Option("0,1,2", "--random-seeds", "--seeds", help="comma-separated random seeds"),
+    strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies (ecd first)"),
+    set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
+) -> None:
+    """Run every experiment of the study that has not finished, one at a time (resumable: stop it
+    any time; finished runs, DVC's run-cache and the call cache carry over)."""
+    from ecd.study import run
+
+    ran = run(profile, [int(s) for s in random_seeds.split(",")], strategies.split(","), set_)
+    out.print(f"study: {len(ran)} experiments run; the study is complete: `ecd study report {profile}`")
+
+
+@study_app.command("report")
+@report_errors
+def study_report(
+    profile: str = typer.Argument("smollm2", help="the study's profile"),
+    out_dir: Path = typer.Option(None, "--out", help="also write study.md and the chart (SVG, PNG) here"),
+) -> None:
+    """Each arm's scores and each difference with its 95 % interval over prompts and seeds and its
+    minimum detectable effect, as Markdown; with --out, the chart too."""
+    from ecd.charts import render
+    from ecd.grid import exp_rows, exp_show
+    from ecd.records import write_text
+    from ecd.study import chart, markdown, summarise
+
+    resamples, seed = bootstrap_settings()
+    study = summarise(exp_rows(exp_show()), profile, resamples=resamples, seed=seed)
+    text = markdown(study)
+    print(text)
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(out_dir / "study.md", text + "\n")
+        for path in render([chart(study)], out_dir):
+            out.print(f"wrote {path}")
+
+
+profile_app = typer.Typer(help="Named params profiles (profiles/NAME.yaml): values over params.yaml.",
+                          no_args_is_help=True)
+
+
+@profile_app.command("show")
+@report_errors
+def profile_show(name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2")) -> None:
+    """Print the params the profile gives (params.yaml with the profile's values over it), validated."""
+    import yaml
+
+    from ecd.profiles import merged
+
+    print(yaml.safe_dump(merged(name), sort_keys=False), end="")
+
+
+@profile_app.command("run")
+@report_errors
+def profile_run(
+    name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2"),
+    set_: list[str] = typer.Option([], "--set", "-S", help="more params on top, as dvc's -S"),
+    exp_name: str = typer.Option(None, "--name", "-n", help="the experiment's name (default: the profile's)"),
+    targets: list[str] = typer.Option([], "--target", help="only these stages and what they need (default: all)"),
+) -> None:
+    """Run the profile as one DVC experiment: params.yaml is the profile's for the run, then restored."""
+    from ecd.profiles import run
+
+    raise typer.Exit(run(name, exp_name or name, set_, targets))
+
+

@@ -1,0 +1,107 @@
+"""The study (ecd/study.py): its plan of experiments, and its report from per-prompt verdicts.
+
+The runs here are rows as ``dvc exp show`` gives them and verdicts built from evaluation records; the
+real experiments behind a study are DVC's (``ecd study run`` drives ``dvc exp run --temp`` through
+``ecd profile run``, which tests/test_profiles.py runs for real).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ecd.errors import EcdError
+from ecd.study import ARMS, COMPARISONS, COLUMNS, chart, markdown, plan, run, seeds_needed, summarise
+from ecd.uncertainty import Verdicts, seed_interval
+
+
+def test_plan_runs_seed_by_seed_ecd_first_on_matched_rows() -> None:
+    steps = plan("smollm2", [0, 1], ["ecd", "random", "model_gap"])
+    assert [n for n, _ in steps] == ["smollm2-ecd-rpo-s0", "smollm2-random-rpo-s0", "smollm2-model_gap-rpo-s0",
+                                     "smollm2-ecd-rpo-s1", "smollm2-random-rpo-s1", "smollm2-model_gap-rpo-s1"]
+    sets = dict(steps)["smollm2-random-rpo-s1"]
+    assert "pair.match=[ecd,random,model_gap]" in sets and "pair.strategy=[random]" in sets
+    assert {"train.seed=1", "student.seed=1", "pair.seed=1", "train.dpo.loss_type=[sigmoid,sft]"} <= set(sets)
+
+
+def test_a_study_without_ecd_is_refused_before_anything_runs() -> None:
+    with pytest.raises(EcdError, match="must include ecd"):
+        run("smollm2", [0], ["random", "model_gap"], [])
+
+
+def _verdicts(follow: np.ndarray, prefix: str = "p") -> Verdicts:
+    return Verdicts.from_results([{"key": f"{prefix}{i}", "prompt": f"{prefix}{i}", "follow_instruction_list": [bool(f)],
+                                   "follow_instruction_list_loose": [bool(f or i % 7 == 0)]} for i, f in enumerate(follow)])
+
+
+def _study(seeds: list[int], strategies: dict[int, list[str]]) -> tuple[list[dict], dict]:
+    """Exp rows for each seed's runs and their students' answers: ECD's student follows more prompts
+    than the control by construction, random's and model_gap's a few more, GRPO as many."""
+    rng = np.random.default_rng(1)
+    rows, answers = [], {}
+    for s in seeds:
+        n = {"heldout": 40 + 10 * s, "ifeval": 300, "ifbench": 200}  # each seed its own held-out prompts
+        base = {k: rng.random(v) < 0.2 for k, v in n.items()}
+        ctl = {k: base[k] | (rng.random(len(v)) < 0.1) for k, v in base.items()}
+        for strategy in strategies[s]:
+            lift = {"ecd": 0.25, "random": 0.05, "model_gap": 0.02}[strategy]
+            students = {"base": base, "control": ctl, "grpo": ctl,
+                        "preference": {k: v | (rng.random(len(v)) < lift) for k, v in ctl.items()}}
+            name = f"smollm2-{strategy}-rpo-s{s}"
+            answers[name] = {m: {k: _verdicts(v, f"{k}{s}-" if k == "heldout" else k) for k, v in sets.items()}
+                             for m, sets in students.items()}
+            rows.append({"name": name, "state": "success", "rev": name})
+    rows.append({"name": "smollm2-ecd-rpo-s9", "state": "queued", "rev": "x"})  # not finished: not read
+    return rows, answers
+
+
+def test_summary_pools_seeds_for_every_arm_against_control_and_ecd() -> None:
+    rows, answers = _study([0, 1, 2], {0: ["ecd", "random", "model_gap"], 1: ["ecd", "random", "model_gap"], 2: ["ecd", "random"]})
+    study = summarise(rows, "smollm2", read=lambda rev, model, s: answers[rev][model][s], resamples=4000)
+    assert study.seeds == [0, 1, 2] and set(study.scores) == set(ARMS)
+    assert set(study.cells) == set(COMPARISONS)
+    ecd = study.cells[("ecd", "control")][("ifeval", "strict")]
+    by_hand = np.mean([answers[f"smollm2-ecd-rpo-s{s}"]["preference"]["ifeval"].follow_all["strict"].mean()
+                       - answers[f"smollm2-ecd-rpo-s{s}"]["control"]["ifeval"].follow_all["strict"].mean() for s in range(3)])
+    assert ecd.delta == pytest.approx(by_hand) and ecd.lo < ecd.delta < ecd.hi and ecd.lo > 0 and ecd.seeds == [0, 1, 2]
+    assert study.cells[("model_gap", "ecd")][("ifeval", "strict")].seeds == [0, 1]  # seed 2 has no model_gap run
+    assert study.cells[("grpo", "control")][("ifbench", "loose")].delta == 0.0  # GRPO answered as the control did
+    assert study.prompts["heldout"] == [40, 50, 60]  # held-out prompts differ by seed, pooled all the same
+    held = study.cells[("ecd", "control")][("heldout", "strict")]
+    assert held.lo < held.delta < held.hi and held.mde > 0
+    text = markdown(study)
+    assert text.count("\n| ") == len(ARMS) + len(COMPARISONS) + 2  # two header rows
+    assert "| random − ecd | " in text and "mde" in text and "Seeds: 0, 1, 2" in text
+    spec = chart(study).spec
+    assert len(spec["data"]["values"]) == sum(len(c) for c in study.cells.values()) == len(COMPARISONS) * len(COLUMNS)
+    assert seeds_needed(ecd, ecd.mde / 2) == 12  # half the detectable effect: four times the seeds
+
+
+def test_the_chart_renders_offline(tmp_path) -> None:
+    from ecd.charts import render
+
+    rows, answers = _study([0], {0: ["ecd", "random", "model_gap"]})
+    written = render([chart(summarise(rows, "smollm2", read=lambda rev, m, s: answers[rev][m][s], resamples=500))], tmp_path)
+    assert {p.suffix for p in written} == {".svg", ".png"} and all(p.stat().st_size > 1000 for p in written)
+
+
+def test_arms_scored_on_different_prompts_are_not_compared() -> None:
+    rows, answers = _study([0], {0: ["ecd", "random"]})
+    answers["smollm2-random-rpo-s0"]["preference"]["ifeval"] = _verdicts(np.ones(300, dtype=bool), "other")
+    with pytest.raises(EcdError, match="different ifeval prompts"):
+        summarise(rows, "smollm2", read=lambda rev, m, s: answers[rev][m][s], resamples=500)
+
+
+def test_no_finished_run_is_an_error() -> None:
+    with pytest.raises(EcdError, match="no finished runs of a smollm2 study"):
+        summarise([{"name": "smollm2-ecd-rpo-s0", "state": "running", "rev": "r"}], "smollm2", read=lambda *a: None)
+
+
+def test_seed_interval_over_runs_on_their_own_prompts() -> None:
+    rng = np.random.default_rng(3)
+    diffs = [rng.choice([-1.0, 0.0, 1.0], size=n, p=[0.1, 0.6, 0.3]) for n in (40, 55, 70)]
+    got = seed_interval(diffs, 5000, 0, shared_prompts=False)
+    assert got["delta"] == pytest.approx(np.mean([d.mean() for d in diffs])) and got["lo"] < got["delta"] < got["hi"]
+    assert got == seed_interval(diffs, 5000, 0, shared_prompts=False)  # seeded: the same bounds every time
+    with pytest.raises(ValueError, match="different prompts"):
+        seed_interval(diffs, 5000, 0)
