@@ -81,6 +81,9 @@ def build_grpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Trai
     names = list(g.reward_weights)
     common = trainer_args(params, work / "grpo")
     common.pop("max_length")
+    if g.generator == "vllm":
+        _check_vllm()
+        common.update(use_vllm=True, vllm_mode="colocate")
     cfg = GRPOConfig(
         max_steps=math.ceil(len(rows) * g.epochs / g.prompts_per_step),
         per_device_train_batch_size=g.prompts_per_step * g.num_generations,
@@ -108,6 +111,21 @@ def build_grpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Trai
     return GRPOTrainer(model=model, reward_funcs=[REWARD_FUNCTIONS[n] for n in names], args=cfg, train_dataset=ds,
                        processing_class=tok, rollout_func=rollout, callbacks=trainer_callbacks(callbacks),
                        peft_config=peft_config(params.lora) if params.lora.enabled else None)
+
+
+def _check_vllm() -> None:
+    """TRL's vLLM path runs the engine beside training on the GPU: refuse clearly where it cannot."""
+    import importlib.util
+
+    import torch
+
+    from ecd.errors import EcdError
+
+    missing = [what for what, ok in (("a CUDA GPU", torch.cuda.is_available()),
+                                     ("the vllm package (pip install 'ecd[vllm]')", importlib.util.find_spec("vllm") is not None))
+               if not ok]
+    if missing:
+        raise EcdError(f"train.grpo.generator: vllm needs {' and '.join(missing)}; on a CPU use generator: ecd")
 
 
 def train_grpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path) -> list[dict[str, Any]]:

@@ -416,8 +416,9 @@ class GRPOParams(_Section):
     reward_weights: dict[str, float] = Field(
         default_factory=lambda: {"constraint_share": 0.5, "all_constraints": 1.0, "task_guard": 0.5})
     #: who samples the answers inside training: ``ecd`` (the packed decode loop, through TRL's
-    #: ``rollout_func``) or ``trl`` (TRL's own ``generate``)
-    generator: Literal["ecd", "trl"] = "ecd"
+    #: ``rollout_func``), ``trl`` (TRL's own ``generate``) or ``vllm`` (TRL's vLLM path, colocated on
+    #: the training GPU: needs CUDA and the ``vllm`` package)
+    generator: Literal["ecd", "trl", "vllm"] = "ecd"
 
     _check_scheduler = field_validator("lr_scheduler")(classmethod(lambda cls, v: _scheduler(v)))
     _check_loss = field_validator("loss_type")(classmethod(lambda cls, v: one_of(v, GRPO_LOSSES, "GRPO loss")))

@@ -102,3 +102,12 @@ def test_grpo_steps_on_the_tiny_student_with_both_samplers(tiny_model, tmp_path,
         train_grpo(tiny_model, rows, params, tmp_path / "again", tmp_path / "work2")
         again = load_file(tmp_path / "again/model.safetensors")
         assert all(after[k].equal(again[k]) for k in after), "the same params gave other weights"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="on a GPU with vllm the path would run, not refuse")
+def test_the_vllm_generator_is_refused_clearly_where_it_cannot_run(tiny_model, tmp_path) -> None:
+    """TRL's vLLM path needs CUDA and vllm: on a CPU machine ``generator: vllm`` names what is missing
+    before any trainer is built."""
+    params = TrainParams.model_validate({"grpo": {"generator": "vllm"}})
+    with pytest.raises(EcdError, match="generator: vllm needs a CUDA GPU"):
+        train_grpo(tiny_model, grpo_rows(_pairs(2)), params, tmp_path / "out", tmp_path / "work")
