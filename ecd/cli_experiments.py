@@ -125,6 +125,33 @@ def study_report(
             out.print(f"wrote {path}")
 
 
+@study_app.command("why")
+@report_errors
+def study_why(
+    profile: str = typer.Argument("smollm2", help="the study's profile"),
+    seed: int = typer.Option(0, "--seed", help="the seed whose runs are read"),
+    set_name: str = typer.Option("ifeval", "--set", help="the evaluation set of the per-type table"),
+) -> None:
+    """What the seed's pairs are made of, per strategy (do ECD's rejected answers miss only what was
+    added? does one type dominate?), and every arm's instruction-level strict score by constraint type."""
+    from ecd.diagnosis import anatomy_markdown, pair_anatomy, read_pairs_at, type_markdown, type_scores
+    from ecd.grid import exp_rows, exp_show
+    from ecd.seed_runs import read_records_at
+    from ecd.study import ARMS, finished, run_name
+
+    done = finished(exp_rows(exp_show()))
+    runs = {s: done[run_name(profile, s, seed)] for s in ("ecd", "random", "model_gap") if run_name(profile, s, seed) in done}
+    if "ecd" not in runs:
+        raise EcdError(f"no finished run {run_name(profile, 'ecd', seed)}: run `ecd study run {profile}` first")
+    pairs = [p for r in runs.values() for p in read_pairs_at(str(r["rev"]))]
+    print(anatomy_markdown(pair_anatomy(pairs)))
+    print()
+    arms = [a for a, (strategy, _) in ARMS.items() if strategy in runs]
+    records = {a: read_records_at(str(runs[ARMS[a][0]]["rev"]), ARMS[a][1], set_name) for a in arms}
+    trained = {t for p in pairs for t in p["instruction_id_list"]}
+    print(type_markdown(type_scores(records), arms, trained))
+
+
 profile_app = typer.Typer(help="Named params profiles (profiles/NAME.yaml): values over params.yaml.",
                           no_args_is_help=True)
 

@@ -20,18 +20,22 @@ if TYPE_CHECKING:
 VerdictReader = Callable[[str, str, str], "Verdicts"]
 
 
-def read_verdicts(rev: str, model: str, set_name: str) -> "Verdicts":
-    """``data/eval/<model>/<set>.jsonl`` as it was at ``rev`` (from DVC's cache), as verdicts."""
+def read_at(rev: str, path: str) -> bytes:
+    """A file of the pipeline's outputs as it was at ``rev`` (an experiment or commit, from DVC's
+    cache), or in the workspace for ``"workspace"``."""
     from dvc.api import DVCFileSystem
 
-    from ecd.uncertainty import Verdicts
+    if rev == "workspace":
+        return Path(path).read_bytes()
+    fs = _FILESYSTEMS.get(rev) or _FILESYSTEMS.setdefault(rev, DVCFileSystem(".", rev=rev))
+    return bytes(fs.read_bytes(path))
+
+
+def read_records_at(rev: str, model: str, set_name: str) -> list[dict[str, Any]]:
+    """The evaluation records ``data/eval/<model>/<set>.jsonl`` as they were at ``rev``."""
 
     def read(name: str) -> str:
-        path = f"{layout.EVAL.as_posix()}/{name}/{set_name}.jsonl"
-        if rev == "workspace":
-            return Path(path).read_text(encoding="utf-8")
-        fs = _FILESYSTEMS.get(rev) or _FILESYSTEMS.setdefault(rev, DVCFileSystem(".", rev=rev))
-        return fs.read_text(path, encoding="utf-8")
+        return read_at(rev, f"{layout.EVAL.as_posix()}/{name}/{set_name}.jsonl").decode("utf-8")
 
     try:
         text = read(model)
@@ -39,7 +43,14 @@ def read_verdicts(rev: str, model: str, set_name: str) -> "Verdicts":
         if model not in FORMER_NAMES:
             raise
         text = read(FORMER_NAMES[model])  # a run from before the student's rename
-    return Verdicts.from_results([json.loads(line) for line in text.splitlines() if line.strip()])
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def read_verdicts(rev: str, model: str, set_name: str) -> "Verdicts":
+    """``data/eval/<model>/<set>.jsonl`` as it was at ``rev`` (from DVC's cache), as verdicts."""
+    from ecd.uncertainty import Verdicts
+
+    return Verdicts.from_results(read_records_at(rev, model, set_name))
 
 
 #: students' earlier names, read where a run made before a rename is compared

@@ -18,7 +18,7 @@ PARTS: dict[str, set[str]] = {
     "data": {"seeds", "sampling", "evolve", "judge", "verification", "split", "pairing", "pairs", "hub"},
     "training": {"student", "training", "trl_patch", "rewards", "grpo"},
     "evaluation": {"evaluation", "uncertainty"},
-    "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study"},
+    "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "diagnosis"},
     "entry": {"cli", "cli_experiments"},
 }
 #: declarative tables (one class per constraint type, the params schema): long, but read one entry at a time

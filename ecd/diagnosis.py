@@ -1,0 +1,102 @@
+"""Why one way of building pairs taught more than another, in the data: what the pairs are made of
+and what each student got right and wrong by constraint type.
+
+An ECD pair is meant to be a hard negative: the rejected answer R(t−1) answers the same task and
+misses only what I(t) added. Whether the pairs are that in practice — or whether one constraint type
+dominates them, or the rejected side differs from the chosen in everything — is read here from the
+pairs themselves, beside the students' per-type verdicts on a benchmark.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: how many of the most frequent added constraint types a strategy's anatomy lists
+TOP_TYPES = 5
+
+
+def _words(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    return " ".join(str(m["content"]) for m in messages if m.get("role") == "assistant").split()
+
+
+def pair_anatomy(pairs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per strategy: how many pairs; the share whose rejected answer misses only constraints the
+    instruction's last evolution added (it differs from the chosen one "only by the added
+    requirement", as far as the checks can tell); the rejected side's mean pass fraction; how alike
+    the two answers are (difflib's ratio over words, 1 for the same text) and how long the rejected
+    answer is beside the chosen one; and the added types that make up most of the pairs."""
+    out: dict[str, dict[str, Any]] = {}
+    by_strategy: dict[str, list[Mapping[str, Any]]] = {}
+    for p in pairs:
+        by_strategy.setdefault(str(p["strategy"]), []).append(p)
+    for strategy, rows in sorted(by_strategy.items()):
+        only_new = similar = ratio = 0.0
+        types: Counter[str] = Counter()
+        for p in rows:
+            missed, new = set(p["missed_constraints"]), set(p["new_constraints"])
+            only_new += bool(missed) and missed <= new
+            chosen, rejected = _words(p["chosen"]), _words(p["rejected"])
+            similar += difflib.SequenceMatcher(None, chosen, rejected, autojunk=False).ratio()
+            ratio += len(rejected) / max(len(chosen), 1)
+            types.update(p["new_constraints"] or ["(none added)"])
+        n = len(rows)
+        out[strategy] = {
+            "pairs": n,
+            "missed_only_added": only_new / n,
+            "rejected_pass_fraction": sum(float(p["rejected_pass_fraction"]) for p in rows) / n,
+            "similarity": similar / n,
+            "length_ratio": ratio / n,
+            "top_added_types": [(t, c / n) for t, c in types.most_common(TOP_TYPES)],
+        }
+    return out
+
+
+def anatomy_markdown(anatomy: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = ["| strategy | pairs | rejected misses only what was added | rejected pass fraction | "
+             "answers alike (word diff ratio) | rejected / chosen length | most frequent added types (share of pairs) |",
+             "|---|---|---|---|---|---|---|"]
+    for strategy, a in anatomy.items():
+        top = ", ".join(f"{t} {share:.0%}" for t, share in a["top_added_types"])
+        lines.append(f"| {strategy} | {a['pairs']} | {a['missed_only_added']:.0%} | {a['rejected_pass_fraction']:.2f} | "
+                     f"{a['similarity']:.2f} | {a['length_ratio']:.2f} | {top} |")
+    return "\n".join(lines)
+
+
+def type_scores(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Instruction-level strict verdicts by constraint type for each arm: type → arm → (followed,
+    instructions), from the arms' evaluation records on one set."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for arm, rows in records.items():
+        for r in rows:
+            for t, ok in zip(r["instruction_id_list"], r["follow_instruction_list"]):
+                if ok is None:
+                    continue
+                followed, total = out.setdefault(t, {}).get(arm, (0, 0))
+                out[t][arm] = (followed + bool(ok), total + 1)
+    return dict(sorted(out.items()))
+
+
+def type_markdown(scores: Mapping[str, Mapping[str, tuple[int, int]]], arms: Sequence[str], trained: set[str]) -> str:
+    """One row per constraint type: each arm's instruction-level strict accuracy, types the pairs
+    trained on marked *."""
+    lines = ["| type | instructions | " + " | ".join(arms) + " |", "|---|---" + "|---" * len(arms) + "|"]
+    for t, by_arm in scores.items():
+        n = max(total for _, total in by_arm.values())
+        cells = [f"{by_arm[a][0] / by_arm[a][1]:.2f}" if a in by_arm and by_arm[a][1] else "" for a in arms]
+        lines.append(f"| {t}{' *' if t in trained else ''} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def read_pairs_at(rev: str, split: str = "train") -> list[dict[str, Any]]:
+    """``data/pairs/<split>.parquet`` as it was at ``rev`` (an experiment, from DVC's cache)."""
+    import pyarrow.parquet as pq
+
+    from ecd import layout
+    from ecd.seed_runs import read_at
+
+    table = pq.read_table(io.BytesIO(read_at(rev, f"{layout.PAIRS.as_posix()}/{split}.parquet")))
+    return list(table.to_pylist())
