@@ -278,12 +278,12 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
     assert {"evolve@r1", "pair", "sft", "train", "control", "evaluate"} <= ran
     assert not ran & {"seeds", "sample_r0", "verify_r0"}
     out = project.run("dvc", "exp", "run", "--temp", "-n", "pairs-random", "-S", "pair.strategy=[random]").stdout
-    ran = _ran(out)  # matched rows: only the negatives change, so the one control is reused
-    assert {"pair", "train", "evaluate"} <= ran and not ran & {"evolve@r1", "split", "student", "sft", "control"}
+    ran = _ran(out)  # matched rows: only the negatives change, so the one control and the one GRPO run are reused
+    assert {"pair", "train", "evaluate"} <= ran and not ran & {"evolve@r1", "split", "student", "sft", "control", "grpo"}
     out = project.run("dvc", "exp", "run", "--temp", "-n", "pairs-model_gap", "-S", "pair.strategy=[model_gap]",
                       "-S", "pair.match=[]").stdout
-    ran = _ran(out)  # a strategy on its own rows: a control of its own, still the data half, student and SFT reused
-    assert {"pair", "train", "control", "evaluate"} <= ran and not ran & {"evolve@r1", "student", "sft"}
+    ran = _ran(out)  # a strategy on its own rows: a control and GRPO of its own, still the data half, student and SFT reused
+    assert {"pair", "train", "control", "grpo", "evaluate"} <= ran and not ran & {"evolve@r1", "student", "sft"}
     shown = json.loads(project.run("dvc", "exp", "show", "--json").stdout)
     text = json.dumps(shown)
     assert all(name in text for name in ("evolve-seed-1", "pairs-random", "pairs-model_gap"))
