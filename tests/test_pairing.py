@@ -128,7 +128,8 @@ def _ecd_steps() -> list[dict]:
                 break
             steps.append({
                 "root_id": seed["root_id"], "chain": seed["root_id"] + "-c0", "round": rnd,
-                "instruction": {"id": f"{seed['id']}-{rnd}", "text": seed["text"] + f" ({rnd})", "constraints": cons},
+                "instruction": {"id": f"{seed['id']}-{rnd}", "text": seed["text"] + f" ({rnd})", "constraints": cons,
+                                "reference": seed["reference"]},
                 "chosen": {"id": f"{seed['id']}-a{rnd}", "text": text, "model": "programmatic:v1"},
                 "rejected": {"id": f"{seed['id']}-a{rnd - 1}", "text": prev_text, "model": "programmatic:v1"},
                 "chosen_results": check_all(text, cons), "rejected_results": check_all(prev_text, cons),
@@ -203,6 +204,24 @@ def test_matched_rows_differ_in_the_negative_only(tmp_path: Path) -> None:
     assert files[0] == files[1]
     with pytest.raises(ValueError, match="not in pair.match"):
         PairParams(strategy=["model_gap"], match=["ecd", "random"])
+
+
+def test_a_matched_weak_model_answers_only_instructions_a_matched_row_can_come_from(tiny_model: Path) -> None:
+    """With ``model_gap`` in ``pair.match``, the weak model (the real tiny student here) is asked only
+    for instructions ECD and random can both pair: round 1's steps, whose R(t-1) passes none of its one
+    constraint, can make no ECD pair, so the weak model never answers them."""
+    from ecd.params import ModelParams
+
+    steps = _ecd_steps()
+    weak = ModelParams(backend="transformers", model=str(tiny_model), temperature=1.0, max_new_tokens=4)
+    params = PairParams(strategy=["model_gap"], match=["ecd", "random", "model_gap"], weak=weak)
+    answered = pairing.weak_answers(steps, params, check_all)
+    ecd_ids = {p["instruction_id"] for p in pairing.ecd_pairs(steps, params)[0]}
+    random_ids = {p["instruction_id"] for p in pairing.random_pairs(steps, params, check_all)[0]}
+    assert answered and set(answered) <= ecd_ids & random_ids
+    assert not any(s["round"] == 1 for s in steps if s["instruction"]["id"] in answered)
+    unmatched = pairing.weak_answers(steps, params.model_copy(update={"match": []}), check_all)
+    assert unmatched is not None and len(unmatched) > len(answered)  # unmatched: every usable instruction
 
 
 def test_card_counts_match_the_saved_data(tmp_path: Path) -> None:
