@@ -133,8 +133,10 @@ def study_why(
     set_name: str = typer.Option("ifeval", "--set", help="the evaluation set of the per-type table"),
 ) -> None:
     """What the seed's pairs are made of, per strategy (do ECD's rejected answers miss only what was
-    added? does one type dominate?), and every arm's instruction-level strict score by constraint type."""
-    from ecd.diagnosis import anatomy_markdown, pair_anatomy, read_pairs_at, type_markdown, type_scores
+    added? does one type dominate?), every arm's instruction-level strict score by constraint type, and
+    GRPO's rewards on every arm's held-out answers with the answers its guard scores lowest."""
+    from ecd.diagnosis import (anatomy_markdown, pair_anatomy, read_pairs_at, reward_markdown, reward_view, type_markdown,
+                               type_scores)
     from ecd.grid import exp_rows, exp_show
     from ecd.seed_runs import read_records_at
     from ecd.study import ARMS, finished, run_name
@@ -150,6 +152,11 @@ def study_why(
     records = {a: read_records_at(str(runs[ARMS[a][0]]["rev"]), ARMS[a][1], set_name) for a in arms}
     trained = {t for p in pairs for t in p["instruction_id_list"]}
     print(type_markdown(type_scores(records), arms, trained))
+    print()
+    ecd_rev = str(runs["ecd"]["rev"])
+    held = {a: read_records_at(str(runs[ARMS[a][0]]["rev"]), ARMS[a][1], "heldout") for a in arms}
+    print("GRPO's rewards on the held-out answers (the test pair's chosen answer as the guard's reference):\n")
+    print(reward_markdown(reward_view(held, read_pairs_at(ecd_rev, "test")), held))
 
 
 profile_app = typer.Typer(help="Named params profiles (profiles/NAME.yaml): values over params.yaml.",

@@ -100,3 +100,56 @@ def read_pairs_at(rev: str, split: str = "train") -> list[dict[str, Any]]:
 
     table = pq.read_table(io.BytesIO(read_at(rev, f"{layout.PAIRS.as_posix()}/{split}.parquet")))
     return list(table.to_pylist())
+
+
+def reward_view(records: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Sequence[Mapping[str, Any]],
+                ) -> dict[str, list[dict[str, Any]]]:
+    """GRPO's rewards (``ecd.rewards``) on each arm's answers to the held-out instructions, the
+    verified chosen answer of the instruction's test pair as the guard's reference: arm → per answer,
+    its ``key`` and each reward's value, in the records' order."""
+    from ecd.rewards import REWARD_FUNCTIONS
+
+    by_id = {str(p["instruction_id"]): p for p in pairs}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for arm, rows in records.items():
+        known = [r for r in rows if str(r["key"]) in by_id]
+        refs = [by_id[str(r["key"])] for r in known]
+        columns = {"instruction_id_list": [list(p["instruction_id_list"]) for p in refs],
+                   "kwargs": [[dict(k) for k in p["kwargs"]] for p in refs],
+                   "reference": [" ".join(str(m["content"]) for m in p["chosen"]) for p in refs]}
+        prompts, answers = [str(r["prompt"]) for r in known], [str(r["response"]) for r in known]
+        scores = {name: fn(prompts, answers, **columns) for name, fn in REWARD_FUNCTIONS.items()}
+        out[arm] = [{"key": str(r["key"]), **{name: values[i] for name, values in scores.items()}} for i, r in enumerate(known)]
+    return out
+
+
+def _cut(text: Any, width: int) -> str:
+    flat = " ".join(str(text).split())
+    return flat[:width] + ("…" if len(flat) > width else "")
+
+
+def reward_markdown(view: Mapping[str, Sequence[Mapping[str, Any]]], records: Mapping[str, Sequence[Mapping[str, Any]]],
+                    focus: str = "grpo", beside: str = "control", examples: int = 3, width: int = 280) -> str:
+    """Each arm's mean of each reward, then the ``examples`` answers of ``focus`` that meet every
+    constraint while keeping least of the task (the lowest guard), beside ``beside``'s answer to the
+    same instruction: what the guard is there to catch, on real answers."""
+    from ecd.rewards import REWARD_FUNCTIONS
+
+    names = list(REWARD_FUNCTIONS)
+    lines = ["| arm | answers | " + " | ".join(f"mean {n}" for n in names) + " |", "|---|---" + "|---" * len(names) + "|"]
+    for arm, rows in view.items():
+        means = [sum(float(r[n]) for r in rows) / max(len(rows), 1) for n in names]
+        lines.append(f"| {arm} | {len(rows)} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    if focus not in view or beside not in view:
+        return "\n".join(lines)
+    text = {arm: {str(r["key"]): r for r in rows} for arm, rows in records.items()}
+    other = {str(r["key"]): r for r in view[beside]}
+    met = sorted((r for r in view[focus] if r["all_constraints"] == 1.0), key=lambda r: (r["task_guard"], r["key"]))
+    for r in met[:examples]:
+        key, o = r["key"], other.get(r["key"])
+        lines += ["", f"**{key}**: {_cut(text[focus][key]['prompt'], width)}", "",
+                  f"- {focus} (every constraint met; guard {r['task_guard']:.2f}): {_cut(text[focus][key]['response'], width)}"]
+        if o is not None:
+            lines.append(f"- {beside} ({'every constraint met' if o['all_constraints'] == 1.0 else 'a constraint missed'}; "
+                         f"guard {o['task_guard']:.2f}): {_cut(text[beside][key]['response'], width)}")
+    return "\n".join(lines)

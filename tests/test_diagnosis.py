@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ecd.diagnosis import anatomy_markdown, pair_anatomy, read_pairs_at, type_markdown, type_scores
+from ecd.diagnosis import (anatomy_markdown, pair_anatomy, read_pairs_at, reward_markdown, reward_view, type_markdown,
+                           type_scores)
 
 CHOSEN = "the harbour at dawn is quiet and the boats rest on grey water"
 
@@ -48,3 +49,20 @@ def test_pairs_are_read_from_the_workspace(tmp_path, monkeypatch) -> None:
     rows = [_pair("ecd", "x", ["a"], ["a"], 0.5)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data/pairs/train.parquet")
     assert read_pairs_at("workspace") == rows
+
+
+def test_the_reward_view_shows_answers_that_meet_the_checks_and_drop_the_task() -> None:
+    reference = "The harbour wakes at dawn; fishermen mend nets while gulls circle the quiet boats."
+    pair = {"instruction_id": "h1", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}],
+            "chosen": [{"role": "assistant", "content": reference}]}
+    prompt = "Describe a harbour at dawn. Do not use any commas."
+    records = {"grpo": [{"key": "h1", "prompt": prompt, "response": "Yes."}],  # no comma, no harbour
+               "control": [{"key": "h1", "prompt": prompt, "response": "The harbour wakes at dawn, fishermen mend nets "
+                                                                        "while gulls circle the quiet boats."}]}
+    view = reward_view(records, [pair])
+    grpo, control = view["grpo"][0], view["control"][0]
+    assert grpo["all_constraints"] == 1.0 and grpo["task_guard"] == 0.0  # met the check, kept nothing of the task
+    assert control["all_constraints"] == 0.0 and control["task_guard"] > 0.8  # the comma: missed, the task: kept
+    text = reward_markdown(view, records)
+    assert "| grpo | 1 | 1.000 | 1.000 | 0.000 |" in text
+    assert "- grpo (every constraint met; guard 0.00): Yes." in text and "- control (a constraint missed; guard" in text
