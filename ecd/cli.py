@@ -28,6 +28,20 @@ app.add_typer(profile_app, name="profile")
 out = Console()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"ecd {version('ecd')}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                           help="print ecd's version and exit")) -> None:
+    """Evolutionary Contrastive Distillation as a DVC pipeline."""
+
+
 def _print(table: ReportTable) -> None:
     rich_table = Table(title=table.title, min_width=min(len(table.title) + 4, 100))
     for i, h in enumerate(table.header):
@@ -134,7 +148,7 @@ def constraints_cmd(markdown: bool = typer.Option(False, "--markdown", help="pri
     for h in header:
         table.add_column(h)
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*(Text(c) for c in r))  # descriptions hold "[name]" placeholders: text, not markup
     out.print(table)
 
 
@@ -147,34 +161,46 @@ def inspect_cmd(
     strategy: str = typer.Option(None, help="only pairs of this strategy (ecd, model_gap, random)"),
     seed: int = typer.Option(None, help="a random sample drawn with this seed instead of the first pairs"),
 ) -> None:
-    """Print pairs: the prompt, its constraints (missed ones in red), the chosen and rejected answers."""
+    """Print pairs: the prompt, its constraints (missed ones in red), the chosen and rejected answers
+    with what differs between them marked (underlined in the chosen, struck through in the rejected)."""
     import random
 
     from rich.panel import Panel
-    from rich.text import Text
 
+    from ecd.diagnosis import word_diff
     from ecd.pairs import load_pairs
 
+    if split not in ("train", "test"):
+        raise EcdError(f"--split {split!r}: the pairs have a train and a test split")
     rows = load_pairs(pairs_dir, split).to_list()
     if strategy:
+        present = sorted({r["strategy"] for r in rows})
+        if strategy not in present:
+            raise EcdError(f"no {strategy} pairs in {pairs_dir} ({split}); its strategies: {', '.join(present) or 'none'}")
         rows = [r for r in rows if r["strategy"] == strategy]
-    if seed is not None:
-        rows = random.Random(seed).sample(rows, min(n, len(rows)))
-    for r in rows[:n]:
+    total = len(rows)
+    shown = random.Random(seed).sample(rows, min(n, total)) if seed is not None else rows[:n]
+    for r in shown:
         missed = set(r["missed_constraints"])
         cons = Text()
         for cid in r["instruction_id_list"]:
             style = "bold red" if cid in missed else "green"
             mark = "missed by rejected" if cid in missed else "passed by both"
             cons.append(f"  {cid}", style=style).append(f"  ({mark}{', new' if cid in r['new_constraints'] else ''})\n")
+        chosen, rejected = Text(), Text()
+        for op, a, b in word_diff(r["chosen"][0]["content"], r["rejected"][0]["content"]):
+            chosen.append(a, style=None if op == "equal" else "bold green underline")
+            rejected.append(b, style=None if op == "equal" else "bold red strike")
         body = Text()
         body.append("prompt\n", style="bold").append(r["prompt"][0]["content"] + "\n\n")
         body.append("constraints\n", style="bold").append_text(cons)
-        body.append("\nchosen", style="bold green").append(f"  ({r['chosen_model']})\n").append(r["chosen"][0]["content"] + "\n\n")
-        body.append("rejected", style="bold red").append(f"  ({r['rejected_model']})\n").append(r["rejected"][0]["content"])
+        body.append("\nchosen", style="bold green").append(f"  ({r['chosen_model']})\n").append_text(chosen).append("\n\n")
+        body.append("rejected", style="bold red").append(f"  ({r['rejected_model']})\n").append_text(rejected)
         title = f"{r['strategy']} · round {r['round']} · difficulty {r['difficulty']:.2f} · {r['id'][:12]}"
         out.print(Panel(body, title=title, title_align="left"))
-    out.print(f"{min(n, len(rows))} of {len(rows)} {split} pairs{' (' + strategy + ')' if strategy else ''} in {pairs_dir}")
+    how = f"drawn with seed {seed}" if seed is not None else "the first"
+    out.print(f"{len(shown)} of {total} {split} pairs{' (' + strategy + ')' if strategy else ''} in {pairs_dir} ({how})",
+              markup=False)
 
 
 @app.command("publish")
@@ -200,7 +226,8 @@ def timings_cmd(all_runs: bool = typer.Option(False, "--all", help="every record
 
     path = layout.timings_path()
     if not path.exists():
-        raise EcdError(f"no timings yet ({path}): run `dvc repro` first")
+        raise EcdError(f"no timings recorded in {path}: nothing has run on this machine yet (stages that DVC "
+                       "restored from its cache or run-cache ran nowhere here, so they have no time)")
     rows = read_jsonl(path)
     if not all_runs:
         rows = list({r["label"]: r for r in rows}.values())

@@ -91,6 +91,17 @@ def type_markdown(scores: Mapping[str, Mapping[str, tuple[int, int]]], arms: Seq
     return "\n".join(lines)
 
 
+def word_diff(a: str, b: str) -> list[tuple[str, str, str]]:
+    """``a`` and ``b`` cut into aligned pieces: ``(op, piece of a, piece of b)`` with op ``equal``
+    where they agree and ``replace``/``delete``/``insert`` where they differ, compared word by word
+    with the whitespace kept, so that joining each side's pieces gives the text back."""
+    import re
+
+    wa, wb = re.findall(r"\S+\s*|\s+", a), re.findall(r"\S+\s*|\s+", b)
+    matcher = difflib.SequenceMatcher(None, [w.strip() for w in wa], [w.strip() for w in wb], autojunk=False)
+    return [(op, "".join(wa[i1:i2]), "".join(wb[j1:j2])) for op, i1, i2, j1, j2 in matcher.get_opcodes()]
+
+
 def read_pairs_at(rev: str, split: str = "train") -> list[dict[str, Any]]:
     """``data/pairs/<split>.parquet`` as it was at ``rev`` (an experiment, from DVC's cache)."""
     import pyarrow.parquet as pq

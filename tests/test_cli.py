@@ -47,6 +47,39 @@ def test_inspect_prints_pairs_with_their_missed_constraints(pairs_dir: Path) -> 
     assert missing.returncode == 2 and "input not found" in missing.stderr
 
 
+def test_inspect_marks_what_differs_and_names_what_is_wrong(pairs_dir: Path) -> None:
+    """The words that differ are underlined in the chosen answer and struck through in the rejected
+    one; a sample says how many pairs it was drawn from; a wrong split or strategy is named."""
+    import os
+
+    colour = ecd("inspect", str(pairs_dir), "--n", "1", "--strategy", "ecd", env={**os.environ, "FORCE_COLOR": "1"})
+    assert colour.returncode == 0, colour.stderr
+    assert "\x1b[1;4;32m" in colour.stdout  # what R(t) added to R(t-1): bold underlined green
+    sampled = ecd("inspect", str(pairs_dir), "--n", "2", "--seed", "3")
+    total = int(__import__("re").search(r"2 of (\d+) train pairs", sampled.stdout).group(1))
+    assert sampled.returncode == 0 and sampled.stdout.count("missed by rejected") >= 2 and total > 2
+    assert "drawn with seed 3" in " ".join(sampled.stdout.split())
+    split = ecd("inspect", str(pairs_dir), "--split", "validation")
+    assert split.returncode == 2 and "--split 'validation': the pairs have a train and a test split" in split.stderr
+    other = ecd("inspect", str(pairs_dir), "--strategy", "model_gap")
+    assert other.returncode == 2 and "no model_gap pairs" in other.stderr and "its strategies: ecd, random" in other.stderr
+
+
+def test_version_and_honest_timings(tmp_path: Path) -> None:
+    import os
+
+    from importlib.metadata import version
+
+    assert ecd("--version").stdout.strip() == f"ecd {version('ecd')}"
+    none = ecd("timings", env={**os.environ, "ECD_TIMINGS": str(tmp_path / "timings.jsonl")})
+    assert none.returncode == 2 and "restored from its cache or run-cache ran nowhere here" in " ".join(none.stderr.split())
+
+
+def test_constraint_descriptions_keep_their_square_brackets() -> None:
+    proc = ecd("constraints", env={**__import__("os").environ, "COLUMNS": "400"})
+    assert proc.returncode == 0 and "[name]" in proc.stdout.replace("\n", " ")
+
+
 class FakeHubApi:
     """A fake of ``huggingface_hub.HfApi``: records ``create_repo`` and ``upload_folder`` calls."""
 

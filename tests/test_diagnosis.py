@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecd.diagnosis import (anatomy_markdown, pair_anatomy, read_pairs_at, reward_markdown, reward_view, type_markdown,
-                           type_scores)
+                           type_scores, word_diff)
 
 CHOSEN = "the harbour at dawn is quiet and the boats rest on grey water"
 
@@ -66,3 +66,11 @@ def test_the_reward_view_shows_answers_that_meet_the_checks_and_drop_the_task() 
     text = reward_markdown(view, records)
     assert "| grpo | 1 | 1.000 | 1.000 | 0.000 |" in text
     assert "- grpo (every constraint met; guard 0.00): Yes." in text and "- control (a constraint missed; guard" in text
+
+
+def test_word_diff_finds_the_commas_and_gives_both_texts_back() -> None:
+    chosen = "the boats rest\non grey water and the gulls circle"
+    rejected = "the boats rest,\non grey water, and the gulls circle"
+    pieces = word_diff(chosen, rejected)
+    assert "".join(a for _, a, _ in pieces) == chosen and "".join(b for _, _, b in pieces) == rejected
+    assert [(a.strip(), b.strip()) for op, a, b in pieces if op != "equal"] == [("rest", "rest,"), ("water", "water,")]
