@@ -19,7 +19,7 @@ PARTS: dict[str, set[str]] = {
     "training": {"student", "training", "trl_patch", "rewards", "grpo"},
     "evaluation": {"evaluation", "uncertainty"},
     "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "diagnosis"},
-    "entry": {"cli", "cli_experiments"},
+    "entry": {"cli", "cli_experiments", "api"},
 }
 #: declarative tables (one class per constraint type, the params schema): long, but read one entry at a time
 LONG_ALLOWED = {"ecd/constraints/ifeval.py", "ecd/constraints/ifbench.py", "ecd/constraints/extra.py", "ecd/params.py"}

@@ -49,6 +49,17 @@ def _passes(text: str, cons: list[dict]) -> list[bool]:
     return [C.check(C.Constraint.from_record(c), text) for c in cons]
 
 
+def test_the_api_pages_pipeline_example_runs(project: Project) -> None:
+    """docs/api.md's second example, as written, on the run's outputs."""
+    import sys
+
+    from test_api import api_examples
+
+    out = project.run(sys.executable, "-c", api_examples()[1]).stdout.splitlines()
+    assert re.fullmatch(r"\d+ steps -> \{'ecd': \d+, 'random': \d+\} \d+ matched rows", out[0]), out[0]
+    assert "missed by the rejected answer:" in out[1] and "'entries':" in out[2]
+
+
 def test_seed_and_round_zero(project: Project) -> None:
     p = project.path
     seeds = read_jsonl(p / "data/rounds/r0/instructions.jsonl")
