@@ -92,12 +92,15 @@ def study_run(
     random_seeds: str = typer.Option("0,1,2", "--random-seeds", "--seeds", help="comma-separated random seeds"),
     strategies: str = typer.Option("ecd,random,model_gap", help="comma-separated pair strategies (ecd first)"),
     set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
+    guard_ablation: str = typer.Option("0", help="comma-separated seeds that also run GRPO without its task guard "
+                                                 "('' for none)"),
 ) -> None:
     """Run every experiment of the study that has not finished, one at a time (resumable: stop it
     any time; finished runs, DVC's run-cache and the call cache carry over)."""
     from ecd.study import run
 
-    ran = run(profile, [int(s) for s in random_seeds.split(",")], strategies.split(","), set_)
+    ablate = [int(s) for s in guard_ablation.split(",") if s.strip()]
+    ran = run(profile, [int(s) for s in random_seeds.split(",")], strategies.split(","), set_, ablate)
     out.print(f"study: {len(ran)} experiments run; the study is complete: `ecd study report {profile}`")
 
 

@@ -24,7 +24,8 @@ from ecd.params import PAIR_STRATEGIES
 from ecd.seed_runs import VerdictReader, read_verdicts
 from ecd.uncertainty import Z_ALPHA, Z_POWER, seed_interval
 
-#: the study's arms: name → (the strategy whose run holds it, the student in that run)
+#: the study's arms: name → (the run that holds it, the student in that run); a run is named for its
+#: strategy, or ``noguard``: the ECD run again with GRPO's task guard weighted 0 (the guard's ablation)
 ARMS: dict[str, tuple[str, str]] = {
     "untrained": ("ecd", "base"),
     "control": ("ecd", "control"),
@@ -32,11 +33,14 @@ ARMS: dict[str, tuple[str, str]] = {
     "random": ("random", "preference"),
     "model_gap": ("model_gap", "preference"),
     "grpo": ("ecd", "grpo"),
+    "grpo_noguard": ("noguard", "grpo"),
 }
+#: the guard's ablation: the ECD run's overrides and this
+NO_GUARD = "train.grpo.reward_weights.task_guard=0"
 #: what each arm is compared with: every arm against the SFT-only control, the others against ECD
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("untrained", "control"), ("ecd", "control"), ("random", "control"), ("model_gap", "control"), ("grpo", "control"),
-    ("random", "ecd"), ("model_gap", "ecd"), ("grpo", "ecd"),
+    ("random", "ecd"), ("model_gap", "ecd"), ("grpo", "ecd"), ("grpo", "grpo_noguard"),
 )
 #: (set, mode) columns: prompt level on every set, and IFBench's headline, loose
 COLUMNS: tuple[tuple[str, str], ...] = (("heldout", "strict"), ("ifeval", "strict"), ("ifbench", "strict"), ("ifbench", "loose"))
@@ -46,11 +50,19 @@ def run_name(profile: str, strategy: str, seed: int) -> str:
     return f"{profile}-{strategy}-rpo-s{seed}"
 
 
-def plan(profile: str, seeds: list[int], strategies: list[str]) -> list[tuple[str, list[str]]]:
+def plan(profile: str, seeds: list[int], strategies: list[str], guard_ablation: list[int] | None = None
+         ) -> list[tuple[str, list[str]]]:
     """(experiment name, ``-S`` overrides) in the order they run: seed by seed, ECD first, so that a
-    stopped study has whole seeds and the arms every seed shares come with its first run."""
+    stopped study has whole seeds and the arms every seed shares come with its first run; a seed of
+    ``guard_ablation`` ends with the ECD run again, GRPO without its task guard (DVC's run-cache
+    restores all else, so it costs one GRPO run and its evaluation)."""
     cells = {name: sets for name, sets in experiments(strategies, ["rpo"], seeds)}
-    return [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"]) for seed in seeds for s in strategies]
+    out = []
+    for seed in seeds:
+        out += [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"]) for s in strategies]
+        if seed in (guard_ablation or []):
+            out.append((run_name(profile, "noguard", seed), [*cells[f"ecd-rpo-s{seed}"], NO_GUARD]))
+    return out
 
 
 def finished(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -62,7 +74,8 @@ def finished(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str]) -> list[str]:
+def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str], guard_ablation: list[int] | None = None
+        ) -> list[str]:
     """Run every experiment of the study that has not finished, in :func:`plan`'s order, each as
     ``ecd profile run`` does (``dvc exp run --temp`` with the profile's params); returns the names
     run. A failed run stops the study with its name."""
@@ -72,7 +85,7 @@ def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str])
         raise EcdError("a study compares with ECD's pairs: --strategies must include ecd")
     done = finished(exp_rows(exp_show()))
     ran = []
-    todo = [(n, s) for n, s in plan(profile, seeds, strategies) if n not in done]
+    todo = [(n, s) for n, s in plan(profile, seeds, strategies, guard_ablation) if n not in done]
     for i, (name, sets) in enumerate(todo, 1):
         print(f"study: {name} ({i} of {len(todo)}; {len(done)} finished before)", flush=True)
         if run_profile(profile, name, [*sets, *extra]) != 0:
@@ -104,7 +117,7 @@ class Study:
 
 
 def _seed_runs(done: dict[str, dict[str, Any]], profile: str, seed: int) -> dict[str, dict[str, Any]]:
-    return {s: done[run_name(profile, s, seed)] for s in PAIR_STRATEGIES if run_name(profile, s, seed) in done}
+    return {s: done[run_name(profile, s, seed)] for s in (*PAIR_STRATEGIES, "noguard") if run_name(profile, s, seed) in done}
 
 
 def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = read_verdicts,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ecd.errors import EcdError
-from ecd.study import ARMS, COMPARISONS, COLUMNS, chart, markdown, plan, run, seeds_needed, summarise
+from ecd.study import ARMS, COMPARISONS, COLUMNS, NO_GUARD, chart, markdown, plan, run, seeds_needed, summarise
 from ecd.uncertainty import Verdicts, seed_interval
 
 
@@ -22,6 +22,9 @@ def test_plan_runs_seed_by_seed_ecd_first_on_matched_rows() -> None:
     sets = dict(steps)["smollm2-random-rpo-s1"]
     assert "pair.match=[ecd,random,model_gap]" in sets and "pair.strategy=[random]" in sets
     assert {"train.seed=1", "student.seed=1", "pair.seed=1", "train.dpo.loss_type=[sigmoid,sft]"} <= set(sets)
+    ablated = plan("smollm2", [0, 1], ["ecd", "random"], guard_ablation=[0])
+    assert [n for n, _ in ablated][:3] == ["smollm2-ecd-rpo-s0", "smollm2-random-rpo-s0", "smollm2-noguard-rpo-s0"]
+    assert dict(ablated)["smollm2-noguard-rpo-s0"] == [*dict(ablated)["smollm2-ecd-rpo-s0"], NO_GUARD]
 
 
 def test_a_study_without_ecd_is_refused_before_anything_runs() -> None:
@@ -44,19 +47,22 @@ def _study(seeds: list[int], strategies: dict[int, list[str]]) -> tuple[list[dic
         base = {k: rng.random(v) < 0.2 for k, v in n.items()}
         ctl = {k: base[k] | (rng.random(len(v)) < 0.1) for k, v in base.items()}
         for strategy in strategies[s]:
-            lift = {"ecd": 0.25, "random": 0.05, "model_gap": 0.02}[strategy]
-            students = {"base": base, "control": ctl, "grpo": ctl,
-                        "preference": {k: v | (rng.random(len(v)) < lift) for k, v in ctl.items()}}
+            lift = {"ecd": 0.25, "random": 0.05, "model_gap": 0.02, "noguard": 0.25}[strategy]
+            pref = {k: v | (rng.random(len(v)) < lift) for k, v in ctl.items()}
+            if strategy == "noguard":  # the ECD run again: the same students but GRPO, which gained more
+                pref = answers[f"smollm2-ecd-rpo-s{s}"]["preference"]
+            students = {"base": base, "control": ctl, "grpo": pref if strategy == "noguard" else ctl, "preference": pref}
             name = f"smollm2-{strategy}-rpo-s{s}"
-            answers[name] = {m: {k: _verdicts(v, f"{k}{s}-" if k == "heldout" else k) for k, v in sets.items()}
-                             for m, sets in students.items()}
+            answers[name] = {m: {k: v if isinstance(v, Verdicts) else _verdicts(v, f"{k}{s}-" if k == "heldout" else k)
+                                 for k, v in sets.items()} for m, sets in students.items()}
             rows.append({"name": name, "state": "success", "rev": name})
     rows.append({"name": "smollm2-ecd-rpo-s9", "state": "queued", "rev": "x"})  # not finished: not read
     return rows, answers
 
 
 def test_summary_pools_seeds_for_every_arm_against_control_and_ecd() -> None:
-    rows, answers = _study([0, 1, 2], {0: ["ecd", "random", "model_gap"], 1: ["ecd", "random", "model_gap"], 2: ["ecd", "random"]})
+    rows, answers = _study([0, 1, 2], {0: ["ecd", "random", "model_gap", "noguard"], 1: ["ecd", "random", "model_gap"],
+                                       2: ["ecd", "random"]})
     study = summarise(rows, "smollm2", read=lambda rev, model, s: answers[rev][model][s], resamples=4000)
     assert study.seeds == [0, 1, 2] and set(study.scores) == set(ARMS)
     assert set(study.cells) == set(COMPARISONS)
@@ -66,6 +72,8 @@ def test_summary_pools_seeds_for_every_arm_against_control_and_ecd() -> None:
     assert ecd.delta == pytest.approx(by_hand) and ecd.lo < ecd.delta < ecd.hi and ecd.lo > 0 and ecd.seeds == [0, 1, 2]
     assert study.cells[("model_gap", "ecd")][("ifeval", "strict")].seeds == [0, 1]  # seed 2 has no model_gap run
     assert study.cells[("grpo", "control")][("ifbench", "loose")].delta == 0.0  # GRPO answered as the control did
+    unguarded = study.cells[("grpo", "grpo_noguard")][("ifeval", "strict")]  # the ablation, seed 0 only
+    assert unguarded.seeds == [0] and unguarded.delta < 0
     assert study.prompts["heldout"] == [40, 50, 60]  # held-out prompts differ by seed, pooled all the same
     held = study.cells[("ecd", "control")][("heldout", "strict")]
     assert held.lo < held.delta < held.hi and held.mde > 0
