@@ -79,8 +79,8 @@ real: install
 
 # the real-model study (docs/evidence.md#the-study): every pair strategy with RPO on matched rows, GRPO, the
 # control and the untrained model, 3 seeds (and GRPO without its guard on seed 0), on IFEval, IFBench and
-# held-out instructions; about 8 h on
-# 2 cores, resumable (run it again after a stop: nothing finished is computed twice)
+# held-out instructions; about 8 h on 2 cores, resumable (run it again after a stop: nothing finished is
+# computed twice)
 study: install
 	ECD_CACHE_DIR=$(abspath .ecd/cache) ecd study run smollm2 --seeds 0,1,2
 	ecd study report smollm2 --out study
