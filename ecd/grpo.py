@@ -84,9 +84,12 @@ def build_grpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Trai
     if g.generator == "vllm":
         _check_vllm()
         common.update(use_vllm=True, vllm_mode="colocate")
+    answers = g.prompts_per_step * g.num_generations
+    micro = g.micro_batch or answers
     cfg = GRPOConfig(
         max_steps=math.ceil(len(rows) * g.epochs / g.prompts_per_step),
-        per_device_train_batch_size=g.prompts_per_step * g.num_generations,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=answers // micro,  # one sampling and one optimizer step per step's answers
         num_generations=g.num_generations,
         max_completion_length=g.max_completion_length,
         temperature=g.temperature,

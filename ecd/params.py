@@ -404,6 +404,10 @@ class GRPOParams(_Section):
     #: answers sampled per instruction: the group whose mean reward is each answer's baseline
     num_generations: int = Field(default=4, ge=2, le=256)
     max_completion_length: int = Field(default=64, ge=1, le=MAX_TOKENS)
+    #: answers per forward and backward pass (the step's gradient accumulated over its micro-batches):
+    #: a step's ``prompts_per_step × num_generations`` answers at once hold every answer's logits over
+    #: the whole vocabulary (SmolLM2-135M, 16 answers of 256 tokens: about 17 GB); null: all at once
+    micro_batch: int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     temperature: float = Field(default=1.0, gt=0.0, le=100.0)
     learning_rate: float = Field(default=1e-4, gt=0, le=10)
     lr_scheduler: str = "constant"
@@ -422,6 +426,14 @@ class GRPOParams(_Section):
 
     _check_scheduler = field_validator("lr_scheduler")(classmethod(lambda cls, v: _scheduler(v)))
     _check_loss = field_validator("loss_type")(classmethod(lambda cls, v: one_of(v, GRPO_LOSSES, "GRPO loss")))
+
+    @model_validator(mode="after")
+    def _micro_batch_divides(self) -> "GRPOParams":
+        answers = self.prompts_per_step * self.num_generations
+        if self.micro_batch is not None and answers % self.micro_batch:
+            raise ValueError(f"micro_batch {self.micro_batch} does not divide a step's {answers} answers "
+                             f"(prompts_per_step {self.prompts_per_step} × num_generations {self.num_generations})")
+        return self
 
     @field_validator("reward_weights")
     @classmethod

@@ -111,3 +111,27 @@ def test_the_vllm_generator_is_refused_clearly_where_it_cannot_run(tiny_model, t
     params = TrainParams.model_validate({"grpo": {"generator": "vllm"}})
     with pytest.raises(EcdError, match="generator: vllm needs a CUDA GPU"):
         train_grpo(tiny_model, grpo_rows(_pairs(2)), params, tmp_path / "out", tmp_path / "work")
+
+
+def test_micro_batches_take_the_same_step_with_less_at_once(tiny_model, tmp_path) -> None:
+    """``micro_batch`` splits a step's answers into forward and backward passes whose gradients add up:
+    the same answers are sampled and the weights end where one pass over all of them puts them."""
+    from safetensors.torch import load_file
+
+    def weights(micro: int | None, name: str) -> dict:
+        params = TrainParams.model_validate({"grpo": {"prompts_per_step": 2, "num_generations": 4, "max_completion_length": 16,
+                                                      "learning_rate": 0.01, "micro_batch": micro}})
+        curve = train_grpo(tiny_model, grpo_rows(_pairs(4)), params, tmp_path / name, tmp_path / f"work-{name}")
+        assert len(curve) == 2
+        return load_file(tmp_path / name / "model.safetensors")
+
+    whole, split = weights(None, "whole"), weights(4, "split")
+    assert all(torch_allclose(whole[k], split[k]) for k in whole)
+    with pytest.raises(ValueError, match="micro_batch 3 does not divide a step's 8 answers"):
+        TrainParams.model_validate({"grpo": {"prompts_per_step": 2, "num_generations": 4, "micro_batch": 3}})
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return torch.allclose(a, b, atol=1e-5, rtol=1e-4)
