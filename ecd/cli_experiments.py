@@ -15,6 +15,14 @@ from ecd.uncertainty import bootstrap_settings
 out = Console()
 
 
+def _ints(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; an empty text is no numbers."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise EcdError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
 grid_app = typer.Typer(help="The experiment grid: pair strategy x loss x seed, as DVC experiments.", no_args_is_help=True)
 
 
@@ -30,7 +38,7 @@ def grid_queue(
     """Queue one `dvc exp run --queue` per cell and random seed; run them with `dvc queue start`."""
     from ecd.grid import queue
 
-    names = queue(strategies.split(","), losses.split(","), [int(s) for s in random_seeds.split(",")], set_)
+    names = queue(strategies.split(","), losses.split(","), _ints(random_seeds), set_)
     out.print(f"queued {len(names)} experiments; run them with `dvc queue start` and follow with `dvc queue status`")
 
 
@@ -99,8 +107,7 @@ def study_run(
     any time; finished runs, DVC's run-cache and the call cache carry over)."""
     from ecd.study import run
 
-    ablate = [int(s) for s in guard_ablation.split(",") if s.strip()]
-    ran = run(profile, [int(s) for s in random_seeds.split(",")], strategies.split(","), set_, ablate)
+    ran = run(profile, _ints(random_seeds), strategies.split(","), set_, _ints(guard_ablation))
     out.print(f"study: {len(ran)} experiments run; the study is complete: `ecd study report {profile}`")
 
 
