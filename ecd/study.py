@@ -126,7 +126,8 @@ def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = re
     ``profile``'s study: a comparison pools the seeds whose runs hold both arms; each seed's two
     students answered the same prompts (checked), the seeds' held-out prompts may differ."""
     done = finished(rows)
-    seeds = sorted({int(n.rsplit("-s", 1)[1]) for n in done if n.startswith(f"{profile}-") and n.rsplit("-s", 1)[1].isdigit()})
+    seeds = sorted(s for s in {int(n.rsplit("-s", 1)[1]) for n in done if n.rsplit("-s", 1)[-1].isdigit()}
+                   if _seed_runs(done, profile, s))
     study = Study(profile, seeds)
     verdicts: dict[tuple[int, str, str], Any] = {}
 
