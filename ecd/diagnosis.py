@@ -19,16 +19,14 @@ from typing import Any
 TOP_TYPES = 5
 
 
-def _words(messages: Sequence[Mapping[str, Any]]) -> list[str]:
-    return " ".join(str(m["content"]) for m in messages if m.get("role") == "assistant").split()
-
-
 def pair_anatomy(pairs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per strategy: how many pairs; the share whose rejected answer misses only constraints the
     instruction's last evolution added (it differs from the chosen one "only by the added
     requirement", as far as the checks can tell); the rejected side's mean pass fraction; how alike
     the two answers are (difflib's ratio over words, 1 for the same text) and how long the rejected
     answer is beside the chosen one; and the added types that make up most of the pairs."""
+    from ecd.rewards import message_text
+
     out: dict[str, dict[str, Any]] = {}
     by_strategy: dict[str, list[Mapping[str, Any]]] = {}
     for p in pairs:
@@ -39,7 +37,7 @@ def pair_anatomy(pairs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]
         for p in rows:
             missed, new = set(p["missed_constraints"]), set(p["new_constraints"])
             only_new += bool(missed) and missed <= new
-            chosen, rejected = _words(p["chosen"]), _words(p["rejected"])
+            chosen, rejected = message_text(p["chosen"], "assistant").split(), message_text(p["rejected"], "assistant").split()
             similar += difflib.SequenceMatcher(None, chosen, rejected, autojunk=False).ratio()
             ratio += len(rejected) / max(len(chosen), 1)
             types.update(p["new_constraints"] or ["(none added)"])
@@ -118,7 +116,7 @@ def reward_view(records: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Seque
     """GRPO's rewards (``ecd.rewards``) on each arm's answers to the held-out instructions, the
     verified chosen answer of the instruction's test pair as the guard's reference: arm → per answer,
     its ``key`` and each reward's value, in the records' order."""
-    from ecd.rewards import REWARD_FUNCTIONS
+    from ecd.rewards import REWARD_FUNCTIONS, message_text
 
     by_id = {str(p["instruction_id"]): p for p in pairs}
     out: dict[str, list[dict[str, Any]]] = {}
@@ -127,7 +125,7 @@ def reward_view(records: Mapping[str, Sequence[Mapping[str, Any]]], pairs: Seque
         refs = [by_id[str(r["key"])] for r in known]
         columns = {"instruction_id_list": [list(p["instruction_id_list"]) for p in refs],
                    "kwargs": [[dict(k) for k in p["kwargs"]] for p in refs],
-                   "reference": [" ".join(str(m["content"]) for m in p["chosen"]) for p in refs]}
+                   "reference": [message_text(p["chosen"], "assistant") for p in refs]}
         prompts, answers = [str(r["prompt"]) for r in known], [str(r["response"]) for r in known]
         scores = {name: fn(prompts, answers, **columns) for name, fn in REWARD_FUNCTIONS.items()}
         out[arm] = [{"key": str(r["key"]), **{name: values[i] for name, values in scores.items()}} for i, r in enumerate(known)]

@@ -130,10 +130,11 @@ def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = re
                    if _seed_runs(done, profile, s))
     study = Study(profile, seeds)
     verdicts: dict[tuple[int, str, str], Any] = {}
+    by_seed = {s: _seed_runs(done, profile, s) for s in seeds}
 
     def arm_verdicts(s: int, arm: str, set_name: str) -> Any:
         strategy, student = ARMS[arm]
-        runs = _seed_runs(done, profile, s)
+        runs = by_seed[s]
         if strategy not in runs:
             return None
         key = (s, arm, set_name)
