@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -155,52 +156,107 @@ def constraints_cmd(markdown: bool = typer.Option(False, "--markdown", help="pri
 @app.command("inspect")
 @report_errors
 def inspect_cmd(
-    pairs_dir: Path = typer.Argument(layout.PAIRS, help="the pair stage's folder"),
-    n: int = typer.Option(5, "--n", min=1, help="pairs to show"),
-    split: str = typer.Option("train", help="train or test"),
+    path: Path = typer.Argument(layout.PAIRS, help="the pair stage's folder, or a round's (data/rounds/r3) for its chains"),
+    n: int = typer.Option(None, "--n", min=1, help="items to show (default: 5 in the terminal, all in --html)"),
+    split: str = typer.Option("train", help="train or test (pairs)"),
     strategy: str = typer.Option(None, help="only pairs of this strategy (ecd, model_gap, random)"),
-    seed: int = typer.Option(None, help="a random sample drawn with this seed instead of the first pairs"),
+    seed: int = typer.Option(None, help="a random sample drawn with this seed instead of the first items"),
+    html: Path = typer.Option(None, "--html", help="write one self-contained page here instead of printing"),
 ) -> None:
-    """Print pairs: the prompt, its constraints (missed ones in red), the chosen and rejected answers
-    with what differs between them marked (underlined in the chosen, struck through in the rejected)."""
+    """Show pairs or a round's chains. Pairs: the prompt, its constraints (missed ones in red), the
+    chosen and rejected answers with what differs marked (underlined in the chosen, struck through in
+    the rejected). Chains: each seed's instruction growing round by round, the words each round added
+    marked. ``--html`` writes the same as one page, filterable by strategy, round and constraint type."""
     import random
 
-    from rich.panel import Panel
+    def sample(items: list[Any]) -> list[Any]:
+        count = n if n is not None else (len(items) if html else 5)
+        return random.Random(seed).sample(items, min(count, len(items))) if seed is not None else items[:count]
 
-    from ecd.diagnosis import word_diff
+    how = f"drawn with seed {seed}" if seed is not None else "the first"
+    if (path / "chains.jsonl").exists():
+        from ecd.viewer import chain_history, chains_page
+
+        if not path.name.startswith("r") or not path.name[1:].isdigit():
+            raise EcdError(f"{path}: a round's folder is named rN (data/rounds/r3)")
+        history = chain_history(path.parent, int(path.name[1:]))
+        shown = sample(history)
+        if html:
+            write_text(html, chains_page(shown, f"chains of {path} ({len(shown)} of {len(history)})"))
+            out.print(f"wrote {html}: {len(shown)} of {len(history)} chains of {path} ({how})", markup=False)
+            return
+        for h in shown:
+            out.print(_chain_panel(h))
+        out.print(f"{len(shown)} of {len(history)} chains of {path} ({how})", markup=False)
+        return
     from ecd.pairs import load_pairs
 
     if split not in ("train", "test"):
         raise EcdError(f"--split {split!r}: the pairs have a train and a test split")
-    rows = load_pairs(pairs_dir, split).to_list()
+    rows = load_pairs(path, split).to_list()
     if strategy:
         present = sorted({r["strategy"] for r in rows})
         if strategy not in present:
-            raise EcdError(f"no {strategy} pairs in {pairs_dir} ({split}); its strategies: {', '.join(present) or 'none'}")
+            raise EcdError(f"no {strategy} pairs in {path} ({split}); its strategies: {', '.join(present) or 'none'}")
         rows = [r for r in rows if r["strategy"] == strategy]
     total = len(rows)
-    shown = random.Random(seed).sample(rows, min(n, total)) if seed is not None else rows[:n]
+    shown = sample(rows)
+    what = f"{len(shown)} of {total} {split} pairs{' (' + strategy + ')' if strategy else ''} in {path} ({how})"
+    if html:
+        from ecd.viewer import pairs_page
+
+        write_text(html, pairs_page(shown, f"{split} pairs of {path} ({len(shown)} of {total})"))
+        out.print(f"wrote {html}: {what}", markup=False)
+        return
     for r in shown:
-        missed = set(r["missed_constraints"])
-        cons = Text()
-        for cid in r["instruction_id_list"]:
-            style = "bold red" if cid in missed else "green"
-            mark = "missed by rejected" if cid in missed else "passed by both"
-            cons.append(f"  {cid}", style=style).append(f"  ({mark}{', new' if cid in r['new_constraints'] else ''})\n")
-        chosen, rejected = Text(), Text()
-        for op, a, b in word_diff(r["chosen"][0]["content"], r["rejected"][0]["content"]):
-            chosen.append(a, style=None if op == "equal" else "bold green underline")
-            rejected.append(b, style=None if op == "equal" else "bold red strike")
-        body = Text()
-        body.append("prompt\n", style="bold").append(r["prompt"][0]["content"] + "\n\n")
-        body.append("constraints\n", style="bold").append_text(cons)
-        body.append("\nchosen", style="bold green").append(f"  ({r['chosen_model']})\n").append_text(chosen).append("\n\n")
-        body.append("rejected", style="bold red").append(f"  ({r['rejected_model']})\n").append_text(rejected)
-        title = f"{r['strategy']} · round {r['round']} · difficulty {r['difficulty']:.2f} · {r['id'][:12]}"
-        out.print(Panel(body, title=title, title_align="left"))
-    how = f"drawn with seed {seed}" if seed is not None else "the first"
-    out.print(f"{len(shown)} of {total} {split} pairs{' (' + strategy + ')' if strategy else ''} in {pairs_dir} ({how})",
-              markup=False)
+        out.print(_pair_panel(r))
+    out.print(what, markup=False)
+
+
+def _pair_panel(r: dict[str, Any]) -> Any:
+    from rich.panel import Panel
+
+    from ecd.diagnosis import word_diff
+
+    missed = set(r["missed_constraints"])
+    cons = Text()
+    for cid in r["instruction_id_list"]:
+        style = "bold red" if cid in missed else "green"
+        mark = "missed by rejected" if cid in missed else "passed by both"
+        cons.append(f"  {cid}", style=style).append(f"  ({mark}{', new' if cid in r['new_constraints'] else ''})\n")
+    chosen, rejected = Text(), Text()
+    for op, a, b in word_diff(r["chosen"][0]["content"], r["rejected"][0]["content"]):
+        chosen.append(a, style=None if op == "equal" else "bold green underline")
+        rejected.append(b, style=None if op == "equal" else "bold red strike")
+    body = Text()
+    body.append("prompt\n", style="bold").append(r["prompt"][0]["content"] + "\n\n")
+    body.append("constraints\n", style="bold").append_text(cons)
+    body.append("\nchosen", style="bold green").append(f"  ({r['chosen_model']})\n").append_text(chosen).append("\n\n")
+    body.append("rejected", style="bold red").append(f"  ({r['rejected_model']})\n").append_text(rejected)
+    title = f"{r['strategy']} · round {r['round']} · difficulty {r['difficulty']:.2f} · {r['id'][:12]}"
+    return Panel(body, title=title, title_align="left")
+
+
+def _chain_panel(h: dict[str, Any]) -> Any:
+    from rich.panel import Panel
+
+    from ecd.diagnosis import word_diff
+
+    previous = h["root"]["instruction"]["text"]
+    body = Text()
+    body.append("seed\n", style="bold").append(previous + "\n")
+    for r in h["rounds"]:
+        step = r["step"]
+        if step is None:
+            body.append(f"\nround {r['round']}: ", style="bold").append(
+                f"eliminated ({r['attempt']['eliminated'] or 'no verified answer'})\n", style="red")
+            continue
+        body.append(f"\nround {r['round']}: ", style="bold").append(f"{step['instruction']['operation']}\n")
+        for op, a, _ in word_diff(step["instruction"]["text"], previous):
+            body.append(a, style=None if op == "equal" else "bold green underline")
+        previous = step["instruction"]["text"]
+        body.append(f"\n  added: {', '.join(step['new_constraints'])}\n", style="green")
+    return Panel(body, title=h["chain"], title_align="left")
 
 
 @app.command("publish")
