@@ -68,7 +68,7 @@ def packed_rollout(params: GRPOParams, seed: int) -> Callable[[list[Any], Any], 
 
 
 def build_grpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, work: Path,
-                       callbacks: list[Any] | None = None) -> Any:
+                       callbacks: list[Any] | None = None, live: Path | None = None) -> Any:
     """A GRPOTrainer over ``rows`` (``grpo_rows``), in order, rewarded by ``train.grpo.reward_weights``."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -112,7 +112,7 @@ def build_grpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Trai
         rollout = packed_rollout(g, params.seed)
     ds = Dataset.from_list(rows)
     return GRPOTrainer(model=model, reward_funcs=[REWARD_FUNCTIONS[n] for n in names], args=cfg, train_dataset=ds,
-                       processing_class=tok, rollout_func=rollout, callbacks=trainer_callbacks(callbacks),
+                       processing_class=tok, rollout_func=rollout, callbacks=trainer_callbacks(callbacks, live),
                        peft_config=peft_config(params.lora) if params.lora.enabled else None)
 
 
@@ -131,12 +131,13 @@ def _check_vllm() -> None:
         raise EcdError(f"train.grpo.generator: vllm needs {' and '.join(missing)}; on a CPU use generator: ecd")
 
 
-def train_grpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path) -> list[dict[str, Any]]:
+def train_grpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path,
+               live: Path | None = None) -> list[dict[str, Any]]:
     """GRPO from ``model_dir`` on ``rows``; returns the training curve (loss, each reward's mean, ...)."""
     import os
 
     from ecd.training import _train_and_save
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
-    trainer = build_grpo_trainer(model_dir, rows, params, work)
+    trainer = build_grpo_trainer(model_dir, rows, params, work, live=live)
     return _train_and_save(trainer, trainer.processing_class, out_dir)

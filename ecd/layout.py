@@ -23,6 +23,8 @@ MODELS = Path("models")
 PRETRAINED = MODELS / "pretrained"
 METRICS = Path("metrics")
 PLOTS = Path("plots")
+#: each training run's dvclive logs, ``dvclive/<run>`` (``ecd/tracking.py``)
+LIVE = Path("dvclive")
 WORK = Path(".ecd") / "work"
 #: per-stage wall-clock times: outside DVC's outputs, so that the same run gives the same dvc.lock
 TIMINGS = Path(".ecd") / "timings.jsonl"

@@ -449,6 +449,9 @@ class GRPOParams(_Section):
 
 class TrainParams(_Section):
     seed: int = 0
+    #: trackers beside dvclive (which logs every run into dvclive/<run>): tensorboard, wandb, mlflow,
+    #: each an extra (``pip install 'ecd[tensorboard]'``); not a dependency of any stage
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     #: pairs whose prompt plus answer exceed this many tokens are left out (and counted)
     max_length: int = Field(default=256, ge=16, le=MAX_TOKENS)
     sft: SFTParams = SFTParams()

@@ -31,11 +31,14 @@ def _precision() -> dict[str, Any]:
 
 
 def trainer_args(params: TrainParams, out: Path) -> dict[str, Any]:
-    """The arguments every trainer here shares: each step logged (for the DVC plots), seeds from
-    ``train.seed``, the machine's precision, no checkpoints (DVC keeps the model)."""
+    """The arguments every trainer here shares: each step logged (dvclive's curves, through our own
+    callback), the other trackers of ``train.report_to``, seeds from ``train.seed``, the machine's
+    precision, no checkpoints (DVC keeps the model)."""
+    from ecd.tracking import report_to
+
     return dict(
         output_dir=str(out),
-        report_to="none",
+        report_to=report_to(params.report_to),
         save_strategy="no",
         logging_steps=1,  # every step's loss, reward accuracy, margin and log-probs go to the DVC plots
         seed=params.seed,
@@ -171,11 +174,13 @@ def copy_model(src: Path, out_dir: Path) -> None:
         shutil.copytree(src, tmp)
 
 
-def trainer_callbacks(extra: list[Any] | None = None) -> list[Any]:
-    """ecd's progress bar (steps and loss), then ``extra``."""
+def trainer_callbacks(extra: list[Any] | None = None, live: Path | None = None) -> list[Any]:
+    """ecd's progress bar (steps and loss), the dvclive curves into ``live`` (a stage's
+    ``dvclive/<run>``; None: none), then ``extra``."""
     from ecd.progress import trainer_progress
+    from ecd.tracking import LiveCurves
 
-    return [trainer_progress(), *(extra or [])]
+    return [trainer_progress(), *([LiveCurves(live)] if live else []), *(extra or [])]
 
 
 def _train_and_save(trainer: Any, tok: Any, out_dir: Path) -> list[dict[str, Any]]:
@@ -196,14 +201,11 @@ def _train_and_save(trainer: Any, tok: Any, out_dir: Path) -> list[dict[str, Any
     return _curve(trainer.state.log_history)
 
 
-#: logged wall-clock times (GRPO logs each step's): kept out of the curves, so the same run gives
-#: the same plots and the same dvc.lock (``ecd timings`` keeps times)
-WALL_CLOCK_KEYS = frozenset({"step_time"})
-
-
 def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if isinstance(v, (int, float)) and k not in WALL_CLOCK_KEYS}
-            for e in log_history if "loss" in e]
+    """The steps' numbers as :class:`ecd.tracking.LiveCurves` logs them, each with its step."""
+    from ecd.tracking import curve_entry
+
+    return [{**entry, "step": e["step"]} for e in log_history if (entry := curve_entry(e)) is not None]
 
 
 def load_student(model_dir: Path) -> tuple[Any, Any]:
@@ -261,7 +263,8 @@ def sft_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def build_sft_trainer(model_dir: Path, rows: Sequence[Mapping[str, Any]], params: TrainParams, work: Path,
                       callbacks: list[Any] | None = None, *, learning_rate: float | None = None,
-                      scheduler: str | None = None, warmup: int | None = None, batch_size: int | None = None) -> Any:
+                      scheduler: str | None = None, warmup: int | None = None, batch_size: int | None = None,
+                      live: Path | None = None) -> Any:
     """An SFTTrainer that reads ``rows`` (prompt, chosen) once, in order, loss on the completion only.
 
     The keyword overrides serve the SFT-only control, which continues from the SFT model with the
@@ -284,11 +287,11 @@ def build_sft_trainer(model_dir: Path, rows: Sequence[Mapping[str, Any]], params
     )
     lora = peft_config(params.lora) if params.lora.enabled else None
     return SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(sft_rows(rows)), processing_class=tok,
-                      peft_config=lora, callbacks=trainer_callbacks(callbacks))
+                      peft_config=lora, callbacks=trainer_callbacks(callbacks, live))
 
 
 def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, work: Path,
-                      callbacks: list[Any] | None = None) -> Any:
+                      callbacks: list[Any] | None = None, live: Path | None = None) -> Any:
     """A DPOTrainer that reads ``rows`` once, in order.
 
     The reference is a frozen copy of the starting model, or with LoRA the same model with its
@@ -318,33 +321,37 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
     )
     if params.lora.enabled:
         return DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=ds, processing_class=tok,
-                          peft_config=peft_config(params.lora), callbacks=trainer_callbacks(callbacks))
+                          peft_config=peft_config(params.lora), callbacks=trainer_callbacks(callbacks, live))
     from transformers import AutoModelForCausalLM
 
     ref = AutoModelForCausalLM.from_pretrained(model_dir)
     return DPOTrainer(model=model, ref_model=ref, args=cfg, train_dataset=ds, processing_class=tok,
-                      callbacks=trainer_callbacks(callbacks))
+                      callbacks=trainer_callbacks(callbacks, live))
 
 
-def train_sft(model_dir: Path, rows: Sequence[Mapping[str, Any]], params: TrainParams, out_dir: Path, work: Path) -> list[dict[str, Any]]:
-    """SFT on (prompt, chosen) rows in training order; returns the training curve."""
-    trainer = build_sft_trainer(model_dir, rows, params, work)
+def train_sft(model_dir: Path, rows: Sequence[Mapping[str, Any]], params: TrainParams, out_dir: Path, work: Path,
+              live: Path | None = None) -> list[dict[str, Any]]:
+    """SFT on (prompt, chosen) rows in training order, its curves to dvclive in ``live``; returns
+    the training curve."""
+    trainer = build_sft_trainer(model_dir, rows, params, work, live=live)
     return _train_and_save(trainer, trainer.processing_class, out_dir)
 
 
-def train_control(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path):
+def train_control(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path,
+                  live: Path | None = None) -> list[dict[str, Any]]:
     """The SFT-only control: SFT continued on the chosen side of the preference rows, in the same
     order, steps, batch size, learning rate and schedule as preference training — what the
     preference loss has to beat for the rejected answers to have taught anything."""
     d = params.dpo
     trainer = build_sft_trainer(model_dir, rows, params, work, learning_rate=d.learning_rate,
-                                scheduler=d.lr_scheduler, warmup=d.warmup_steps, batch_size=d.batch_size)
+                                scheduler=d.lr_scheduler, warmup=d.warmup_steps, batch_size=d.batch_size, live=live)
     return _train_and_save(trainer, trainer.processing_class, out_dir)
 
 
-def train_dpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path):
+def train_dpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, out_dir: Path, work: Path,
+              live: Path | None = None) -> list[dict[str, Any]]:
     """Preference training from ``model_dir`` on rows in training order; returns the training curve."""
-    trainer = build_dpo_trainer(model_dir, rows, params, work)
+    trainer = build_dpo_trainer(model_dir, rows, params, work, live=live)
     return _train_and_save(trainer, trainer.processing_class, out_dir)
 
 

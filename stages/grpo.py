@@ -26,11 +26,11 @@ def main() -> None:
                        f"train.max_length={params.train.max_length})")
     print(f"grpo: {len(rows)} instructions of {len(kept)} pairs, {params.train.grpo.num_generations} answers each")
     with timed("train grpo"):
-        curve = train_grpo(layout.MODELS / "sft", rows, params.train, layout.MODELS / "grpo", layout.WORK / "grpo")
+        curve = train_grpo(layout.MODELS / "sft", rows, params.train, layout.MODELS / "grpo", layout.WORK / "grpo",
+                           live=layout.LIVE / "grpo")
     print(f"grpo: {len(curve)} steps")
     if not is_main_process():
         return
-    write_json(layout.PLOTS / "grpo.json", curve)
     final = {k.replace("/", "_"): round(v, 4) for k, v in curve[-1].items() if k not in ("step", "epoch")}
     write_json(layout.METRICS / "grpo.json", {"instructions": len(rows), "steps": len(curve), "final": final})
 

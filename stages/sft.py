@@ -7,6 +7,7 @@ from ecd.records import read_records, write_json
 from ecd.schema import State, Step
 from ecd.split import test_roots
 from ecd.stage import stage, timed
+from ecd.tracking import no_curves
 from ecd.training import copy_model, fits, is_main_process, prepare_training, sft_order, train_sft, verified_answers
 
 
@@ -15,7 +16,7 @@ def main() -> None:
     params = load_params()
     if params.train.sft.steps == 0:
         copy_model(layout.MODELS / "base", layout.MODELS / "sft")
-        write_json(layout.PLOTS / "sft.json", [])
+        no_curves(layout.LIVE / "sft")
         write_json(layout.METRICS / "sft.json", {"rows": 0, "rows_too_long": 0, "steps": 0, "final_loss": None})
         print("sft: train.sft.steps is 0: the student is copied unchanged")
         return
@@ -29,9 +30,9 @@ def main() -> None:
         raise EcdError(f"no verified answers within train.max_length={params.train.max_length} to fine-tune on")
     ordered = sft_order(tok, kept, params.train)
     with timed("sft training"):
-        curve = train_sft(layout.MODELS / "base", ordered, params.train, layout.MODELS / "sft", layout.WORK / "sft")
+        curve = train_sft(layout.MODELS / "base", ordered, params.train, layout.MODELS / "sft", layout.WORK / "sft",
+                          live=layout.LIVE / "sft")
     if is_main_process():
-        write_json(layout.PLOTS / "sft.json", curve)
         write_json(layout.METRICS / "sft.json", {"rows": len(kept), "rows_too_long": len(rows) - len(kept),
                                                  "steps": len(curve), "final_loss": round(curve[-1]["loss"], 4)})
     print(f"sft: {len(curve)} steps")

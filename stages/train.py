@@ -30,11 +30,11 @@ def main() -> None:
                        f"{params.train.max_length}); metrics/pair.json says why pairs were dropped")
     order = preference_order(tok, kept, params.train, curriculum=params.pair.curriculum != "none")
     with timed(f"train {name}"):
-        curve = RUNS[name](layout.MODELS / "sft", order, params.train, layout.MODELS / name, layout.WORK / name)
+        curve = RUNS[name](layout.MODELS / "sft", order, params.train, layout.MODELS / name, layout.WORK / name,
+                           live=layout.LIVE / name)
     print(f"train {name}: {len(curve)} steps")
     if not is_main_process():
         return
-    write_json(layout.PLOTS / f"{name}.json", curve)
     final = {k.replace("/", "_"): round(v, 4) for k, v in curve[-1].items() if k not in ("step", "epoch")}
     write_json(layout.METRICS / f"{name}.json",
                {"pairs": len(kept), "pairs_too_long": len(rows) - len(kept), "steps": len(curve), "final": final})

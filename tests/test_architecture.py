@@ -16,9 +16,9 @@ PARTS: dict[str, set[str]] = {
     "domain": {"constraints", "params"},
     "model access": {"backends", "registry", "resources"},
     "data": {"seeds", "sampling", "evolve", "judge", "verification", "split", "pairing", "pairs", "hub"},
-    "training": {"student", "training", "trl_patch", "rewards", "grpo"},
+    "training": {"student", "training", "tracking", "trl_patch", "rewards", "grpo"},
     "evaluation": {"evaluation", "uncertainty"},
-    "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "diagnosis"},
+    "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "diagnosis", "viewer"},
     "entry": {"cli", "cli_experiments", "api", "__init__"},  # __init__: the API's names, loaded on use
 }
 #: declarative tables (one class per constraint type, the params schema): long, but read one entry at a time

@@ -161,17 +161,20 @@ def test_training_and_evaluation(project: Project) -> None:
     for name in ("base", "sft", "preference", "control", "grpo"):
         assert (p / f"models/{name}/model.safetensors").exists()
         assert (p / f"models/{name}/tokenizer.json").exists()
-    for name in ("sft", "preference", "control", "grpo"):
-        curve = json.loads((p / f"plots/{name}.json").read_text())
-        assert curve and all("loss" in e and "step" in e for e in curve)
-    pref_curve = json.loads((p / "plots/preference.json").read_text())
-    assert all({"rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"} <= set(e) for e in pref_curve)
+    curves = {name: _live_curves(p / "dvclive" / name) for name in ("sft", "preference", "control", "grpo")}
+    for name, curve in curves.items():
+        steps = json.loads((p / f"metrics/{name}.json").read_text())["steps"]
+        assert sorted(curve) == list(range(1, steps + 1)) and all("loss" in e for e in curve.values()), name
+        summary = json.loads((p / f"dvclive/{name}/metrics.json").read_text())
+        assert summary["step"] == steps and summary["loss"] == curve[steps]["loss"]  # dvclive's summary: the last step
+    assert all({"rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"} <= set(e)
+               for e in curves["preference"].values())
     # the control takes the preference stage's steps
     assert json.loads((p / "metrics/control.json").read_text())["steps"] == json.loads((p / "metrics/preference.json").read_text())["steps"]
     metrics = json.loads((p / "metrics/evaluate.json").read_text())
-    grpo_curve = json.loads((p / "plots/grpo.json").read_text())
-    assert len(grpo_curve) == 2 and all({"reward", "rewards/task_guard/mean", "rewards/all_constraints/mean"} <= set(e)
-                                        for e in grpo_curve)  # 8 instructions, 4 a step
+    assert len(curves["grpo"]) == 2 and all({"reward", "rewards/task_guard/mean", "rewards/all_constraints/mean"} <= set(e)
+                                            for e in curves["grpo"].values())  # 8 instructions, 4 a step
+    assert not any(set(e) & {"step_time", "train_runtime"} for c in curves.values() for e in c.values()), "a clock was logged"
     assert set(metrics) == {"base", "sft", "control", "preference", "grpo"}
     for m in metrics.values():
         assert set(m) == {"heldout", "ifeval", "ifbench"}
@@ -202,6 +205,36 @@ def _plain_bootstrap(x: list[float], y: list[float], resamples: int, seed: int) 
     diffs = [float((a[idx] - b[idx]).mean()) for idx in (rng.integers(0, len(a), len(a)) for _ in range(resamples))]
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     return float(lo), float(hi)
+
+
+def _live_curves(live: Path) -> dict[int, dict[str, float]]:
+    """dvclive's per-metric TSV files (``plots/metrics/<name>.tsv``) as step → {metric: value}."""
+    import csv
+
+    base = live / "plots" / "metrics"
+    out: dict[int, dict[str, float]] = {}
+    for f in sorted(base.rglob("*.tsv")):
+        name = f.relative_to(base).with_suffix("").as_posix()
+        for row in csv.DictReader(f.open(), delimiter="\t"):
+            assert set(row) == {"step", name.rsplit("/", 1)[-1]}, (f, row)  # no timestamp column
+            out.setdefault(int(row["step"]), {})[name] = float(row[name.rsplit("/", 1)[-1]])
+    return out
+
+
+def test_training_curves_reach_dvc_through_dvclive(project: Project) -> None:
+    """``dvc plots show --json`` draws the training curves from dvclive's files, ``dvc exp show``
+    lists dvclive's summaries, and dvclive left ``dvc.yaml`` as the project wrote it."""
+    plots = json.loads(project.run("dvc", "plots", "show", "--json").stdout)["data"]
+    for title, files in (("SFT loss", {"sft"}), ("Preference and SFT-only control loss", {"preference", "control"}),
+                         ("GRPO reward (the weighted sum) and each reward's mean", {"grpo"})):
+        values = plots[title][0]["content"]["data"]["values"]
+        curves = {name: _live_curves(project.path / "dvclive" / name) for name in files}
+        assert len(values) == sum(len(c) for c in curves.values()) * (4 if "GRPO" in title else 1), title
+    shown = project.run("dvc", "exp", "show", "--csv", "--no-pager").stdout.splitlines()[0]
+    for name in ("sft", "preference", "control", "grpo"):
+        assert f"dvclive/{name}/metrics.json:loss" in shown, name
+    assert project.run("git", "diff", "--stat", "dvc.yaml").stdout == ""
+    assert not (project.path / "dvclive" / "dvc.yaml").exists() and not (project.path / "dvclive" / "sft" / "dvc.yaml").exists()
 
 
 def test_intervals_agree_with_a_plain_bootstrap_of_the_answers(project: Project) -> None:

@@ -179,6 +179,10 @@ def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> 
     assert one["steps"] == math.ceil(rows / 8)
     for name in ("sft", "preference"):
         assert (proj.path / "models" / name / "model.safetensors").exists()
+    # dvclive is written by process zero alone: one summary, each step once
+    summary = json.loads((proj.path / "dvclive/preference/metrics.json").read_text())
+    lines = (proj.path / "dvclive/preference/plots/metrics/loss.tsv").read_text().splitlines()
+    assert summary["step"] == one["steps"] and len(lines) == one["steps"] + 1
 
 
 def test_the_trl_override_matches_the_trl_it_was_written_for() -> None:
@@ -211,3 +215,20 @@ def test_the_trl_override_matches_the_trl_it_was_written_for() -> None:
         assert any("written for TRL" in str(w.message) for w in caught)
     finally:
         trl.__version__ = real
+
+
+def test_a_tracker_that_is_not_installed_is_named_with_its_extra() -> None:
+    """``train.report_to`` adds transformers' own trackers; each is an extra, checked before training."""
+    import importlib.util
+
+    from ecd.errors import EcdError
+    from ecd.params import TrainParams
+    from ecd.tracking import TRACKERS, report_to
+
+    assert report_to([]) == ["none"]
+    missing = [t for t, (module, _) in TRACKERS.items() if importlib.util.find_spec(module) is None]
+    for name in missing:
+        with pytest.raises(EcdError, match=rf"report_to lists {name}.*pip install 'ecd\[{name}\]'"):
+            report_to([name])
+    with pytest.raises(ValueError, match="report_to"):
+        TrainParams(report_to=["dvclive"])  # dvclive logs every run: it is not a choice
