@@ -156,8 +156,25 @@ def markdown(summary: list[dict[str, Any]], metric: str) -> str:
     return "\n".join(lines)
 
 
+def experiment_baselines() -> list[str]:
+    """The commits that experiments derive from (``refs/exps/<xx>/<rest of the sha>/<name>``), HEAD
+    first: what ``dvc exp show`` needs to list every experiment, without reading the metrics of every
+    commit as ``--all-commits`` does (35 s on a 160-commit history against 1.4 s)."""
+    proc = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], capture_output=True, text=True)
+    shas = []
+    for ref in proc.stdout.split():
+        parts = ref.split("/")
+        if len(parts) == 5 and len(parts[2]) == 2 and len(parts[3]) == 38:
+            shas.append(parts[2] + parts[3])
+    return ["HEAD", *sorted(set(shas))]
+
+
 def exp_show() -> list[dict[str, Any]]:
-    proc = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
+    """``dvc exp show --json`` over every commit some experiment derives from, and HEAD."""
+    cmd = ["dvc", "exp", "show", "--json"]
+    for rev in experiment_baselines():
+        cmd += ["--rev", rev]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise EcdError(f"dvc exp show failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout)

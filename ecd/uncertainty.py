@@ -18,6 +18,7 @@ Student t draw scaled by the seeds' standard error, which keeps its width honest
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,7 +93,17 @@ class Verdicts:
 def resample_weights(n: int, resamples: int, seed: int) -> Iterable[np.ndarray]:
     """Blocks of bootstrap weights (how often each of ``n`` prompts is drawn), the same blocks for
     the same ``(n, resamples, seed)``: every student of a set is scored on the same draws, which is
-    what makes the differences paired."""
+    what makes the differences paired.
+
+    A report over many runs asks for the same draws again and again (every run of a set, every
+    set): up to ``_KEPT_BYTES`` of them are kept, so they are drawn once."""
+    if n * resamples * 8 <= _KEPT_BYTES:
+        yield from _kept_weights(n, resamples, seed)
+    else:
+        yield from _draw_weights(n, resamples, seed)
+
+
+def _draw_weights(n: int, resamples: int, seed: int) -> Iterable[np.ndarray]:
     rng = np.random.default_rng(seed)
     p = np.full(n, 1.0 / n)
     done = 0
@@ -100,6 +111,18 @@ def resample_weights(n: int, resamples: int, seed: int) -> Iterable[np.ndarray]:
         size = min(_BLOCK, resamples - done)
         yield rng.multinomial(n, p, size=size).astype(np.float64)
         done += size
+
+
+#: the most bytes of bootstrap weights one draw may keep (IFEval's 541 prompts × 25,000: 108 MB)
+_KEPT_BYTES = 160 * 2**20
+
+
+@functools.lru_cache(maxsize=3)
+def _kept_weights(n: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    blocks = tuple(_draw_weights(n, resamples, seed))
+    for b in blocks:
+        b.setflags(write=False)  # shared by every caller: none may change them
+    return blocks
 
 
 def _bounds(draws: np.ndarray) -> tuple[float, float]:

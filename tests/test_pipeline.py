@@ -339,6 +339,32 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
     assert pair_diff["pairs_by_strategy.random"]["new"] > 0 and pair_diff["pairs_by_strategy.random"]["old"] is None
 
 
+def test_outputs_of_an_experiment_read_from_the_cache_as_dvc_reads_them(project: Project) -> None:
+    """``ecd.seed_runs.read_at`` takes a file's hash from the experiment's dvc.lock and its bytes from
+    the local cache: the same bytes as DVC's own filesystem gives, and the same missing file."""
+    import sys
+
+    script = (
+        "from dvc.api import DVCFileSystem\n"
+        "from ecd.grid import exp_rows, exp_show\n"
+        "from ecd.seed_runs import _cache_path, read_at\n"
+        "rows = [r for r in exp_rows(exp_show()) if r['state'] == 'success']\n"
+        "assert rows, 'no experiment'\n"
+        "for r in rows:\n"
+        "    for path in ('data/eval/preference/ifeval.jsonl', 'data/pairs/train.parquet', 'metrics/pair.json'):\n"
+        "        assert _cache_path(r['rev'], path) is not None, path\n"
+        "        assert read_at(r['rev'], path) == DVCFileSystem('.', rev=r['rev']).read_bytes(path), path\n"
+        "    try:\n"
+        "        read_at(r['rev'], 'data/eval/nobody/ifeval.jsonl')\n"
+        "    except FileNotFoundError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError('a missing file was read')\n"
+        "print(len(rows), 'experiments')\n")
+    out = project.run(sys.executable, "-c", script).stdout
+    assert re.fullmatch(r"\d+ experiments\n", out) and int(out.split()[0]) >= 3, out
+
+
 def test_report_writes_charts_and_the_experiments_headline_offline(project: Project) -> None:
     """``ecd report --html`` renders DVC's plots to SVG and PNG and one page with no external
     resource; with experiments in the repo it prints their headline numbers, the same columns that
