@@ -449,6 +449,9 @@ class GRPOParams(_Section):
 
 class TrainParams(_Section):
     seed: int = 0
+    #: how dvc.yaml runs the training stages (``cmd: ${train.launch} stages/train.py ...``): ``python``,
+    #: or ``accelerate launch ...`` for several processes, GPUs or nodes (docs/training.md)
+    launch: str = Field(default="python", min_length=1)
     #: trackers beside dvclive (which logs every run into dvclive/<run>): tensorboard, wandb, mlflow,
     #: each an extra (``pip install 'ecd[tensorboard]'``); not a dependency of any stage
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)

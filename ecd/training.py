@@ -277,7 +277,7 @@ def build_sft_trainer(model_dir: Path, rows: Sequence[Mapping[str, Any]], params
     s = params.sft
     bs = batch_size or s.batch_size
     cfg = SFTConfig(
-        max_steps=math.ceil(len(rows) / bs),
+        max_steps=math.ceil(len(rows) / (bs * _state().num_processes)),  # each row once, over every process
         learning_rate=learning_rate or s.learning_rate,
         per_device_train_batch_size=bs,
         lr_scheduler_type=scheduler or s.lr_scheduler,
@@ -305,7 +305,7 @@ def build_dpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: Train
     d = params.dpo
     ds = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     cfg = DPOConfig(
-        max_steps=math.ceil(len(rows) / d.batch_size),
+        max_steps=math.ceil(len(rows) / (d.batch_size * _state().num_processes)),  # each row once, over every process
         learning_rate=d.learning_rate,
         per_device_train_batch_size=d.batch_size,
         beta=d.beta,

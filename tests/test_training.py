@@ -174,9 +174,9 @@ def test_train_stage_under_accelerate_with_two_cpu_processes(tmp_path: Path) -> 
         assert "process 0 of 2 (gloo)" in out and "process 1 of 2 (gloo)" in out
     one = json.loads((proj.path / "metrics/preference.json").read_text())
     assert one["pairs"] > 0
-    # max_steps is set from the rows and the per-process batch: the same number of steps as one process
+    # each row once over both processes: a step takes a per-process batch on each, so half the steps
     rows = math.ceil(one["pairs"] * 0.2)
-    assert one["steps"] == math.ceil(rows / 8)
+    assert one["steps"] == math.ceil(rows / (8 * 2))
     for name in ("sft", "preference"):
         assert (proj.path / "models" / name / "model.safetensors").exists()
     # dvclive is written by process zero alone: one summary, each step once
