@@ -173,6 +173,36 @@ profile_app = typer.Typer(help="Named params profiles (profiles/NAME.yaml): valu
                           no_args_is_help=True)
 
 
+@profile_app.command("list")
+@report_errors
+def profile_list() -> None:
+    """Every profile in profiles/: what it runs, and bounds on its model calls, tokens and training
+    steps computed from its params (``ecd.profiles.estimate``: estimates, not measurements)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ecd.profiles import PROFILES, description, estimate, merged
+
+    def n(x: object) -> str:
+        return "?" if x is None else f"{x:,}" if isinstance(x, int) else str(x)
+
+    table = Table(title="profiles (ecd profile run NAME); calls and tokens are upper-bound estimates from params")
+    for h in ("profile", "what it runs", "seeds", "teacher calls", "teacher tokens in / out", "judge calls",
+              "weak calls", "eval answers", "preference steps", "GRPO tokens out"):
+        table.add_column(h, overflow="fold")
+    for path in sorted(PROFILES.glob("*.yaml")):
+        e = estimate(merged(path.stem))
+        if e["seeds"] is None:
+            cells = ["?"] * 8
+        else:
+            tokens = "code" if e["teacher_is_code"] else f"{n(e['teacher_prompt_tokens'])} / {n(e['teacher_completion_tokens'])}"
+            steps = n(e["preference_steps"]) + (f" ×{e['processes']} proc" if e["processes"] > 1 else "")
+            cells = [n(e["seeds"]), n(e["teacher_calls"]), tokens, n(e["judge_calls"]), n(e["weak_calls"]),
+                     n(e["eval_answers"]), steps, n(e["grpo_completion_tokens"])]
+        table.add_row(path.stem, Text(description(path.stem)), *cells)
+    out.print(table)
+
+
 @profile_app.command("show")
 @report_errors
 def profile_show(name: str = typer.Argument(..., help="a profile in profiles/, e.g. smollm2")) -> None:

@@ -237,6 +237,24 @@ def test_training_curves_reach_dvc_through_dvclive(project: Project) -> None:
     assert not (project.path / "dvclive" / "dvc.yaml").exists() and not (project.path / "dvclive" / "sft" / "dvc.yaml").exists()
 
 
+def test_the_profile_estimate_bounds_what_the_run_did(project: Project) -> None:
+    """``ecd.profiles.estimate`` on the run's own params: its call counts are upper bounds of what the
+    stages counted, and close to them."""
+    import sys
+
+    script = ("import json, yaml\nfrom ecd.profiles import estimate\n"
+              "print(json.dumps(estimate(yaml.safe_load(open('params.yaml')))))")
+    e = json.loads(project.run(sys.executable, "-c", script).stdout)
+    m = project.path / "metrics"
+    rounds = sorted(p.name for p in (m / "rounds").iterdir() if p.name != "r0")
+    calls = json.loads((m / "rounds/r0/sample.json").read_text())["calls"] + sum(
+        json.loads((m / f"rounds/{r}/evolve.json").read_text())["teacher_calls"]
+        + json.loads((m / f"rounds/{r}/sample.json").read_text())["calls"] for r in rounds)
+    assert 0.8 * e["teacher_calls"] <= calls <= e["teacher_calls"], (calls, e)
+    answered = sum(v["n_prompts"] for s in json.loads((m / "evaluate.json").read_text()).values() for v in s.values())
+    assert 5 * (541 + 294) < answered <= e["eval_answers"], (answered, e)  # five students; held-out bounded
+
+
 def test_intervals_agree_with_a_plain_bootstrap_of_the_answers(project: Project) -> None:
     """Every score and difference carries a 95 % interval in metrics/, in the report's tables, and
     the bounds agree with a paired bootstrap recomputed independently from data/eval/*/ifeval.jsonl."""

@@ -42,3 +42,28 @@ def test_profile_show_prints_the_merged_params(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     shown = yaml.safe_load(out.stdout)
     assert shown["student"]["model"] == "models/pretrained/smollm2" and shown["train"]["lora"]["enabled"] is True
+
+
+def test_profile_list_shows_every_profile_with_its_estimate(tmp_path: Path) -> None:
+    out = subprocess.run([str(Path(VENV_BIN) / "ecd"), "profile", "list"], cwd=ROOT, capture_output=True, text=True,
+                         env={**env(tmp_path / "cache"), "COLUMNS": "400"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in out.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
+    names = sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml"))
+    assert sorted(rows) == names
+    for name, cells in rows.items():
+        assert cells[0] and "?" not in cells[1:3], (name, cells)  # a description, seeds and teacher calls known
+    assert rows["gpu-full-8b"][7] == "1,250 ×8 proc"  # 20,000 pairs at 2 a GPU on 8 GPUs
+
+
+def test_gpu_recipes_estimate_from_their_params(monkeypatch) -> None:
+    """The recipes' bounds follow from their params: 5,000 seeds × 8 chains × 3 rounds, four answers
+    per instruction, one evolution call per chain and round."""
+    from ecd.profiles import estimate
+
+    monkeypatch.chdir(ROOT)
+    e = estimate(merged("gpu-vllm"))
+    assert e["chains"] == 40_000 and e["teacher_calls"] == 5_000 * 4 + 3 * 40_000 * (1 + 4)
+    assert e["weak_calls"] == 20_000 and e["preference_steps"] == 20_000 // 16 and e["judge_calls"] > 0
+    assert estimate(merged("gpu-full-8b"))["processes"] == 8
