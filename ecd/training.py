@@ -362,6 +362,7 @@ def quiet_training_logs() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" would draw a tqdm bar into a piped log
     import datasets
 
     datasets.disable_progress_bars()
