@@ -181,13 +181,8 @@ def inspect_cmd(
             raise EcdError(f"{path}: a round's folder is named rN (data/rounds/r3)")
         history = chain_history(path.parent, int(path.name[1:]))
         shown = sample(history)
-        if html:
-            write_text(html, chains_page(shown, f"chains of {path} ({len(shown)} of {len(history)})"))
-            out.print(f"wrote {html}: {len(shown)} of {len(history)} chains of {path} ({how})", markup=False)
-            return
-        for h in shown:
-            out.print(_chain_panel(h))
-        out.print(f"{len(shown)} of {len(history)} chains of {path} ({how})", markup=False)
+        _show(shown, html, chains_page, _chain_panel, f"chains of {path} ({len(shown)} of {len(history)})",
+              f"{len(shown)} of {len(history)} chains of {path} ({how})")
         return
     from ecd.pairs import load_pairs
 
@@ -201,15 +196,20 @@ def inspect_cmd(
         rows = [r for r in rows if r["strategy"] == strategy]
     total = len(rows)
     shown = sample(rows)
-    what = f"{len(shown)} of {total} {split} pairs{' (' + strategy + ')' if strategy else ''} in {path} ({how})"
-    if html:
-        from ecd.viewer import pairs_page
+    from ecd.viewer import pairs_page
 
-        write_text(html, pairs_page(shown, f"{split} pairs of {path} ({len(shown)} of {total})"))
+    _show(shown, html, pairs_page, _pair_panel, f"{split} pairs of {path} ({len(shown)} of {total})",
+          f"{len(shown)} of {total} {split} pairs{' (' + strategy + ')' if strategy else ''} in {path} ({how})")
+
+
+def _show(items: list[Any], html: Path | None, page: Any, panel: Any, title: str, what: str) -> None:
+    """``items`` as one page at ``html``, or as a panel each in the terminal; then what was shown."""
+    if html:
+        write_text(html, page(items, title))
         out.print(f"wrote {html}: {what}", markup=False)
         return
-    for r in shown:
-        out.print(_pair_panel(r))
+    for item in items:
+        out.print(panel(item))
     out.print(what, markup=False)
 
 
