@@ -174,6 +174,8 @@ def inspect_cmd(
         return random.Random(seed).sample(items, min(count, len(items))) if seed is not None else items[:count]
 
     how = f"drawn with seed {seed}" if seed is not None else "the first"
+    if (path / "state.jsonl").exists() and not (path / "chains.jsonl").exists():
+        raise EcdError(f"{path} holds the seeds (round 0), which have no chains yet: inspect a later round (data/rounds/r1)")
     if (path / "chains.jsonl").exists():
         from ecd.viewer import chain_history, chains_page
 

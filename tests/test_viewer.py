@@ -108,3 +108,5 @@ def test_chain_page_shows_each_round_and_filters_by_type(hostile_run: Project, t
 
     terminal = " ".join(hostile_run.run("ecd", "inspect", "data/rounds/r2", "--n", "2").stdout.split())
     assert "seed" in terminal and "round 1:" in terminal and f"2 of {chains} chains" in terminal
+    seeds = hostile_run.run("ecd", "inspect", "data/rounds/r0", check=False)
+    assert seeds.returncode == 2 and "holds the seeds (round 0)" in " ".join(seeds.stderr.split()), seeds.stderr
