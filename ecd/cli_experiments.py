@@ -144,7 +144,8 @@ def study_why(
 ) -> None:
     """What the seed's pairs are made of, per strategy (do ECD's rejected answers miss only what was
     added? does one type dominate?), every arm's instruction-level strict score by constraint type, and
-    GRPO's rewards on every arm's held-out answers with the answers its guard scores lowest."""
+    GRPO's rewards on every arm's held-out answers with the answers its guard scores lowest, and with
+    the guard's ablation finished, GRPO-without-guard's lowest-guard answers beside GRPO's."""
     from ecd.diagnosis import (anatomy_markdown, pair_anatomy, read_pairs_at, reward_markdown, reward_view, type_markdown,
                                type_scores)
     from ecd.grid import exp_rows, exp_show
@@ -152,10 +153,11 @@ def study_why(
     from ecd.study import ARMS, finished, run_name
 
     done = finished(exp_rows(exp_show()))
-    runs = {s: done[run_name(profile, s, seed)] for s in ("ecd", "random", "model_gap") if run_name(profile, s, seed) in done}
+    runs = {s: done[run_name(profile, s, seed)] for s in ("ecd", "random", "model_gap", "noguard")
+            if run_name(profile, s, seed) in done}
     if "ecd" not in runs:
         raise EcdError(f"no finished run {run_name(profile, 'ecd', seed)}: run `ecd study run {profile}` first")
-    pairs = [p for r in runs.values() for p in read_pairs_at(str(r["rev"]))]
+    pairs = [p for s, r in runs.items() if s != "noguard" for p in read_pairs_at(str(r["rev"]))]  # noguard: ECD's pairs
     print(anatomy_markdown(pair_anatomy(pairs)))
     print()
     arms = [a for a, (strategy, _) in ARMS.items() if strategy in runs]
@@ -166,7 +168,12 @@ def study_why(
     ecd_rev = str(runs["ecd"]["rev"])
     held = {a: read_records_at(str(runs[ARMS[a][0]]["rev"]), ARMS[a][1], "heldout") for a in arms}
     print("GRPO's rewards on the held-out answers (the test pair's chosen answer as the guard's reference):\n")
-    print(reward_markdown(reward_view(held, read_pairs_at(ecd_rev, "test")), held))
+    view = reward_view(held, read_pairs_at(ecd_rev, "test"))
+    print(reward_markdown(view, held))
+    if "grpo_noguard" in view:
+        print("\nWhat the guard changed: GRPO without it, its answers that meet every check and keep least of the task, "
+              "beside GRPO's:")
+        print(reward_markdown(view, held, focus="grpo_noguard", beside="grpo", table=False))
 
 
 profile_app = typer.Typer(help="Named params profiles (profiles/NAME.yaml): values over params.yaml.",

@@ -138,10 +138,12 @@ def _cut(text: Any, width: int) -> str:
 
 
 def reward_markdown(view: Mapping[str, Sequence[Mapping[str, Any]]], records: Mapping[str, Sequence[Mapping[str, Any]]],
-                    focus: str = "grpo", beside: str = "control", examples: int = 3, width: int = 280) -> str:
-    """Each arm's mean of each reward, then the ``examples`` answers of ``focus`` that meet every
-    constraint while keeping least of the task (the lowest guard), beside ``beside``'s answer to the
-    same instruction: what the guard is there to catch, on real answers."""
+                    focus: str = "grpo", beside: str = "control", examples: int = 3, width: int = 280,
+                    table: bool = True) -> str:
+    """Each arm's mean of each reward (unless ``table`` is False), then the ``examples`` answers of
+    ``focus`` that meet every constraint while keeping least of the task (the lowest guard), beside
+    ``beside``'s answer to the same instruction: what the guard is there to catch, on real answers
+    (``focus="grpo_noguard", beside="grpo"``: what the guard changed)."""
     from ecd.rewards import REWARD_FUNCTIONS
 
     names = list(REWARD_FUNCTIONS)
@@ -149,6 +151,8 @@ def reward_markdown(view: Mapping[str, Sequence[Mapping[str, Any]]], records: Ma
     for arm, rows in view.items():
         means = [sum(float(r[n]) for r in rows) / max(len(rows), 1) for n in names]
         lines.append(f"| {arm} | {len(rows)} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    if not table:
+        lines = []
     if focus not in view or beside not in view:
         return "\n".join(lines)
     text = {arm: {str(r["key"]): r for r in rows} for arm, rows in records.items()}

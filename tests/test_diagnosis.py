@@ -66,6 +66,8 @@ def test_the_reward_view_shows_answers_that_meet_the_checks_and_drop_the_task() 
     text = reward_markdown(view, records)
     assert "| grpo | 1 | 1.000 | 1.000 | 0.000 |" in text
     assert "- grpo (every constraint met; guard 0.00): Yes." in text and "- control (a constraint missed; guard" in text
+    ablation = reward_markdown(view, records, focus="grpo", beside="control", table=False)
+    assert "| arm |" not in ablation and ablation.lstrip().startswith("**h1**")
 
 
 def test_word_diff_finds_the_commas_and_gives_both_texts_back() -> None:
