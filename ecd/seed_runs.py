@@ -5,6 +5,7 @@ prompts and seeds (from each run's per-prompt verdicts, read from DVC's cache at
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,12 +72,16 @@ def _cache_path(rev: str, path: str) -> Path | None:
 
 
 def _oid_path(md5: str) -> Path:
-    if "cache" not in _LOCKS:
-        from dvc.repo import Repo
+    return _cache_dir() / md5[:2] / md5[2:]
 
-        with Repo(".") as repo:
-            _LOCKS["cache"] = Path(repo.cache.local.path)
-    return Path(_LOCKS["cache"]) / md5[:2] / md5[2:]
+
+@functools.lru_cache(maxsize=1)
+def _cache_dir() -> Path:
+    """The local DVC cache's folder of files by hash (``.dvc/cache/files/md5`` unless configured)."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return Path(repo.cache.local.path)
 
 
 def read_records_at(rev: str, model: str, set_name: str) -> list[dict[str, Any]]:
@@ -106,8 +111,7 @@ FORMER_NAMES = {"preference": "dpo"}
 
 
 _FILESYSTEMS: dict[str, Any] = {}
-#: each rev's parsed dvc.lock (and, under "cache", the local cache's folder), and each directory
-#: output's manifest: relpath → md5
+#: each rev's parsed dvc.lock, and each directory output's manifest: relpath → md5
 _LOCKS: dict[str, Any] = {}
 _MANIFESTS: dict[str, dict[str, str]] = {}
 
