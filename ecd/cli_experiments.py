@@ -104,11 +104,28 @@ def study_run(
                                                  "('' for none)"),
 ) -> None:
     """Run every experiment of the study that has not finished, one at a time (resumable: stop it
-    any time; finished runs, DVC's run-cache and the call cache carry over)."""
+    any time; finished runs, DVC's run-cache and the call cache carry over), and write each finished
+    run's record in docs/study/PROFILE/ (its per-prompt verdicts: commit them to keep the evidence)."""
     from ecd.study import run
 
     ran = run(profile, _ints(random_seeds), strategies.split(","), set_, _ints(guard_ablation))
     out.print(f"study: {len(ran)} experiments run; the study is complete: `ecd study report {profile}`")
+
+
+@study_app.command("record")
+@report_errors
+def study_record(profile: str = typer.Argument("smollm2", help="the study's profile")) -> None:
+    """Write the record of every finished DVC experiment of the study (``ecd study run`` does this
+    after each run): docs/study/PROFILE/NAME.jsonl, the per-prompt verdicts the report reads when
+    the experiment and its cache are not there (another machine, a fresh clone)."""
+    from ecd.grid import exp_rows, exp_show
+    from ecd.study import finished, record
+
+    done = {n: r for n, r in finished(exp_rows(exp_show())).items() if n.startswith(f"{profile}-") and "-rpo-s" in n}
+    if not done:
+        raise EcdError(f"no finished experiment of a {profile} study to record")
+    for name in sorted(done):
+        out.print(f"recorded {name}: {record(profile, done[name])}")
 
 
 @study_app.command("report")
@@ -118,14 +135,14 @@ def study_report(
     out_dir: Path = typer.Option(None, "--out", help="also write study.md and the chart (SVG, PNG) here"),
 ) -> None:
     """Each arm's scores and each difference with its 95 % interval over prompts and seeds and its
-    minimum detectable effect, as Markdown; with --out, the chart too."""
+    minimum detectable effect, as Markdown; with --out, the chart too. Runs are read from DVC's
+    experiments and, for runs not among them, from their records in docs/study/PROFILE/."""
     from ecd.charts import render
-    from ecd.grid import exp_rows, exp_show
     from ecd.records import write_text
-    from ecd.study import chart, markdown, summarise
+    from ecd.study import chart, markdown, study_rows, summarise
 
     resamples, seed = bootstrap_settings()
-    study = summarise(exp_rows(exp_show()), profile, resamples=resamples, seed=seed)
+    study = summarise(study_rows(profile), profile, resamples=resamples, seed=seed)
     text = markdown(study)
     print(text)
     if out_dir:

@@ -6,23 +6,30 @@ Each strategy pairs the same rows (``pair.match``), so one seed's runs share the
 their SFT-only control and their GRPO run (the ``control`` and ``grpo`` stages read the rows, not the
 negatives: DVC's run-cache runs them once a seed); each run adds its preference training and the
 evaluation of its student. ``run`` runs what has not finished, one experiment at a time; a stopped
-study resumes from DVC's run-cache and the call cache. ``report`` reads every finished run's
-per-prompt verdicts and gives each arm against the control and against ECD on every set, seeds pooled
-(:func:`ecd.uncertainty.seed_interval`), with the smallest effect the study could detect.
+study resumes from DVC's run-cache and the call cache. After each run it writes the run's record
+(:func:`record`): the per-prompt verdicts of the students the study reads from it, small enough to
+commit, so that the evidence behind a study's table travels with the code and a study can be
+pooled over machines and sittings that share nothing but git. ``report`` reads every finished run's
+per-prompt verdicts (from DVC's cache, else from its record) and gives each arm against the control
+and against ECD on every set, seeds pooled (:func:`ecd.uncertainty.seed_interval`), with the
+smallest effect the study could detect.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import platform
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ecd.errors import EcdError
 from ecd.grid import experiments, exp_rows, exp_show
 from ecd.params import PAIR_STRATEGIES
-from ecd.seed_runs import VerdictReader, read_verdicts
-from ecd.uncertainty import Z_ALPHA, Z_POWER, seed_interval
+from ecd.seed_runs import VerdictReader, read_records_at, read_verdicts
+from ecd.uncertainty import Z_ALPHA, Z_POWER, Verdicts, seed_interval
 
 #: the study's arms: name → (the run that holds it, the student in that run); a run is named for its
 #: strategy, or ``noguard``: the ECD run again with GRPO's task guard weighted 0 (the guard's ablation)
@@ -44,6 +51,10 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
 )
 #: (set, mode) columns: prompt level on every set, and IFBench's headline, loose
 COLUMNS: tuple[tuple[str, str], ...] = (("heldout", "strict"), ("ifeval", "strict"), ("ifbench", "strict"), ("ifbench", "loose"))
+#: where run records are written and read: ``<RECORDS>/<profile>/<experiment>.jsonl``
+RECORDS = Path("docs/study")
+#: a record's rev: this prefix and the record's path, so that a record reads like an experiment
+RECORD_REV = "record:"
 
 
 def run_name(profile: str, strategy: str, seed: int) -> str:
@@ -74,24 +85,133 @@ def finished(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str], guard_ablation: list[int] | None = None
-        ) -> list[str]:
-    """Run every experiment of the study that has not finished, in :func:`plan`'s order, each as
-    ``ecd profile run`` does (``dvc exp run --temp`` with the profile's params); returns the names
-    run. A failed run stops the study with its name."""
+def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str], guard_ablation: list[int] | None = None,
+        records: Path = RECORDS) -> list[str]:
+    """Run every experiment of the study that has not finished (as a DVC experiment or as a record
+    in ``records``), in :func:`plan`'s order, each as ``ecd profile run`` does (``dvc exp run --temp``
+    with the profile's params), and write each finished run's record; returns the names run. A
+    failed run stops the study with its name."""
     from ecd.profiles import run as run_profile
 
     if "ecd" not in strategies:
         raise EcdError("a study compares with ECD's pairs: --strategies must include ecd")
     done = finished(exp_rows(exp_show()))
+    recorded = {r["name"] for r in record_rows(profile, records)}
+    for name in sorted(set(done) - recorded):  # a run finished before its record was written
+        if name.startswith(f"{profile}-"):
+            record(profile, done[name], records)
     ran = []
-    todo = [(n, s) for n, s in plan(profile, seeds, strategies, guard_ablation) if n not in done]
+    todo = [(n, s) for n, s in plan(profile, seeds, strategies, guard_ablation) if n not in done and n not in recorded]
     for i, (name, sets) in enumerate(todo, 1):
-        print(f"study: {name} ({i} of {len(todo)}; {len(done)} finished before)", flush=True)
+        print(f"study: {name} ({i} of {len(todo)}; {len(done | dict.fromkeys(recorded))} finished before)", flush=True)
         if run_profile(profile, name, [*sets, *extra]) != 0:
             raise EcdError(f"study: experiment {name} failed; fix the cause and run the study again (finished runs are kept)")
+        path = record(profile, finished(exp_rows(exp_show()))[name], records)
+        print(f"study: {name} recorded in {path} (commit it to keep the evidence)", flush=True)
         ran.append(name)
     return ran
+
+
+def _strategy(name: str) -> str:
+    return name.rsplit("-rpo-s", 1)[0].split("-", 1)[1]
+
+
+def record(profile: str, row: dict[str, Any], records: Path = RECORDS, read: Any = read_records_at) -> Path:
+    """Write the finished run ``row``'s record, ``<records>/<profile>/<name>.jsonl``, and return its path.
+
+    A header line (the run, the commit it derives from, its params, the machine that wrote it), then
+    one line per evaluation set: the prompts' keys and constraint ids once, and for each student the
+    study reads from this run (:data:`ARMS`) its verdict per instruction, strict and loose, as a
+    string per prompt (``1`` followed, ``0`` not, ``-`` not scored). That is all the report needs; the
+    answers stay in DVC's cache."""
+    name = str(row["name"])
+    rev = str(row.get("rev") or name)
+    students = sorted({student for strategy, student in ARMS.values() if strategy == _strategy(name)})
+    lines = [{"experiment": name, "profile": profile, "rev": rev, "baseline": _baseline_commit(rev),
+              "params": {k: v for k, v in sorted((row.get("params") or {}).items()) if v != (row.get("baseline") or {}).get(k)},
+              "machine": f"{platform.machine()}, {platform.processor() or platform.system()}, {_cpus()} CPUs",
+              "students": students}]
+    for set_name in sorted({s for s, _ in COLUMNS}):
+        by_student = {m: read(rev, m, set_name) for m in students}
+        first = by_student[students[0]]
+        keys = [str(r["key"]) for r in first]
+        for m, recs in by_student.items():
+            if [str(r["key"]) for r in recs] != keys:
+                raise EcdError(f"{name}: {m} and {students[0]} answered different {set_name} prompts")
+        lines.append({"set": set_name, "keys": keys, "instruction_id_list": [r["instruction_id_list"] for r in first],
+                      "students": {m: {mode: [_encode(r.get(field, r["follow_instruction_list"])) for r in recs]
+                                       for mode, field in (("strict", "follow_instruction_list"),
+                                                           ("loose", "follow_instruction_list_loose"))}
+                                   for m, recs in by_student.items()}})
+    from ecd.records import write_text
+
+    path = records / profile / f"{name}.jsonl"
+    write_text(path, "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines))
+    return path
+
+
+def _encode(follow: list[bool | None]) -> str:
+    return "".join("-" if f is None else "1" if f else "0" for f in follow)
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _baseline_commit(rev: str) -> str | None:
+    """The commit an experiment derives from (its commit's parent), or None outside git."""
+    import subprocess
+
+    proc = subprocess.run(["git", "rev-parse", f"{rev}^"], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def record_rows(profile: str, records: Path = RECORDS) -> list[dict[str, Any]]:
+    """The study's runs kept as records, as finished-experiment rows whose rev names the record."""
+    folder = records / profile
+    return [{"name": p.stem, "state": "success", "rev": f"{RECORD_REV}{p}"} for p in sorted(folder.glob("*.jsonl"))]
+
+
+def read_record(path: Path, student: str, set_name: str) -> Verdicts:
+    """One student's verdicts on one set from a run's record (:func:`record`); a malformed record
+    names its file and line."""
+    from ecd.records import read_text
+
+    for no, line in enumerate(read_text(path).splitlines(), 1):
+        try:
+            item = json.loads(line)
+            if item.get("set") != set_name:
+                continue
+            marks = item["students"][student]
+            results = [{"key": k, "instruction_id_list": ids,
+                        "follow_instruction_list": _decode(strict), "follow_instruction_list_loose": _decode(loose)}
+                       for k, ids, strict, loose in zip(item["keys"], item["instruction_id_list"], marks["strict"],
+                                                        marks["loose"], strict=True)]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EcdError(f"{path}:{no}: not a study record line for {student} on {set_name} ({exc})") from exc
+        return Verdicts.from_results(results)
+    raise EcdError(f"{path}: no {set_name} verdicts")
+
+
+def _decode(marks: str) -> list[bool | None]:
+    return [None if c == "-" else c == "1" for c in marks]
+
+
+def read_any(rev: str, student: str, set_name: str) -> Verdicts:
+    """Verdicts from a record (a rev from :func:`record_rows`) or from DVC's cache."""
+    if rev.startswith(RECORD_REV):
+        return read_record(Path(rev[len(RECORD_REV):]), student, set_name)
+    return read_verdicts(rev, student, set_name)
+
+
+def study_rows(profile: str, records: Path = RECORDS) -> list[dict[str, Any]]:
+    """Every finished run of the study: DVC's experiments, and the records of runs not among them
+    (runs made on another machine or in an earlier sitting whose cache is gone)."""
+    rows = exp_rows(exp_show())
+    done = finished(rows)
+    return rows + [r for r in record_rows(profile, records) if r["name"] not in done]
 
 
 @dataclass
@@ -120,7 +240,7 @@ def _seed_runs(done: dict[str, dict[str, Any]], profile: str, seed: int) -> dict
     return {s: done[run_name(profile, s, seed)] for s in (*PAIR_STRATEGIES, "noguard") if run_name(profile, s, seed) in done}
 
 
-def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = read_verdicts,
+def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = read_any,
               resamples: int = 25_000, seed: int = 0) -> Study:
     """Every arm's scores and every comparison of :data:`COMPARISONS` from the finished runs of
     ``profile``'s study: a comparison pools the seeds whose runs hold both arms; each seed's two

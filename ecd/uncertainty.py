@@ -57,7 +57,7 @@ class Verdicts:
         A prompt with an instruction that could not be scored (``None``) is left out, as the
         metrics leave it out."""
         records = [r for r in records if None not in r["follow_instruction_list"]]
-        keys = tuple(str(r.get("key", r["prompt"])) for r in records)
+        keys = tuple(str(r["key"] if "key" in r else r["prompt"]) for r in records)
         strict = [list(map(bool, r["follow_instruction_list"])) for r in records]
         loose = [list(map(bool, r.get("follow_instruction_list_loose", r["follow_instruction_list"]))) for r in records]
         n_inst = np.array([len(f) for f in strict], dtype=np.int64)

@@ -359,7 +359,8 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
 
 def test_outputs_of_an_experiment_read_from_the_cache_as_dvc_reads_them(project: Project) -> None:
     """``ecd.seed_runs.read_at`` takes a file's hash from the experiment's dvc.lock and its bytes from
-    the local cache: the same bytes as DVC's own filesystem gives, and the same missing file."""
+    the local cache: the same bytes as DVC's own filesystem gives, and the same missing file; a study
+    record written from a real experiment (``ecd.study.record``) gives the verdicts its cache gives."""
     import sys
 
     script = (
@@ -378,6 +379,17 @@ def test_outputs_of_an_experiment_read_from_the_cache_as_dvc_reads_them(project:
         "        pass\n"
         "    else:\n"
         "        raise AssertionError('a missing file was read')\n"
+        "import tempfile\n"
+        "from pathlib import Path\n"
+        "from ecd.seed_runs import read_verdicts\n"
+        "from ecd.study import read_record, record\n"
+        "path = record('demo', {**rows[0], 'name': 'demo-ecd-rpo-s0'}, Path(tempfile.mkdtemp()))\n"
+        "for m in ('base', 'control', 'preference', 'grpo'):\n"
+        "    for s in ('heldout', 'ifeval', 'ifbench'):\n"
+        "        a, b = read_record(path, m, s), read_verdicts(rows[0]['rev'], m, s)\n"
+        "        assert a.keys == b.keys and len(a) > 0, (m, s)\n"
+        "        assert all((a.follow_all[k] == b.follow_all[k]).all() and (a.followed[k] == b.followed[k]).all()\n"
+        "                   for k in ('strict', 'loose')), (m, s)\n"
         "print(len(rows), 'experiments')\n")
     out = project.run(sys.executable, "-c", script).stdout
     assert re.fullmatch(r"\d+ experiments\n", out) and int(out.split()[0]) >= 3, out

@@ -7,6 +7,8 @@ real experiments behind a study are DVC's (``ecd study run`` drives ``dvc exp ru
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,52 @@ def test_seed_interval_over_runs_on_their_own_prompts() -> None:
     assert got == seed_interval(diffs, 5000, 0, shared_prompts=False)  # seeded: the same bounds every time
     with pytest.raises(ValueError, match="different prompts"):
         seed_interval(diffs, 5000, 0)
+
+
+def _records(n: int, rate: float, rng: np.random.Generator, prefix: str) -> list[dict]:
+    """Evaluation records as data/eval/<student>/<set>.jsonl holds them: two constraints a prompt,
+    strict and loose verdicts, and now and then an instruction that could not be scored."""
+    out = []
+    for i in range(n):
+        strict = [bool(rng.random() < rate), bool(rng.random() < rate)]
+        loose = [s or bool(rng.random() < 0.2) for s in strict]
+        if i % 17 == 5:
+            strict[1] = loose[1] = None  # type: ignore[call-overload]
+        out.append({"key": f"{prefix}{i}", "prompt": f"prompt {i}", "instruction_id_list": ["punctuation:no_comma", "detectable_format:title"],
+                    "follow_instruction_list": strict, "follow_instruction_list_loose": loose})
+    return out
+
+
+def test_records_carry_a_study_to_where_its_experiments_are_not(tmp_path) -> None:
+    """`ecd study run` writes each finished run's record; a report read from the records alone (a
+    fresh clone, another machine) is the report read from the experiments, to the byte."""
+    from ecd.study import read_any, record, record_rows
+
+    rng = np.random.default_rng(7)
+    evals: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    rows = []
+    for s in (0, 1):
+        base = {k: _records(n, 0.3, rng, f"{k}{s}-" if k == "heldout" else k) for k, n in (("heldout", 30 + s), ("ifeval", 80), ("ifbench", 60))}
+        for strategy in ("ecd", "random", "model_gap"):
+            name = f"smollm2-{strategy}-rpo-s{s}"
+            evals[name] = {m: base if m in ("base", "control") else
+                           {k: _records(len(v), 0.45, rng, f"{k}{s}-" if k == "heldout" else k) for k, v in base.items()}
+                           for m in ("base", "control", "preference", "grpo")}
+            rows.append({"name": name, "state": "success", "rev": name, "params": {"train.seed": s}, "baseline": {"train.seed": 0}})
+    paths = [record("smollm2", r, tmp_path, read=lambda rev, m, k: evals[rev][m][k]) for r in rows]
+    assert [p.name for p in paths] == [f"{r['name']}.jsonl" for r in rows]
+    head = json.loads(paths[3].read_text().splitlines()[0])
+    assert head["experiment"] == "smollm2-ecd-rpo-s1" and head["params"] == {"train.seed": 1}
+    assert head["students"] == ["base", "control", "grpo", "preference"]  # what the study reads from an ECD run
+    assert json.loads(paths[4].read_text().splitlines()[0])["students"] == ["preference"]
+
+    from_experiments = summarise(rows, "smollm2", read=lambda rev, m, k: Verdicts.from_results(evals[rev][m][k]), resamples=2000)
+    from_records = summarise(record_rows("smollm2", tmp_path), "smollm2", read=read_any, resamples=2000)
+    assert markdown(from_records) == markdown(from_experiments)
+    assert from_records.cells[("ecd", "control")][("ifeval", "strict")].seeds == [0, 1]
+
+    lines = paths[0].read_text().splitlines()
+    lines[2] = lines[2].replace('"strict":[', '"strict":7,[', 1)
+    paths[0].write_text("\n".join(lines) + "\n")
+    with pytest.raises(EcdError, match=rf"{paths[0]}:3: not a study record line"):
+        read_any(f"record:{paths[0]}", "control", "ifeval")
