@@ -318,9 +318,25 @@ def markdown(study: Study) -> str:
             cell = by_column.get(c)
             cells.append(f"{cell.delta:+.3f} [{cell.lo:+.3f}, {cell.hi:+.3f}] mde {cell.mde:.3f}" if cell else "")
         lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    lines += ["", "Seeds needed to detect the difference seen, where the study did not (80 % power, 5 % two-sided; "
+              "the interval narrowing as one over the square root of the seeds):", "",
+              head.replace("| |", "| difference |", 1), rule]
+    for (a, b), by_column in study.cells.items():
+        lines.append(f"| {a} − {b} | " + " | ".join(_needed_text(by_column.get(c)) for c in COLUMNS) + " |")
     sizes = ", ".join(f"{_column_title(s, 'x').removesuffix(' x')} {'/'.join(map(str, n))}" for s, n in study.prompts.items())
     lines += ["", f"Seeds: {', '.join(map(str, study.seeds))}. Prompts per seed: {sizes}."]
     return "\n".join(lines)
+
+
+def _needed_text(cell: Cell | None) -> str:
+    """``detected`` where the interval excludes zero, else the seeds :func:`seeds_needed` gives for
+    the difference seen (``none`` for a difference of zero, which no number of seeds detects)."""
+    if cell is None:
+        return ""
+    if cell.lo > 0 or cell.hi < 0:
+        return "detected"
+    n = seeds_needed(cell, abs(cell.delta))
+    return "none" if n is None else f"{n}"
 
 
 def seeds_needed(cell: Cell, target: float) -> int | None:

@@ -80,7 +80,16 @@ def test_summary_pools_seeds_for_every_arm_against_control_and_ecd() -> None:
     held = study.cells[("ecd", "control")][("heldout", "strict")]
     assert held.lo < held.delta < held.hi and held.mde > 0
     text = markdown(study)
-    assert text.count("\n| ") == len(ARMS) + len(COMPARISONS) + 2  # two header rows
+    assert text.count("\n| ") == len(ARMS) + 2 * len(COMPARISONS) + 3  # three header rows
+    for (a, b), by_column in study.cells.items():  # the third table: seeds needed for the difference seen
+        row = [line for line in text.splitlines() if line.startswith(f"| {a} − {b} |")][-1].strip("| ").split(" | ")[1:]
+        for cell_text, column in zip(row, COLUMNS):
+            cell = by_column[column]
+            if cell.lo > 0 or cell.hi < 0:
+                assert cell_text == "detected"
+            else:
+                expected = seeds_needed(cell, abs(cell.delta))
+                assert cell_text == ("none" if expected is None else str(expected)) and (expected is None or expected >= 3)
     assert "| random − ecd | " in text and "mde" in text and "Seeds: 0, 1, 2" in text
     spec = chart(study).spec
     assert len(spec["data"]["values"]) == sum(len(c) for c in study.cells.values()) == len(COMPARISONS) * len(COLUMNS)
