@@ -21,12 +21,13 @@ ROUND_FILES: dict[str, type] = {"instructions": Instruction, "chains": Chain, "r
 
 def read_round(round_name: str, kind: str = "steps", rounds_dir: str | Path = layout.ROUNDS) -> list[Any]:
     """One file of an evolution round as typed records: ``kind`` is one of :data:`ROUND_FILES`
-    (``steps``: the (I(t), R(t), R(t−1)) contrast steps pairs are made from)."""
+    (``steps``: the (I(t), R(t), R(t−1)) contrast steps pairs are made from). Records are whole:
+    what the files hold by reference (``ecd.rounds``) is read from the round's files and the round's before."""
     if kind not in ROUND_FILES:
         raise EcdError(f"a round holds {', '.join(ROUND_FILES)}; not {kind!r}")
-    from ecd.records import read_records
+    from ecd.rounds import Rounds
 
-    return read_records(Path(rounds_dir) / round_name / f"{kind}.jsonl", ROUND_FILES[kind])
+    return Rounds(rounds_dir).read(round_name, kind)
 
 
 def read_pairs(split: str = "train", pairs_dir: str | Path = layout.PAIRS) -> list[Pair]:

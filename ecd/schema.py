@@ -1,8 +1,10 @@
 """The records of the pipeline, declared once: what every stage reads and writes.
 
 A newcomer can learn the whole data model from this file. Records travel between stages as JSONL
-lines (``data/rounds/rN/*.jsonl``) and end as Parquet rows (``data/pairs``); every ``id`` is a
-content hash (``ecd.records.content_id``), so the same inputs give the same ids and bytes.
+lines (``data/rounds/rN/*.jsonl``, where a state, chain or step names the instructions and responses
+it is about by id: ``ecd.rounds``, which reads them back whole, as declared here) and end as Parquet
+rows (``data/pairs``); every ``id`` is a content hash (``ecd.records.content_id``), so the same
+inputs give the same ids and bytes.
 
 Seed to pair, one record at a time::
 

@@ -70,11 +70,12 @@ def round_arg(params: Any, argv: list[str] | None = None, evolving: bool = False
 
 
 def write_outputs(records: dict[Any, list[Any]], metrics_path: Any, metrics: dict[str, Any], line: str) -> None:
-    """A stage's tail: every record file, then its metrics, then its one-line summary. Each file is
-    written atomically; a stage that failed before this point has written nothing."""
+    """A stage's tail: every record file (compact JSON lines: the round files grow with the seeds),
+    then its metrics, then its one-line summary. Each file is written atomically; a stage that
+    failed before this point has written nothing."""
     from ecd.records import write_json, write_jsonl
 
     for path, rows in records.items():
-        write_jsonl(path, rows)
+        write_jsonl(path, rows, compact=True)
     write_json(metrics_path, metrics)
     print(line)

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ecd.diagnosis import word_diff
-from ecd.records import read_records
-from ecd.schema import Chain, Pair, State, Step
+from ecd.schema import Pair
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:82em;padding:0 1em;color:#222}
@@ -134,13 +133,16 @@ def chain_history(rounds_dir: Path, last: int) -> list[dict[str, Any]]:
     """Each chain of round ``last`` from its seed: ``{"chain", "root", "rounds"}`` where ``root`` is the
     seed's State and ``rounds`` holds, per round 1..``last``, the Chain attempt and, when it was
     accepted, its Step (I(t), R(t), R(t−1) and their verdicts)."""
-    roots = {s["root_id"]: s for s in read_records(rounds_dir / "r0" / "state.jsonl", State)}
+    from ecd.rounds import Rounds
+
+    rounds = Rounds(rounds_dir)
+    roots = {s["root_id"]: s for s in rounds.state("r0")}
     attempts: dict[str, list[dict[str, Any]]] = {}
     for t in range(1, last + 1):
-        steps = {s["chain"]: s for s in read_records(rounds_dir / f"r{t}" / "steps.jsonl", Step)}
-        for c in read_records(rounds_dir / f"r{t}" / "chains.jsonl", Chain):
+        steps = {s["chain"]: s for s in rounds.steps(f"r{t}")}
+        for c in rounds.chains(f"r{t}"):
             attempts.setdefault(c["chain"], []).append({"round": t, "attempt": c, "step": steps.get(c["chain"])})
-    last_chains = [c["chain"] for c in read_records(rounds_dir / f"r{last}" / "chains.jsonl", Chain)]
+    last_chains = [c["chain"] for c in rounds.chains(f"r{last}")]
     return [{"chain": name, "root": roots[attempts[name][0]["attempt"]["root_id"]], "rounds": attempts[name]}
             for name in last_chains]
 

@@ -6,8 +6,8 @@ from ecd.backends import make_backend
 from ecd.pairing import build_pairs, weak_answers
 from ecd.pairs import dataset_card, save_pairs, save_rows
 from ecd.params import load_params
-from ecd.records import read_records, write_json
-from ecd.schema import Step
+from ecd.records import write_json
+from ecd.rounds import Rounds
 from ecd.split import test_roots
 from ecd.stage import stage
 from ecd.verification import make_checker, round_pass_rates
@@ -16,7 +16,8 @@ from ecd.verification import make_checker, round_pass_rates
 @stage
 def main() -> None:
     params = load_params()
-    steps = [s for rnd in params.rounds for s in read_records(layout.round_file(rnd, "steps.jsonl"), Step)]
+    rounds = Rounds()
+    steps = [s for rnd in params.rounds for s in rounds.steps(rnd)]
     check = make_checker(make_backend(params.judge) if params.judge else None)
     train, test, metrics = build_pairs(steps, params.pair, test_roots(), check, weak_answers(steps, params.pair, check))
     card = dataset_card(train, test, metrics, params, round_pass_rates(params.round_names))

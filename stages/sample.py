@@ -3,9 +3,8 @@
 from ecd import layout
 from ecd.backends import make_backend
 from ecd.params import load_params
-from ecd.records import read_records
+from ecd.rounds import Rounds
 from ecd.sampling import sample_responses
-from ecd.schema import Instruction
 from ecd.stage import round_arg, stage, write_outputs
 
 
@@ -13,7 +12,7 @@ from ecd.stage import round_arg, stage, write_outputs
 def main() -> None:
     params = load_params()
     rnd = round_arg(params)
-    instructions = read_records(layout.round_file(rnd, "instructions.jsonl"), Instruction)
+    instructions = Rounds().instructions(rnd)
     backend = make_backend(params.teacher)
     responses, stats = sample_responses(instructions, backend, params.sample.n, params.teacher.seed, rnd)
     cut = sum(r["finish_reason"] == "length" for r in responses)

@@ -3,8 +3,8 @@
 from ecd import layout
 from ecd.errors import EcdError
 from ecd.params import load_params
-from ecd.records import read_records, write_json
-from ecd.schema import State, Step
+from ecd.records import write_json
+from ecd.rounds import Rounds
 from ecd.split import test_roots
 from ecd.stage import stage, timed
 from ecd.tracking import no_curves
@@ -21,8 +21,9 @@ def main() -> None:
         print("sft: train.sft.steps is 0: the student is copied unchanged")
         return
     tok = prepare_training(params.train, layout.MODELS / "base")
-    r0 = read_records(layout.round_file("r0", "state.jsonl"), State)
-    steps = [s for rnd in params.rounds for s in read_records(layout.round_file(rnd, "steps.jsonl"), Step)]
+    rounds = Rounds()
+    r0 = rounds.state("r0")
+    steps = [s for rnd in params.rounds for s in rounds.steps(rnd)]
     rows = verified_answers(r0, steps, test_roots())
     kept = [r for r in rows if fits(tok, r, params.train.max_length)]
     print(f"sft: {len(kept)} of {len(rows)} verified answers fit in {params.train.max_length} tokens")

@@ -2,8 +2,8 @@
 
 from ecd import layout
 from ecd.params import Params, load_params
-from ecd.records import read_records, write_json
-from ecd.schema import Instruction, State
+from ecd.records import write_json
+from ecd.rounds import Rounds
 from ecd.split import test_roots
 from ecd.stage import stage
 from ecd.student import build_student, copy_student
@@ -13,10 +13,10 @@ def training_texts(params: Params) -> list[str]:
     """Every instruction and answer of every round, from the seeds the split puts in train."""
     held_out = test_roots()
     texts = []
+    rounds = Rounds()
     for rnd in params.round_names:
-        texts += [i["text"] for i in read_records(layout.round_file(rnd, "instructions.jsonl"), Instruction) if i["root_id"] not in held_out]
-        state = read_records(layout.round_file(rnd, "state.jsonl"), State)
-        texts += [s["response"]["text"] for s in state if s["root_id"] not in held_out]
+        texts += [i["text"] for i in rounds.instructions(rnd) if i["root_id"] not in held_out]
+        texts += [s["response"]["text"] for s in rounds.state(rnd) if s["root_id"] not in held_out]
     return texts
 
 

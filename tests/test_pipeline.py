@@ -19,6 +19,8 @@ import yaml
 from conftest import Project, make_project
 from test_report import _loads_something
 from ecd import constraints as C
+from ecd.api import read_round
+from ecd.errors import EcdError
 from ecd.records import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -69,15 +71,16 @@ def test_seed_and_round_zero(project: Project) -> None:
     responses = {r["instruction_id"]: r for r in read_jsonl(p / "data/rounds/r0/responses.jsonl")}
     # the programmatic teacher answers a seed with its reference answer
     assert all(responses[s["id"]]["text"] == s["reference"] for s in seeds)
-    state = read_jsonl(p / "data/rounds/r0/state.jsonl")
+    state = read_round("r0", "state", p / "data/rounds")
     assert {e["root_id"] for e in state} <= {s["id"] for s in seeds} and len(state) >= 22
+    assert all(e["response"] == responses[e["instruction"]["id"]] for e in state)
 
 
 def test_evolution_rounds(project: Project) -> None:
     p = project.path
     for r in ("r1", "r2"):
-        chains = read_jsonl(p / f"data/rounds/{r}/chains.jsonl")
-        cands = {c["id"]: c for c in read_jsonl(p / f"data/rounds/{r}/instructions.jsonl")}
+        chains = read_round(r, "chains", p / "data/rounds")
+        cands = {c["id"]: c for c in read_round(r, "instructions", p / "data/rounds")}
         metrics = json.loads((p / f"metrics/rounds/{r}/evolve.json").read_text())
         assert metrics["chains"] == len(chains) and metrics["evolved"] == len(cands)
         assert metrics["evolved"] + sum(metrics["eliminated_by_cause"].values()) == metrics["chains"]
@@ -98,8 +101,8 @@ def test_evolution_rounds(project: Project) -> None:
 def test_sampling_answers_every_candidate(project: Project) -> None:
     p = project.path
     for r in ("r1", "r2"):
-        cands = read_jsonl(p / f"data/rounds/{r}/instructions.jsonl")
-        responses = {x["instruction_id"]: x for x in read_jsonl(p / f"data/rounds/{r}/responses.jsonl")}
+        cands = read_round(r, "instructions", p / "data/rounds")
+        responses = {x["instruction_id"]: x for x in read_round(r, "responses", p / "data/rounds")}
         assert set(responses) == {c["id"] for c in cands}
         for c in cands:
             # the programmatic teacher's answer: the reference rewritten for every constraint
@@ -111,8 +114,8 @@ def test_sampling_answers_every_candidate(project: Project) -> None:
 def test_verify_keeps_only_verified_steps(project: Project) -> None:
     p = project.path
     for r in ("r1", "r2"):
-        steps = read_jsonl(p / f"data/rounds/{r}/steps.jsonl")
-        state = read_jsonl(p / f"data/rounds/{r}/state.jsonl")
+        steps = read_round(r, "steps", p / "data/rounds")
+        state = read_round(r, "state", p / "data/rounds")
         metrics = json.loads((p / f"metrics/rounds/{r}/verify.json").read_text())
         assert steps and metrics["accepted"] == len(steps)
         assert len(state) == json.loads((p / f"metrics/rounds/{r}/evolve.json").read_text())["chains"]
@@ -120,6 +123,41 @@ def test_verify_keeps_only_verified_steps(project: Project) -> None:
             cons = s["instruction"]["constraints"]
             assert all(_passes(s["chosen"]["text"], cons))
             assert [x["passed"] for x in s["rejected_results"]] == _passes(s["rejected"]["text"], cons)
+
+
+def test_round_files_hold_records_by_reference(project: Project, tmp_path: Path) -> None:
+    """What a round made is written once; state, chains and steps name it by id (a chain that kept
+    an older instruction holds it whole), and only the seeds hold their reference answer and source.
+    Read back, the records are whole and agree with each other; a reference to nothing names its line."""
+    p = project.path
+    rounds = p / "data/rounds"
+    for index, r in enumerate(("r1", "r2"), 1):
+        raw_state = read_jsonl(rounds / r / "state.jsonl")
+        assert all(("instruction_id" in e) == ("instruction" not in e) for e in raw_state)
+        assert all(e["instruction"]["round"] < index for e in raw_state if "instruction" in e)
+        assert sum("instruction_id" in e for e in raw_state) == len(read_jsonl(rounds / r / "steps.jsonl"))
+        assert all(set(c["parent"]) == {"instruction_id", "response_id", "round"} for c in read_jsonl(rounds / r / "chains.jsonl"))
+        assert all("chosen_results" not in s and "chosen" not in s for s in read_jsonl(rounds / r / "steps.jsonl"))
+        assert all("reference" not in i and "source" not in i for i in read_jsonl(rounds / r / "instructions.jsonl"))
+        before = {e["chain"] or e["root_id"]: e for e in read_round(f"r{index - 1}", "state", rounds)}
+        chains = {c["chain"]: c for c in read_round(r, "chains", rounds)}
+        state = {e["chain"]: e for e in read_round(r, "state", rounds)}
+        seeds = {i["root_id"]: i for i in read_round("r0", "instructions", rounds)}
+        for name, c in chains.items():
+            was = before[name if index > 1 else c["root_id"]]
+            assert c["parent"]["instruction"] == was["instruction"] and c["parent"]["response"] == was["response"]
+        for step in read_round(r, "steps", rounds):
+            assert step["rejected"] == chains[step["chain"]]["parent"]["response"]
+            assert (state[step["chain"]]["instruction"], state[step["chain"]]["response"]) == (step["instruction"], step["chosen"])
+            assert step["instruction"]["reference"] == seeds[step["root_id"]]["reference"]
+            assert all(x["passed"] for x in step["chosen_results"]) and len(step["chosen_results"]) == len(step["instruction"]["constraints"])
+    broken = tmp_path / "rounds"
+    shutil.copytree(rounds, broken)
+    lines = (broken / "r2/steps.jsonl").read_text().splitlines()
+    lines[1] = re.sub(r'"instruction_id":"[0-9a-f]+"', '"instruction_id":"0000000000000000"', lines[1])
+    (broken / "r2/steps.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(EcdError, match=r"r2/steps.jsonl:2: refers to instruction 0000000000000000, which is not in"):
+        read_round("r2", "steps", broken)
 
 
 def test_pairs_dataset(project: Project) -> None:
