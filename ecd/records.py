@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -91,6 +91,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+@contextmanager
+def jsonl_writer(path: str | Path, compact: bool = True) -> Iterator[Callable[[Mapping[str, Any]], None]]:
+    """Yield ``write(record)`` that appends one line (keys sorted) to a temporary file, renamed into
+    place only if the block succeeds: a stage that writes as it goes still never leaves half a file."""
+    separators = (",", ":") if compact else (", ", ": ")
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        def write(rec: Mapping[str, Any]) -> None:
+            fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=True, separators=separators) + "\n")
+
+        yield write
 
 
 def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]], sort_keys: bool = True,

@@ -20,7 +20,7 @@ whole) are two shapes of one record; :class:`Rounds` reads the first as the seco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -120,8 +120,93 @@ def step_ref(step: Step) -> StepRef:
             "new_constraints": step["new_constraints"]}
 
 
+class RecordFile:
+    """A JSONL file's records by key, read from disk when asked for: one pass builds the key → byte
+    offsets index (about 150 bytes a record), so that a stage holds the records of the chunk it
+    works on, not the file. ``key``: the field records are found by (several records may share one)."""
+
+    def __init__(self, path: Path, key: str = "id") -> None:
+        import json
+
+        from ecd.records import iter_jsonl
+
+        self.path = path
+        self.offsets: dict[str, list[int]] = {}
+        offset = 0
+        with path.open("rb") as fh:
+            for raw in fh:
+                if raw.strip():
+                    try:
+                        value = json.loads(raw)[key]
+                    except (ValueError, KeyError, TypeError):
+                        list(iter_jsonl(path))  # the reader's own error, with the file and line
+                        raise EcdError(f"{path}: a line without {key!r}") from None
+                    self.offsets.setdefault(str(value), []).append(offset)
+                offset += len(raw)
+        self._fh = path.open("rb")
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.offsets
+
+    def __del__(self) -> None:
+        if hasattr(self, "_fh"):
+            self._fh.close()
+
+    def all(self, key: str) -> list[Any]:
+        """Every record with ``key``, in file order (none: an empty list)."""
+        import json
+
+        out = []
+        for offset in self.offsets.get(key, []):
+            self._fh.seek(offset)
+            out.append(json.loads(self._fh.readline()))
+        return out
+
+    def get(self, key: str) -> Any:
+        found = self.all(key)
+        return found[0] if found else None
+
+
+def chunked(records: Iterator[Any], per_chunk: int, key: Callable[[Any], str]) -> Iterator[list[Any]]:
+    """Consecutive records in lists of at most ``per_chunk`` distinct ``key`` values (a seed's
+    chains stay together)."""
+    chunk: list[Any] = []
+    keys: set[str] = set()
+    for rec in records:
+        k = key(rec)
+        if k not in keys and len(keys) == per_chunk:
+            yield chunk
+            chunk, keys = [], set()
+        keys.add(k)
+        chunk.append(rec)
+    if chunk:
+        yield chunk
+
+
+def seeds_per_chunk() -> int:
+    """The most seeds a data stage holds at once (``ECD_CHUNK_SEEDS``, default 2,000: about 16,000
+    chains at the default 8 a seed). Outputs do not depend on it; only memory and speed do."""
+    import os
+
+    value = os.environ.get("ECD_CHUNK_SEEDS", "2000")
+    if not value.isdigit() or int(value) < 1:
+        raise EcdError(f"ECD_CHUNK_SEEDS={value!r}: expected a whole number of seeds, 1 or more")
+    return int(value)
+
+
+def chunk_seeds(rounds: "Rounds") -> int:
+    """Seeds a chunk: :func:`seeds_per_chunk` at most, and few enough that every worker
+    (``ecd.workers``) gets about four chunks of the run's seeds."""
+    from ecd.workers import worker_count
+
+    seeds = len(rounds.index("r0", "instructions", "root_id").offsets)
+    return max(1, min(seeds_per_chunk(), -(-seeds // (4 * worker_count()))))
+
+
 class Rounds:
-    """Reads a run's round files as whole records, each file once (``rounds_dir``: ``data/rounds``)."""
+    """Reads a run's round files as whole records (``rounds_dir``: ``data/rounds``): a file at once
+    (``state``, ``chains``, ``steps``, ...) or in chunks of seeds (``…_chunks``), each record looked
+    up through the :class:`RecordFile` index of the file that holds it."""
 
     def __init__(self, rounds_dir: str | Path = layout.ROUNDS) -> None:
         self.dir = Path(rounds_dir)
@@ -135,6 +220,13 @@ class Rounds:
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
+
+    def index(self, round_name: str, kind: str, key: str = "id") -> RecordFile:
+        """The index of one of the round's files by ``key`` (built once)."""
+        path = self.path(round_name, kind)
+        if not path.exists():
+            raise layout.missing_input(path)
+        return cast(RecordFile, self._once(round_name, f"{kind}@{key}", lambda: RecordFile(path, key)))
 
     def seeds(self) -> dict[str, dict[str, Any]]:
         """What each seed gives every instruction of its chains (:data:`FROM_SEED`), by root id."""
@@ -153,95 +245,100 @@ class Rounds:
         return cast(Instruction, {**instruction, **seeds[instruction["root_id"]]})
 
     def instructions(self, round_name: str) -> list[Instruction]:
-        return cast(list[Instruction], self._once(round_name, "instructions", lambda: [
-            self.whole(i) for i in read_records(self.path(round_name, "instructions"), Instruction)]))
+        return [i for chunk in self.instruction_chunks(round_name, 1 << 62) for i in chunk]
+
+    def instruction(self, round_name: str, instruction_id: str) -> Instruction:
+        """One instruction of the round by id, whole."""
+        return cast(Instruction, self._find(round_name, "instructions", instruction_id,
+                                            self.path(round_name, "instructions"), 0))
+
+    def instruction_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Instruction]]:
+        """The round's instructions in file order, whole, ``per_chunk`` seeds at a time."""
+        rows = (self.whole(cast(Instruction, r)) for _, r in _lines(self.path(round_name, "instructions")))
+        return chunked(rows, per_chunk, lambda i: i["root_id"])
 
     def responses(self, round_name: str) -> list[Response]:
-        return cast(list[Response], self._once(round_name, "responses", lambda: read_records(
-            self.path(round_name, "responses"), Response)))
+        return read_records(self.path(round_name, "responses"), Response)
+
+    def answers(self, round_name: str, instruction_id: str) -> list[Response]:
+        """The responses to one instruction of the round, in file order."""
+        return cast(list[Response], self.index(round_name, "responses", "instruction_id").all(instruction_id))
 
     def verdicts(self, round_name: str) -> list[Verdict]:
-        return cast(list[Verdict], self._once(round_name, "verdicts", lambda: read_records(
-            self.path(round_name, "verdicts"), Verdict)))
-
-    def _by_id(self, round_name: str, kind: str) -> dict[str, Any]:
-        rows: Sequence[Any] = self.instructions(round_name) if kind == "instructions" else self.responses(round_name)
-        return cast(dict[str, Any], self._once(round_name, f"{kind}-by-id", lambda: {r["id"]: r for r in rows}))
+        return read_records(self.path(round_name, "verdicts"), Verdict)
 
     def _find(self, round_name: str, kind: str, record_id: str, where: Path, line: int) -> Any:
-        found = self._by_id(round_name, kind).get(record_id)
+        found = self.index(round_name, kind).get(record_id)
         if found is None:
             raise EcdError(f"{where}:{line}: refers to {kind[:-1]} {record_id}, which is not in "
                            f"{self.path(round_name, kind)} (the round's files are from different runs?)")
-        return found
+        return self.whole(found) if kind == "instructions" else found
+
+    def _state_entry(self, round_name: str, ref: StateRef, where: Path, line: int) -> State:
+        if "instruction_id" in ref:
+            inst = self._find(round_name, "instructions", ref["instruction_id"], where, line)
+            resp = self._find(round_name, "responses", ref["response_id"], where, line)
+        else:
+            inst, resp = self.whole(ref["instruction"]), ref["response"]
+        return {"chain": ref["chain"], "root_id": ref["root_id"], "round": ref["round"], "instruction": inst,
+                "response": resp}
 
     def state(self, round_name: str) -> list[State]:
         """Where every chain (round 0: every seed) stands after ``round_name``, whole."""
-        def build() -> list[State]:
-            path = self.path(round_name, "state")
-            out: list[State] = []
-            for line, ref in enumerate(read_records(path, StateRef), 1):
-                if "instruction_id" in ref:
-                    inst = self._find(round_name, "instructions", ref["instruction_id"], path, line)
-                    resp = self._find(round_name, "responses", ref["response_id"], path, line)
-                else:
-                    inst, resp = self.whole(ref["instruction"]), ref["response"]
-                out.append({"chain": ref["chain"], "root_id": ref["root_id"], "round": ref["round"],
-                            "instruction": inst, "response": resp})
-            return out
+        return [s for chunk in self.state_chunks(round_name, 1 << 62) for s in chunk]
 
-        return cast(list[State], self._once(round_name, "state", build))
+    def state_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[State]]:
+        path = self.path(round_name, "state")
+        rows = (self._state_entry(round_name, cast(StateRef, r), path, line) for line, r in _lines(path))
+        return chunked(rows, per_chunk, lambda s: s["root_id"])
 
-    def _before(self, round_name: str) -> tuple[dict[str, Instruction], dict[str, Response]]:
-        """The instructions and responses of the previous round's state, by id: every chain's parent."""
+    def _parent(self, round_name: str, chain: str, root_id: str, where: Path, line: int) -> State:
+        """The previous round's state entry of ``chain`` (round 0's of its seed), whole."""
         prev = previous(round_name)
-
-        def build() -> tuple[dict[str, Instruction], dict[str, Response]]:
-            state = self.state(prev)
-            return ({s["instruction"]["id"]: s["instruction"] for s in state},
-                    {s["response"]["id"]: s["response"] for s in state})
-
-        return cast(tuple[dict[str, Instruction], dict[str, Response]], self._once(prev, "state-by-id", build))
+        key = ("root_id", root_id) if prev == "r0" else ("chain", chain)
+        found = self.index(prev, "state", key[0]).get(key[1])
+        if found is None:
+            raise EcdError(f"{where}:{line}: its chain {chain} has no entry in {self.path(prev, 'state')}")
+        return self._state_entry(prev, cast(StateRef, found), self.path(prev, "state"), 0)
 
     def chains(self, round_name: str) -> list[Chain]:
         """Every chain's attempt in ``round_name``, with its parent I(t−1) and R(t−1) whole."""
-        def build() -> list[Chain]:
-            path = self.path(round_name, "chains")
-            instructions, responses = self._before(round_name)
-            out: list[Chain] = []
-            for line, ref in enumerate(read_records(path, ChainRef), 1):
-                p = ref["parent"]
-                inst, resp = instructions.get(p["instruction_id"]), responses.get(p["response_id"])
-                if inst is None or resp is None:
-                    raise EcdError(f"{path}:{line}: its parent is not in {self.path(previous(round_name), 'state')}")
-                out.append({"chain": ref["chain"], "root_id": ref["root_id"],
-                            "parent": {"instruction": inst, "response": resp, "round": p["round"]},
-                            "candidate_id": ref["candidate_id"], "eliminated": ref["eliminated"]})
-            return out
+        return [c for chunk in self.chain_chunks(round_name, 1 << 62) for c in chunk]
 
-        return cast(list[Chain], self._once(round_name, "chains", build))
+    def chain_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Chain]]:
+        path = self.path(round_name, "chains")
+
+        def whole(line: int, ref: ChainRef) -> Chain:
+            parent = self._parent(round_name, ref["chain"], ref["root_id"], path, line)
+            p = ref["parent"]
+            if (parent["instruction"]["id"], parent["response"]["id"]) != (p["instruction_id"], p["response_id"]):
+                raise EcdError(f"{path}:{line}: its parent is not the one in {self.path(previous(round_name), 'state')}")
+            return {"chain": ref["chain"], "root_id": ref["root_id"],
+                    "parent": {"instruction": parent["instruction"], "response": parent["response"], "round": p["round"]},
+                    "candidate_id": ref["candidate_id"], "eliminated": ref["eliminated"]}
+
+        return chunked((whole(line, cast(ChainRef, r)) for line, r in _lines(path)), per_chunk, lambda c: c["root_id"])
 
     def steps(self, round_name: str) -> list[Step]:
         """The round's contrast steps (I(t), R(t), R(t−1)), whole."""
-        def build() -> list[Step]:
-            path = self.path(round_name, "steps")
-            _, before = self._before(round_name)
-            results = self._once(round_name, "results-by-response", lambda: {
-                v["response_id"]: v["results"] for v in self.verdicts(round_name)})
-            out: list[Step] = []
-            for line, ref in enumerate(read_records(path, StepRef), 1):
-                rejected = before.get(ref["rejected_id"])
-                if rejected is None or ref["chosen_id"] not in results:
-                    raise EcdError(f"{path}:{line}: its rejected answer is not in "
-                                   f"{self.path(previous(round_name), 'state')} or its chosen one has no verdict")
-                out.append({"chain": ref["chain"], "root_id": ref["root_id"], "round": ref["round"],
-                            "instruction": self._find(round_name, "instructions", ref["instruction_id"], path, line),
-                            "chosen": self._find(round_name, "responses", ref["chosen_id"], path, line),
-                            "rejected": rejected, "chosen_results": results[ref["chosen_id"]],
-                            "rejected_results": ref["rejected_results"], "new_constraints": ref["new_constraints"]})
-            return out
+        return [s for chunk in self.step_chunks(round_name, 1 << 62) for s in chunk]
 
-        return cast(list[Step], self._once(round_name, "steps", build))
+    def step_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Step]]:
+        path = self.path(round_name, "steps")
+
+        def whole(line: int, ref: StepRef) -> Step:
+            rejected = self._parent(round_name, ref["chain"], ref["root_id"], path, line)["response"]
+            verdict = self.index(round_name, "verdicts", "response_id").get(ref["chosen_id"])
+            if rejected["id"] != ref["rejected_id"] or verdict is None:
+                raise EcdError(f"{path}:{line}: its rejected answer is not the chain's in "
+                               f"{self.path(previous(round_name), 'state')}, or its chosen one has no verdict")
+            return {"chain": ref["chain"], "root_id": ref["root_id"], "round": ref["round"],
+                    "instruction": self._find(round_name, "instructions", ref["instruction_id"], path, line),
+                    "chosen": self._find(round_name, "responses", ref["chosen_id"], path, line),
+                    "rejected": rejected, "chosen_results": verdict["results"],
+                    "rejected_results": ref["rejected_results"], "new_constraints": ref["new_constraints"]}
+
+        return chunked((whole(line, cast(StepRef, r)) for line, r in _lines(path)), per_chunk, lambda s: s["root_id"])
 
     def read(self, round_name: str, kind: str) -> list[Any]:
         """One file of a round as whole records (``kind``: instructions, responses, verdicts, chains, state, steps)."""
@@ -251,3 +348,9 @@ class Rounds:
         if kind not in readers:
             raise EcdError(f"a round holds {', '.join(readers)}; not {kind!r}")
         return list(readers[kind](round_name))
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    from ecd.records import iter_jsonl
+
+    return iter_jsonl(path)

@@ -79,3 +79,16 @@ def write_outputs(records: dict[Any, list[Any]], metrics_path: Any, metrics: dic
         write_jsonl(path, rows, compact=True)
     write_json(metrics_path, metrics)
     print(line)
+
+
+def add_counts(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """``total`` with ``part``'s counts added, key by key (numbers add, dicts of counts add key by
+    key): a stage that works in chunks adds its chunks' counts into one metrics file."""
+    for key, value in part.items():
+        if isinstance(value, dict):
+            total[key] = add_counts(dict(total.get(key) or {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+        else:
+            total[key] = value
+    return total

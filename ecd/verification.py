@@ -127,11 +127,13 @@ def _best(verdicts: list[Verdict]) -> tuple[Verdict | None, str]:
 
 def verdicts_by_instruction(instructions: list[Instruction], responses: list[Response], params: VerifyParams,
                             judged: Judged | None) -> tuple[list[Verdict], dict[str, list[Verdict]]]:
-    """Every response's verdict (by instruction, then sample index), and the verdicts of each instruction."""
+    """Every response's verdict (in the instructions' order, then by sample index: a chunk's verdicts
+    are the same lines whatever the chunks), and the verdicts of each instruction."""
     inst_by_id = {i["id"]: i for i in instructions}
+    place = {i["id"]: k for k, i in enumerate(instructions)}
     by_inst: dict[str, list[Verdict]] = defaultdict(list)
     verdicts = []
-    for r in sorted(responses, key=lambda r: (r["instruction_id"], r["sample"])):
+    for r in sorted(responses, key=lambda r: (place[r["instruction_id"]], r["sample"])):
         v = make_verdict(r, inst_by_id[r["instruction_id"]], params, judged)
         verdicts.append(v)
         by_inst[r["instruction_id"]].append(v)
@@ -190,9 +192,9 @@ def chain_steps(chains: list[Chain], inst_by_id: dict[str, Instruction], by_inst
     return state, steps
 
 
-def round_metrics(instructions: list[Instruction], responses: list[Response], verdicts: list[Verdict],
-                  accepted: int, steps: list[Step], causes: Counter[str]) -> dict[str, Any]:
-    """Counts for the stage's metrics file: pass rates by constraint type, eliminations by cause."""
+def round_counts(instructions: list[Instruction], responses: list[Response], verdicts: list[Verdict],
+                 accepted: int, steps: list[Step], causes: Counter[str]) -> dict[str, Any]:
+    """What :func:`round_metrics` reports, as counts that add up over chunks (``ecd.stage.add_counts``)."""
     type_total: Counter[str] = Counter()
     type_pass: Counter[str] = Counter()
     for v in verdicts:
@@ -207,11 +209,23 @@ def round_metrics(instructions: list[Instruction], responses: list[Response], ve
         "accepted": accepted,
         "hard_negative_steps": sum(hard_negative_flaw(s["rejected_results"], s["new_constraints"]) is None
                                    for s in steps),
-        "eliminated_by_cause": dict(sorted(causes.items())),
-        "pass_rate_by_type": {t: round(type_pass[t] / type_total[t], 4) for t in sorted(type_total)},
+        "eliminated_by_cause": dict(causes),
+        "type_total": dict(type_total),
+        "type_pass": dict(type_pass),
         "judged": sum(1 for v in verdicts for r in v["results"] if r["method"] == "judge"),
         "judge_unparsable": sum(1 for v in verdicts for r in v["results"] if r.get("judge_parse") == "unparsable"),
     }
+
+
+def round_metrics(counts: dict[str, Any]) -> dict[str, Any]:
+    """The stage's metrics file from a round's counts: pass rates by constraint type, eliminations by cause."""
+    out = {k: v for k, v in counts.items() if k not in ("type_total", "type_pass")}
+    out["eliminated_by_cause"] = dict(sorted(counts["eliminated_by_cause"].items()))
+    total, passed = counts["type_total"], counts["type_pass"]
+    out["pass_rate_by_type"] = {t: round(passed.get(t, 0) / total[t], 4) for t in sorted(total)}
+    return {k: out[k] for k in ("instructions", "responses", "responses_all_pass", "responses_cut_at_max_tokens",
+                                "accepted", "hard_negative_steps", "eliminated_by_cause", "pass_rate_by_type",
+                                "judged", "judge_unparsable")}
 
 
 def verify_round(
@@ -221,8 +235,9 @@ def verify_round(
     params: VerifyParams,
     judged: Judged | None = None,
 ) -> tuple[list[Verdict], list[State], list[Step], dict[str, Any]]:
-    """Returns (verdicts, state, steps, metrics). ``judged``: the judge's results for the
-    judge-checked constraints (``ecd.judge.judge_constraints`` over ``judge_requests``).
+    """Returns (verdicts, state, steps, counts: :func:`round_metrics` makes the metrics of them).
+    ``judged``: the judge's results for the judge-checked constraints (``ecd.judge.judge_constraints``
+    over ``judge_requests``). A round's chunks of seeds are verified apart and their outputs joined.
 
     ``chains`` is None for the seed round r0: every seed with a usable response becomes a root state.
     Otherwise every chain gets a state: its candidate's if a response verified, else its parent's.
@@ -237,4 +252,12 @@ def verify_round(
         inst_by_id = {i["id"]: i for i in instructions}
         state, steps = chain_steps(chains, inst_by_id, by_inst, resp_by_id, judged, causes)
     accepted = len(steps) if chains is not None else len(state)
-    return verdicts, state, steps, round_metrics(instructions, responses, verdicts, accepted, steps, causes)
+    return verdicts, state, steps, round_counts(instructions, responses, verdicts, accepted, steps, causes)
+
+
+VerifyChunk = tuple[list[Instruction], list[Response], "list[Chain] | None", VerifyParams, "Judged | None"]
+
+
+def verify_chunk(chunk: VerifyChunk) -> tuple[list[Verdict], list[State], list[Step], dict[str, Any]]:
+    """:func:`verify_round` on one chunk, as one argument: what a worker process runs (``ecd.workers``)."""
+    return verify_round(*chunk)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: the parts of ecd from the bottom up; a module may import its own part and the parts below it
 PARTS: dict[str, set[str]] = {
-    "foundation": {"errors", "schema", "layout", "records", "progress", "cache", "stage", "contrast"},
+    "foundation": {"errors", "schema", "layout", "records", "progress", "cache", "stage", "contrast", "workers"},
     "domain": {"constraints", "params"},
     "model access": {"backends", "registry", "resources"},
     "data": {"seeds", "rounds", "sampling", "evolve", "judge", "verification", "split", "pairing", "pairs", "hub"},
