@@ -298,7 +298,7 @@ def plan_round(chains: list[State], params: EvolveParams, round_name: str, allow
     return plans
 
 
-def ask_teacher(plans: list[Plan], params: EvolveParams, backend: Backend, round_name: str
+def ask_teacher(plans: list[Plan], params: EvolveParams, backend: Backend, round_name: str, check_failures: bool = True
                 ) -> tuple[dict[int, Completion], RunStats]:
     """One evolution request per chain that has new requirements; the replies by plan index."""
     todo = [(i, e, added) for i, (e, added, _) in enumerate(plans) if added]
@@ -315,8 +315,8 @@ def ask_teacher(plans: list[Plan], params: EvolveParams, backend: Backend, round
         for _, e, added in todo
     ]
     completions, stats = generate_cached(
-        backend, requests, template_version=TEMPLATE_VERSIONS[fmt], description=f"evolve {round_name}"
-    )
+        backend, requests, template_version=TEMPLATE_VERSIONS[fmt], description=f"evolve {round_name}",
+        check_failures=check_failures)
     return {i: comp for (i, _, _), comp in zip(todo, completions)}, stats
 
 
@@ -351,20 +351,21 @@ def chain_record(entry: State, candidate: Instruction | None, cause: str | None)
     }
 
 
-def evolve_round(
-    state: list[State], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
-    judge: bool = False,
-) -> tuple[list[Instruction], list[Chain], dict[str, Any]]:
-    """Evolve every chain of ``state`` once: plan, ask the teacher, screen the replies, write records.
-    ``judge``: whether a judge is configured, so that judge-checked constraint types may be added.
+def plan_chunk(chunk: tuple[list[State], EvolveParams, str, bool, bool]) -> list[Plan]:
+    """Fork and plan one chunk of a round's seeds: ``(state, params, round name, answerable_only,
+    judge)``, as one argument — what a worker process runs (``ecd.workers``); each chain draws from
+    its own generator, so chunks plan apart as they would together."""
+    state, params, round_name, answerable_only, judge = chunk
+    return plan_round(fork(state, params.chains_per_seed), params, round_name,
+                      allowed_types(params, answerable_only, judge), answerable_only)
 
-    Returns (candidate instruction records, one chain record per chain, metrics). A chain whose step
-    is eliminated keeps its parent state and may try again next round.
-    """
-    chains = fork(state, params.chains_per_seed)
-    answerable_only = backend.answers_by_rewriting
-    plans = plan_round(chains, params, round_name, allowed_types(params, answerable_only, judge), answerable_only)
-    replies, stats = ask_teacher(plans, params, backend, round_name)
+
+def finish_round(plans: list[Plan], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
+                 check_failures: bool = True) -> tuple[list[Instruction], list[Chain], dict[str, Any], RunStats]:
+    """Ask the teacher for every planned step, screen the replies, write the records: (candidate
+    instructions, one chain record per chain, counts that add up over chunks: :func:`evolve_metrics`,
+    the teacher's calls; ``check_failures``: as ``generate_cached``'s)."""
+    replies, stats = ask_teacher(plans, params, backend, round_name, check_failures)
     causes: Counter[str] = Counter()
     teacher_failed: Counter[str] = Counter()
     candidates, chain_records = [], []
@@ -388,21 +389,51 @@ def evolve_round(
         if cause:
             causes[cause] += 1
         chain_records.append(chain_record(entry, cand, cause))
-    asked = sum(1 for _, added, _ in plans if added)
     composed = sum(c["teacher"] is not None and c["teacher"]["backend"] == "code" for c in candidates)
-    metrics = {
-        "chains": len(chains),
+    counts = {
+        "chains": len(plans),
+        "asked": sum(1 for _, added, _ in plans if added),
         "evolved": len(candidates),
         "evolved_by_teacher": len(candidates) - composed,
         "composed_by_code": composed,
-        "teacher_reply_accepted_rate": round((len(candidates) - composed) / asked, 4) if asked else 0.0,
-        "teacher_failed_by_cause": dict(sorted(teacher_failed.items())),
+        "teacher_failed_by_cause": dict(teacher_failed),
         "eliminated": sum(causes.values()),
-        "eliminated_by_cause": dict(sorted(causes.items())),
+        "eliminated_by_cause": dict(causes),
         "teacher_calls": stats.calls,
         "cache_hits": stats.hits,
         "cache_misses": stats.misses,
         "failed_calls": stats.failed,
-        "failed_by_cause": dict(sorted(stats.failed_by_cause.items())),
+        "failed_by_cause": dict(stats.failed_by_cause),
     }
-    return candidates, chain_records, metrics
+    return candidates, chain_records, counts, stats
+
+
+def evolve_metrics(counts: dict[str, Any]) -> dict[str, Any]:
+    """The stage's metrics file from a round's counts (:func:`finish_round`'s, added over chunks)."""
+    asked = counts["asked"]
+    return {
+        "chains": counts["chains"],
+        "evolved": counts["evolved"],
+        "evolved_by_teacher": counts["evolved_by_teacher"],
+        "composed_by_code": counts["composed_by_code"],
+        "teacher_reply_accepted_rate": round(counts["evolved_by_teacher"] / asked, 4) if asked else 0.0,
+        **{k: (dict(sorted(counts[k].items())) if isinstance(counts[k], dict) else counts[k])
+           for k in ("teacher_failed_by_cause", "eliminated", "eliminated_by_cause", "teacher_calls", "cache_hits",
+                     "cache_misses", "failed_calls", "failed_by_cause")},
+    }
+
+
+def evolve_round(
+    state: list[State], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
+    judge: bool = False,
+) -> tuple[list[Instruction], list[Chain], dict[str, Any]]:
+    """Evolve every chain of ``state`` once: plan, ask the teacher, screen the replies, write records.
+    ``judge``: whether a judge is configured, so that judge-checked constraint types may be added.
+
+    Returns (candidate instruction records, one chain record per chain, metrics). A chain whose step
+    is eliminated keeps its parent state and may try again next round. (The stage does the same a
+    chunk of seeds at a time: :func:`plan_chunk` over worker processes, then :func:`finish_round`.)
+    """
+    plans = plan_chunk((state, params, round_name, backend.answers_by_rewriting, judge))
+    candidates, chains, counts, _ = finish_round(plans, params, backend, round_name, round_index)
+    return candidates, chains, evolve_metrics(counts)

@@ -74,7 +74,7 @@ def judge_key(text: str, constraint: C.Constraint) -> str:
 
 
 def judge_constraints(
-    backend: Backend, items: list[tuple[str, C.Constraint]], description: str = "judge"
+    backend: Backend, items: list[tuple[str, C.Constraint]], description: str = "judge", check_failures: bool = True
 ) -> tuple[dict[str, dict[str, Any]], RunStats]:
     """Ask the judge about every (response text, constraint) once; results keyed by ``judge_key``.
 
@@ -89,7 +89,8 @@ def judge_constraints(
         text, c = unique[k]
         question = c.type.judge_question(c.kwargs)
         requests.append(Request(messages=user(CONSTRAINT_PROMPT.format(question=question, response=text))))
-    completions, stats = generate_cached(backend, requests, template_version=TEMPLATE_VERSION, description=description)
+    completions, stats = generate_cached(backend, requests, template_version=TEMPLATE_VERSION, description=description,
+                                         check_failures=check_failures)
     out = {}
     for k, comp in zip(keys, completions):
         verdict = parse_yes_no(comp.text)

@@ -221,6 +221,12 @@ class Rounds:
             self._cache[key] = build()
         return self._cache[key]
 
+    def need(self, round_name: str, *kinds: str) -> None:
+        """The error for the first of the round's files that is not there (it names the stage that makes it)."""
+        for kind in kinds:
+            if not self.path(round_name, kind).exists():
+                raise layout.missing_input(self.path(round_name, kind))
+
     def index(self, round_name: str, kind: str, key: str = "id") -> RecordFile:
         """The index of one of the round's files by ``key`` (built once)."""
         path = self.path(round_name, kind)
@@ -287,9 +293,15 @@ class Rounds:
         """Where every chain (round 0: every seed) stands after ``round_name``, whole."""
         return [s for chunk in self.state_chunks(round_name, 1 << 62) for s in chunk]
 
-    def state_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[State]]:
+    def state_chunks(self, round_name: str, per_chunk: int, by_chain: bool = False) -> Iterator[list[State]]:
+        """The state ``per_chunk`` seeds at a time; ``by_chain``: in the order of the chains evolution
+        forks from it (round 0's seeds by id, as ``ecd.evolve.fork`` sorts them; later rounds' files
+        are in that order already), so that evolving the chunks one by one gives one sorted round."""
         path = self.path(round_name, "state")
-        rows = (self._state_entry(round_name, cast(StateRef, r), path, line) for line, r in _lines(path))
+        refs: Iterator[tuple[int, Any]] = iter(_lines(path))
+        if by_chain and round_name == "r0":
+            refs = iter(sorted(refs, key=lambda item: str(item[1]["root_id"])))
+        rows = (self._state_entry(round_name, cast(StateRef, r), path, line) for line, r in refs)
         return chunked(rows, per_chunk, lambda s: s["root_id"])
 
     def _parent(self, round_name: str, chain: str, root_id: str, where: Path, line: int) -> State:

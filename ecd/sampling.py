@@ -10,7 +10,7 @@ TEMPLATE_VERSION = "answer-v1"
 
 
 def sample_responses(
-    instructions: list[Instruction], backend: Backend, n: int, seed: int, round_name: str
+    instructions: list[Instruction], backend: Backend, n: int, seed: int, round_name: str, check_failures: bool = True
 ) -> tuple[list[Response], RunStats]:
     """Response records for every instruction, ``n`` each with their own seeds (one from a backend
     whose answer does not depend on the seed, such as the programmatic teacher)."""
@@ -27,8 +27,8 @@ def sample_responses(
             )
             owners.append((inst, s))
     completions, stats = generate_cached(
-        backend, requests, template_version=TEMPLATE_VERSION, description=f"sample {round_name}"
-    )
+        backend, requests, template_version=TEMPLATE_VERSION, description=f"sample {round_name}",
+        check_failures=check_failures)
     model = backend.identity()
     responses: list[Response] = [
         {

@@ -1,25 +1,36 @@
-"""sample ROUND: the teacher answers every instruction of the round (adaptation)."""
+"""sample ROUND: the teacher answers every instruction of the round (adaptation), a chunk of seeds
+at a time (``ecd.rounds``), the answers written as each chunk is done."""
 
 from ecd import layout
-from ecd.backends import make_backend
+from ecd.backends import RunStats, apply_failure_policy, make_backend
 from ecd.params import load_params
-from ecd.rounds import Rounds
+from ecd.records import jsonl_writer, write_json
+from ecd.rounds import Rounds, seeds_per_chunk
 from ecd.sampling import sample_responses
-from ecd.stage import round_arg, stage, write_outputs
+from ecd.stage import round_arg, stage
 
 
 @stage
 def main() -> None:
     params = load_params()
     rnd = round_arg(params)
-    instructions = Rounds().instructions(rnd)
+    rounds = Rounds()
+    rounds.need(rnd, "instructions")
     backend = make_backend(params.teacher)
-    responses, stats = sample_responses(instructions, backend, params.sample.n, params.teacher.seed, rnd)
-    cut = sum(r["finish_reason"] == "length" for r in responses)
-    write_outputs({layout.round_file(rnd, "responses.jsonl"): responses}, layout.round_metrics(rnd, "sample"),
-                  {"responses": len(responses), "cut_at_max_tokens": cut, **stats.metrics()},
-                  f"sample {rnd}: {len(responses)} responses ({cut} cut at max_new_tokens); cache {stats.hits} hits, "
-                  f"{stats.misses} misses; {stats.failed} failed, {stats.rejected} rejected")
+    calls, count, cut = RunStats(), 0, 0
+    with jsonl_writer(layout.round_file(rnd, "responses.jsonl")) as write:
+        for instructions in rounds.instruction_chunks(rnd, seeds_per_chunk()):
+            responses, stats = sample_responses(instructions, backend, params.sample.n, params.teacher.seed, rnd,
+                                                check_failures=False)
+            calls.add(stats)
+            for r in responses:
+                write(r)
+            count += len(responses)
+            cut += sum(r["finish_reason"] == "length" for r in responses)
+        apply_failure_policy(backend, calls, f"sample {rnd}")  # over the round's calls, before the file is in place
+    write_json(layout.round_metrics(rnd, "sample"), {"responses": count, "cut_at_max_tokens": cut, **calls.metrics()})
+    print(f"sample {rnd}: {count} responses ({cut} cut at max_new_tokens); cache {calls.hits} hits, "
+          f"{calls.misses} misses; {calls.failed} failed, {calls.rejected} rejected")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ecd.backends.base import (FAILED, REJECTED, Backend, Completion, OnDone, Request, answer_all,
                                check_settings)
-from ecd.backends.cached import CallsFailed, RunStats, generate_cached
+from ecd.backends.cached import CallsFailed, RunStats, apply_failure_policy, generate_cached
 from ecd.backends.openai_server import OpenAIBackend
 from ecd.backends.programmatic import ProgrammaticTeacher
 from ecd.backends.ray_cluster import RayBackend
@@ -40,4 +40,4 @@ def make_backend(params: ModelParams) -> Backend:
 
 __all__ = ["BACKENDS", "FAILED", "REJECTED", "Backend", "CallsFailed", "Completion", "OnDone", "OpenAIBackend",
            "ProgrammaticTeacher", "RayBackend", "Request", "RunStats", "TransformersBackend", "VLLMBackend",
-           "answer_all", "check_settings", "generate_cached", "make_backend"]
+           "answer_all", "apply_failure_policy", "check_settings", "generate_cached", "make_backend"]

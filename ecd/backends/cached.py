@@ -36,6 +36,17 @@ class RunStats:
     failed_by_cause: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
 
+    def add(self, other: "RunStats") -> "RunStats":
+        """This run's counts with ``other``'s added: a stage that calls a chunk at a time sums its chunks."""
+        self.calls += other.calls
+        self.hits += other.hits
+        self.misses += other.misses
+        self.completion_tokens += other.completion_tokens
+        self.failed += other.failed
+        self.rejected += other.rejected
+        self.failed_by_cause = dict(Counter(self.failed_by_cause) + Counter(other.failed_by_cause))
+        return self
+
     def metrics(self) -> dict[str, int | dict[str, int]]:
         """The counts a stage reports in its metrics file."""
         return {"calls": self.calls, "cache_hits": self.hits, "cache_misses": self.misses,
@@ -54,9 +65,12 @@ def generate_cached(
     template_version: str,
     description: str,
     cache: CallCache | None = None,
+    check_failures: bool = True,
 ) -> tuple[list[Completion], RunStats]:
     """Run requests through the cache and the backend, committing each batch as it finishes; then
-    apply the failure policy (``CallsFailed`` when too many calls failed; see the module docstring)."""
+    apply the failure policy (``CallsFailed`` when too many calls failed; see the module docstring).
+    ``check_failures=False``: leave the policy to the caller, which calls :func:`apply_failure_policy`
+    on the stats of all its calls (a stage that sends a chunk of seeds at a time)."""
     stats = RunStats(calls=len(requests))
     results: list[Completion | None] = [None] * len(requests)
     keys: list[str] = []
@@ -101,7 +115,8 @@ def generate_cached(
     if backend.cacheable:
         failed = f", {stats.failed} failed, {stats.rejected} rejected" if stats.failed or stats.rejected else ""
         console.print(f"{description}: call cache {stats.hits} hits, {stats.misses} misses{failed}")
-    _apply_failure_policy(backend, stats, description)
+    if check_failures:
+        apply_failure_policy(backend, stats, description)
     return done_, stats
 
 
@@ -149,7 +164,8 @@ def _count(stats: RunStats, completions: list[Completion]) -> None:
     stats.failed_by_cause = dict(causes)
 
 
-def _apply_failure_policy(backend: Backend, stats: RunStats, description: str) -> None:
+def apply_failure_policy(backend: Backend, stats: RunStats, description: str) -> None:
+    """``CallsFailed`` when more of ``stats``' calls failed than the backend's ``max_failed_fraction`` allows."""
     if stats.failed == 0 or stats.failed <= backend.max_failed_fraction * stats.calls:
         return
     causes = ", ".join(f"{k} ×{v}" for k, v in sorted(stats.failed_by_cause.items()))
