@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ecd.contrast import hard_negative_flaw, pass_fraction
@@ -109,20 +109,31 @@ def random_pairs(steps: list[Step], params: PairParams, check: Checker) -> tuple
     drawn with ``pair.seed``: the first of up to :data:`RANDOM_TRIES` draws that misses at least
     ``min_missed`` of I(t)'s constraints (so that nearly every row has a random negative, which
     matched rows need)."""
-    dropped: Counter[str] = Counter()
     usable = [s for s in sorted(steps, key=lambda s: (s["root_id"], s["chain"], s["round"])) if chosen_passes(s)]
+    out, dropped = random_pairs_of(usable, params, check, lambda s: s, lambda s: s["chosen"])
     dropped["chosen_fails"] += len(steps) - len(usable)
+    return out, dropped
+
+
+def random_pairs_of(usable: Sequence[Any], params: PairParams, check: Checker, step_of: Callable[[Any], Step],
+                    chosen_of: Callable[[Any], Response]) -> tuple[list[Pair], Counter[str]]:
+    """:func:`random_pairs` over ``usable`` entries (sorted by seed, chain and round, chosen answer
+    verified), each a step or a reference to one that ``step_of`` and ``chosen_of`` resolve: the draws
+    depend only on the entries' count and seeds, so the pairs are the same either way."""
+    dropped: Counter[str] = Counter()
     rng = random.Random(content_id("random", params.seed))
     out = []
-    for step in usable:
-        others = [o for o in (rng.choice(usable) for _ in range(RANDOM_TRIES)) if o["root_id"] != step["root_id"]]
+    for entry in usable:
+        others = [o for o in (rng.choice(usable) for _ in range(RANDOM_TRIES)) if o["root_id"] != entry["root_id"]]
         if not others:
             dropped["no_other_seed"] += 1
             continue
+        step = step_of(entry)
         for other in others:
-            results = check(other["chosen"]["text"], step["instruction"]["constraints"])
+            answer = chosen_of(other)
+            results = check(answer["text"], step["instruction"]["constraints"])
             if _misses_enough(results, params):
-                out.append(make_pair("random", step, other["chosen"], results, params.curriculum))
+                out.append(make_pair("random", step, answer, results, params.curriculum))
                 break
         else:
             dropped["rejected_passes"] += 1
@@ -166,15 +177,16 @@ def weak_answers(steps: list[Step], params: PairParams, check: Checker | None = 
 
 
 def model_gap_pairs(steps: list[Step], weak: dict[str, Response], params: PairParams,
-                    check: Checker) -> tuple[list[Pair], Counter[str]]:
+                    check: Checker, seen: set[str] | None = None) -> tuple[list[Pair], Counter[str]]:
     """Automatic pair construction: the strong model's verified answer to I(t) (the step's chosen)
     over the weak model's answer to the same instruction (``weak``: response records by
     instruction id; an instruction left out of ``weak_instructions`` by ``weak_limit`` has none).
     Kept when the weak answer is a real answer that differs from the strong one and, where I(t)
-    has constraints, misses at least ``min_missed`` of them."""
+    has constraints, misses at least ``min_missed`` of them. ``seen``: the instructions already
+    paired or dropped, shared by the chunks of one run (each instruction once, its first step)."""
     dropped: Counter[str] = Counter()
     out = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for step in steps:
         inst = step["instruction"]
         if inst["id"] in seen:
@@ -257,14 +269,25 @@ def build_pairs(
     ``check(text, constraints)`` verifies a response that was not verified before (random and weak
     answers); ``weak`` holds the weak model's answers for ``model_gap``. Pairs are deduplicated
     (the first strategy in the list wins) and split by seed: the pairs of ``test_roots`` (the
-    ``split`` stage's held-out seeds) are the test pairs.
+    ``split`` stage's held-out seeds) are the test pairs. (The pair stage does the same over round
+    files of any size: ``ecd.pair_stream``.)
     """
-    pairs: dict[str, Pair] = {}
+    wanted = params.match or params.strategy  # every matched strategy runs, so that the rows do not depend on pair.strategy
+    made_by: dict[str, tuple[list[Any], Counter[str]]] = {
+        s: strategy_pairs(s, steps, params, check, weak) for s in dict.fromkeys([*wanted, *params.strategy])}
+    return combine(made_by, params, test_roots, len(steps))
+
+
+def combine(made_by: Mapping[str, tuple[list[Any], Counter[str]]], params: PairParams, test_roots: set[str], steps: int
+            ) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """Each strategy's pairs (with the causes of the steps that gave none) made into the table's two
+    splits and the stage's metrics: matched rows or deduplication, the split by seed, the order.
+    Pairs are read by key only (``pair["row_id"]``), so the same code orders pairs or their stubs."""
+    pairs: dict[str, Any] = {}
     dropped: dict[str, Counter[str]] = {}
     matched_rows: int | None = None
-    if params.match:  # every matched strategy runs, so that the rows do not depend on pair.strategy
-        made_by = {s: strategy_pairs(s, steps, params, check, weak) for s in params.match}
-        chosen = matched_steps({s: made for s, (made, _) in made_by.items()})
+    if params.match:
+        chosen = matched_steps({s: made_by[s][0] for s in params.match})
         matched_rows = len(chosen)
         for strategy in params.strategy:
             made, causes = made_by[strategy]
@@ -278,7 +301,7 @@ def build_pairs(
             dropped[strategy] = causes
     else:
         for strategy in params.strategy:
-            made, causes = strategy_pairs(strategy, steps, params, check, weak)
+            made, causes = made_by[strategy]
             for pair in made:
                 if pair["id"] in pairs:
                     causes["duplicate"] += 1
@@ -291,7 +314,7 @@ def build_pairs(
     every = train + test
     counts = card_counts(train, test)
     metrics = {
-        "steps": len(steps),
+        "steps": steps,
         "pairs": len(pairs),
         "train_pairs": len(train),
         "test_pairs": len(test),

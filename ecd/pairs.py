@@ -8,6 +8,7 @@ so that a pair's constraints can be checked by any IFEval implementation.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 from typing import Any, Literal, cast, get_origin, get_type_hints
@@ -79,9 +80,10 @@ SHIPPED_SEEDS = ("data/self-instruct/seed_tasks.jsonl",
 
 
 
-def card_counts(train: list[Pair], test: list[Pair]) -> dict[str, dict[str, int]]:
-    """The counts a card states, computed from the rows themselves (so a test can recount them)."""
-    rows = train + test
+def card_counts(train: Sequence[Any], test: Sequence[Any]) -> dict[str, dict[str, int]]:
+    """The counts a card states, computed from the rows themselves (so a test can recount them);
+    rows are pairs or their stubs (``ecd.pair_stream``)."""
+    rows = [*train, *test]
     return {
         "split": {"train": len(train), "test": len(test)},
         "strategy": dict(sorted(Counter(p["strategy"] for p in rows).items())),
@@ -142,10 +144,11 @@ $tables
 """)
 
 
-def dataset_card(train: list[Pair], test: list[Pair], metrics: dict[str, Any], params: Any,
+def dataset_card(train: Sequence[Any], test: Sequence[Any], metrics: dict[str, Any], params: Any,
                  pass_rates: dict[str, float] | None = None) -> str:
-    """``README.md`` for the pairs: models, params hash, licence, and counts recomputed from the rows."""
-    rows = train + test
+    """``README.md`` for the pairs (or their stubs): models, params hash, licence, and counts
+    recomputed from the rows."""
+    rows = [*train, *test]
     if params.seeds.source == SHIPPED_SEEDS[0]:
         seeds, licence = SHIPPED_SEEDS[1], SHIPPED_SEEDS[2]
     else:

@@ -335,22 +335,38 @@ class Rounds:
         """The round's contrast steps (I(t), R(t), R(t−1)), whole."""
         return [s for chunk in self.step_chunks(round_name, 1 << 62) for s in chunk]
 
+    def step(self, round_name: str, chain: str) -> Step:
+        """The step ``chain`` took in ``round_name``, whole."""
+        found = self.index(round_name, "steps", "chain").get(chain)
+        if found is None:
+            raise EcdError(f"{self.path(round_name, 'steps')}: no step of chain {chain}")
+        return self._whole_step(round_name, cast(StepRef, found), 0)
+
+    def response(self, response_id: str, rounds: Sequence[str]) -> Response:
+        """A response by id from the first of ``rounds`` whose responses hold it."""
+        for r in rounds:
+            found = self.index(r, "responses").get(response_id)
+            if found is not None:
+                return cast(Response, found)
+        raise EcdError(f"response {response_id} is in none of the responses of rounds {', '.join(rounds)}")
+
+    def _whole_step(self, round_name: str, ref: StepRef, line: int) -> Step:
+        path = self.path(round_name, "steps")
+        rejected = self._parent(round_name, ref["chain"], ref["root_id"], path, line)["response"]
+        verdict = self.index(round_name, "verdicts", "response_id").get(ref["chosen_id"])
+        if rejected["id"] != ref["rejected_id"] or verdict is None:
+            raise EcdError(f"{path}:{line}: its rejected answer is not the chain's in "
+                           f"{self.path(previous(round_name), 'state')}, or its chosen one has no verdict")
+        return {"chain": ref["chain"], "root_id": ref["root_id"], "round": ref["round"],
+                "instruction": self._find(round_name, "instructions", ref["instruction_id"], path, line),
+                "chosen": self._find(round_name, "responses", ref["chosen_id"], path, line),
+                "rejected": rejected, "chosen_results": verdict["results"],
+                "rejected_results": ref["rejected_results"], "new_constraints": ref["new_constraints"]}
+
     def step_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Step]]:
         path = self.path(round_name, "steps")
-
-        def whole(line: int, ref: StepRef) -> Step:
-            rejected = self._parent(round_name, ref["chain"], ref["root_id"], path, line)["response"]
-            verdict = self.index(round_name, "verdicts", "response_id").get(ref["chosen_id"])
-            if rejected["id"] != ref["rejected_id"] or verdict is None:
-                raise EcdError(f"{path}:{line}: its rejected answer is not the chain's in "
-                               f"{self.path(previous(round_name), 'state')}, or its chosen one has no verdict")
-            return {"chain": ref["chain"], "root_id": ref["root_id"], "round": ref["round"],
-                    "instruction": self._find(round_name, "instructions", ref["instruction_id"], path, line),
-                    "chosen": self._find(round_name, "responses", ref["chosen_id"], path, line),
-                    "rejected": rejected, "chosen_results": verdict["results"],
-                    "rejected_results": ref["rejected_results"], "new_constraints": ref["new_constraints"]}
-
-        return chunked((whole(line, cast(StepRef, r)) for line, r in _lines(path)), per_chunk, lambda s: s["root_id"])
+        rows = (self._whole_step(round_name, cast(StepRef, r), line) for line, r in _lines(path))
+        return chunked(rows, per_chunk, lambda s: s["root_id"])
 
     def read(self, round_name: str, kind: str) -> list[Any]:
         """One file of a round as whole records (``kind``: instructions, responses, verdicts, chains, state, steps)."""

@@ -1,13 +1,16 @@
 """pair: preference pairs from every round's accepted steps by the strategies in params, split by
-seed, saved as Parquet with a dataset card."""
+seed, saved as Parquet with a dataset card; the steps read a chunk of seeds at a time and the pairs
+held without their texts until written (``ecd.pair_stream``)."""
 
 from ecd import layout
 from ecd.backends import make_backend
-from ecd.pairing import build_pairs, weak_answers
-from ecd.pairs import dataset_card, save_pairs, save_rows
+from ecd.pair_stream import build_stubs, save_stubs
+from ecd.pairs import dataset_card
 from ecd.params import load_params
 from ecd.records import write_json
-from ecd.rounds import Rounds
+from ecd.rounds import Rounds, seeds_per_chunk
+from ecd.sampling import sample_responses
+from ecd.schema import Instruction, Response
 from ecd.split import test_roots
 from ecd.stage import stage
 from ecd.verification import make_checker, round_pass_rates
@@ -17,12 +20,16 @@ from ecd.verification import make_checker, round_pass_rates
 def main() -> None:
     params = load_params()
     rounds = Rounds()
-    steps = [s for rnd in params.rounds for s in rounds.steps(rnd)]
     check = make_checker(make_backend(params.judge) if params.judge else None)
-    train, test, metrics = build_pairs(steps, params.pair, test_roots(), check, weak_answers(steps, params.pair, check))
+
+    def sample_weak(instructions: list[Instruction]) -> dict[str, Response]:
+        answers, _ = sample_responses(instructions, make_backend(params.pair.weak), 1, params.pair.seed, "weak")
+        return {a["instruction_id"]: a for a in answers}
+
+    names = list(params.rounds)
+    train, test, metrics, weak = build_stubs(rounds, names, params.pair, test_roots(), check, sample_weak, seeds_per_chunk())
     card = dataset_card(train, test, metrics, params, round_pass_rates(params.round_names))
-    save_pairs(layout.PAIRS, train, test, card)
-    save_rows(layout.ROWS, train)
+    save_stubs(layout.PAIRS, layout.ROWS, train, test, card, rounds, weak, names, layout.WORK / "pair")
     write_json(layout.METRICS / "pair.json", metrics)
     matched = f" on {metrics['matched_rows']} rows matched across {params.pair.match}" if params.pair.match else ""
     print(f"pair: {metrics['train_pairs']} train and {metrics['test_pairs']} test pairs "

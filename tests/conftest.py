@@ -53,8 +53,11 @@ class Project:
         self.path = path
         self.env = env(path.parent / f"{path.name}-cache")
 
-    def run(self, *cmd: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-        proc = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout)
+    def run(self, *cmd: str, check: bool = True, timeout: int = 900, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+        """``cmd`` in the project with its environment (and ``env`` over it)."""
+        proc = subprocess.run(cmd, cwd=self.path, env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         return proc

@@ -1,0 +1,182 @@
+"""The pair stage over round files of any size: pairs travel as stubs, their texts join at the end.
+
+``ecd.pairing.build_pairs`` holds every step, and so every instruction and answer, at once: about
+0.3 MB a seed. Here the steps are read a chunk of seeds at a time (``ecd.rounds``); each strategy
+turns a chunk into pairs with the same functions, and each pair is kept as a :class:`Stub`, the pair
+less its texts (prompt, answers and kwargs, which come back from the round files by id). Matching,
+deduplication, the split and the order (``ecd.pairing.combine``) read stubs as they read pairs.
+:func:`write_split` then joins the texts back a pair at a time and writes through ``datasets``'
+Arrow writer on disk, which gives the Parquet bytes ``save_pairs`` gives. ``random`` keeps one small
+entry per usable step (it draws its negatives from all of them); ``model_gap`` reads the steps twice
+(the weak model answers the instructions that every other matched strategy can pair).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+from ecd.pairing import (Checker, chosen_passes, combine, ecd_pairs, model_gap_pairs, random_pairs_of,
+                         weak_instructions)
+from ecd.params import PairParams
+from ecd.records import content_id
+from ecd.rounds import Rounds
+from ecd.schema import Instruction, Pair, Response, Step, assistant, user
+
+#: a pair's fields that a stub keeps: all but the texts and the kwargs
+STUB_FIELDS = ("id", "row_id", "strategy", "root_id", "chain", "round", "instruction_id", "chosen_id", "rejected_id",
+               "chosen_model", "rejected_model", "n_constraints", "new_constraints", "missed_constraints",
+               "rejected_pass_fraction", "model_gap", "difficulty", "instruction_id_list")
+
+
+class Stub:
+    """A pair less its texts: what matching, deduplication, the split, the order and the card read
+    (``stub["row_id"]`` as ``pair["row_id"]``). Slots and shared strings keep it to a few hundred bytes."""
+
+    __slots__ = STUB_FIELDS
+
+    def __init__(self, pair: Pair, shared: dict[Any, Any]) -> None:
+        for name in STUB_FIELDS:
+            value: Any = pair[name]  # type: ignore[literal-required]
+            if isinstance(value, list):
+                value = tuple(value)
+            if isinstance(value, (str, tuple)) and name not in ("id", "row_id"):
+                value = shared.setdefault(value, value)
+            setattr(self, name, value)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class _Usable(dict[str, Any]):
+    """A usable step's reference, for ``random`` and ``model_gap``: round, chain, seed, instruction and chosen ids."""
+
+
+def _stubs(pairs: list[Pair], shared: dict[Any, Any]) -> list[Stub]:
+    return [Stub(p, shared) for p in pairs]
+
+
+def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test_roots: set[str], check: Checker,
+                sample_weak: Callable[[list[Instruction]], dict[str, Response]], per_chunk: int
+                ) -> tuple[list[Stub], list[Stub], dict[str, Any], dict[str, Response]]:
+    """(train stubs, test stubs, metrics, the weak model's answers): ``build_pairs``' result, as stubs,
+    from round files read ``per_chunk`` seeds at a time. ``sample_weak`` answers instructions with the
+    weak model (``model_gap``), by instruction id."""
+    wanted = list(dict.fromkeys([*(params.match or params.strategy), *params.strategy]))
+    shared: dict[Any, Any] = {}
+    made: dict[str, tuple[list[Any], Counter[str]]] = {s: ([], Counter()) for s in wanted}
+    usable: list[_Usable] = []
+    count = 0
+
+    def steps() -> Iterator[list[Step]]:
+        for rnd in round_names:
+            yield from rounds.step_chunks(rnd, per_chunk)
+
+    for chunk in steps():
+        count += len(chunk)
+        if "ecd" in made:
+            pairs, causes = ecd_pairs(chunk, params)
+            made["ecd"][0].extend(_stubs(pairs, shared))
+            made["ecd"][1].update(causes)
+        usable += [_Usable(round=s["round"], chain=s["chain"], root_id=s["root_id"], instruction_id=s["instruction"]["id"],
+                           chosen_id=s["chosen"]["id"]) for s in chunk if chosen_passes(s)]
+    if "random" in made:
+        ordered = sorted(usable, key=lambda u: (u["root_id"], u["chain"], u["round"]))
+        pairs, causes = random_pairs_of(ordered, params, check, lambda u: rounds.step(f"r{u['round']}", u["chain"]),
+                                        lambda u: rounds.response(u["chosen_id"], [f"r{u['round']}"]))
+        causes["chosen_fails"] += count - len(usable)
+        made["random"] = (_stubs(pairs, shared), causes)
+    weak: dict[str, Response] = {}
+    if "model_gap" in made:
+        weak = _weak(rounds, usable, made, params, sample_weak)
+        seen: set[str] = set()
+        stubs: list[Any] = []
+        causes = Counter()
+        for chunk in steps():
+            pairs, part = model_gap_pairs(chunk, weak, params, check, seen)
+            stubs += _stubs(pairs, shared)
+            causes.update(part)
+        made["model_gap"] = (stubs, causes)
+    train, test, metrics = combine(made, params, test_roots, count)
+    return train, test, metrics, weak
+
+
+def _weak(rounds: Rounds, usable: list[_Usable], made: dict[str, tuple[list[Any], Counter[str]]], params: PairParams,
+          sample_weak: Callable[[list[Instruction]], dict[str, Response]]) -> dict[str, Response]:
+    """``ecd.pairing.weak_answers`` over usable steps' references: the weak model answers the
+    instructions ``weak_instructions`` draws, among those every other matched strategy can pair."""
+    entries = usable
+    if "model_gap" in params.match:
+        others = [s for s in params.match if s != "model_gap"]
+        if others:
+            common = set.intersection(*[{p["instruction_id"] for p in made[s][0]} for s in others])
+            entries = [u for u in usable if u["instruction_id"] in common]
+    first: dict[str, _Usable] = {}
+    for u in entries:
+        first.setdefault(u["instruction_id"], u)
+    proxies = cast(list[Step], [{"instruction": {"id": iid}, "chosen_results": []} for iid in first])
+    drawn = [i["id"] for i in weak_instructions(proxies, params)]
+    instructions = [rounds.instruction(f"r{first[iid]['round']}", iid) for iid in drawn]
+    return sample_weak(instructions) if instructions else {}
+
+
+def whole_pair(stub: Stub, rounds: Rounds, weak: dict[str, Response], round_names: list[str]) -> Pair:
+    """A stub's pair with its texts and kwargs, read back from the round files (and ``weak``: the
+    weak model's answers by response id)."""
+    from ecd.pairs import ifeval_kwargs
+
+    rnd = f"r{stub['round']}"
+    inst = rounds.instruction(rnd, stub["instruction_id"])
+    chosen = rounds.response(stub["chosen_id"], [rnd])
+    every = ["r0", *round_names]
+    rejected = weak.get(stub["rejected_id"]) or rounds.response(stub["rejected_id"], [*reversed(every[:every.index(rnd)]), *every])
+    pair = {name: stub[name] for name in STUB_FIELDS}
+    pair.update(prompt=user(inst["text"]), chosen=assistant(chosen["text"]), rejected=assistant(rejected["text"]),
+                kwargs=[ifeval_kwargs(c["kwargs"]) for c in inst["constraints"]],
+                new_constraints=list(stub["new_constraints"]), missed_constraints=list(stub["missed_constraints"]),
+                instruction_id_list=list(stub["instruction_id_list"]))
+    if content_id(pair["prompt"], pair["chosen"], pair["rejected"]) != stub["id"]:
+        raise AssertionError(f"pair {stub['id']}: its texts read back do not hash to its id")
+    return cast(Pair, pair)
+
+
+def write_split(path: Path, rows: Iterator[dict[str, Any]], features: Any, work: Path) -> None:
+    """Write rows to a Parquet file through an Arrow file on disk (``work``): memory holds a batch,
+    and the bytes are those of ``Dataset.from_dict(...).to_parquet``."""
+    from datasets import Dataset
+    from datasets.arrow_writer import ArrowWriter
+
+    work.mkdir(parents=True, exist_ok=True)
+    arrow = work / f"{path.stem}.arrow"
+    with ArrowWriter(features=features, path=str(arrow), writer_batch_size=1000) as writer:
+        for row in rows:
+            writer.write(row)
+        writer.finalize()
+    Dataset.from_file(str(arrow)).to_parquet(str(path))
+    arrow.unlink()
+
+
+def save_stubs(out_dir: Path, rows_path: Path, train: list[Stub], test: list[Stub], card: str, rounds: Rounds,
+               weak: dict[str, Response], round_names: list[str], work: Path) -> None:
+    """``ecd.pairs.save_pairs`` and ``save_rows`` for stubs: each pair read back whole as it is
+    written, both files replaced atomically."""
+    from ecd.pairs import ROW_COLUMNS, features
+    from ecd.records import atomic_path, write_text
+
+    feats = features()
+    by_id = {r["id"]: r for r in weak.values()}
+
+    def rows(stubs: list[Stub], columns: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
+        for stub in stubs:
+            pair = cast(dict[str, Any], whole_pair(stub, rounds, by_id, round_names))
+            yield pair if columns is None else {k: pair[k] for k in columns}
+
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for name, stubs in (("train", train), ("test", test)):
+            write_split(tmp / f"{name}.parquet", rows(stubs), feats, work)
+        write_text(tmp / "README.md", card)
+    with atomic_path(rows_path) as tmp:
+        write_split(tmp, rows(train, ROW_COLUMNS), type(feats)({k: feats[k] for k in ROW_COLUMNS}), work)
