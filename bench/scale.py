@@ -12,8 +12,10 @@ at a time (``dvc repro --single-item``), in DVC's order, so that each has its ow
 - peak resident memory: the largest process of the stage's run (``getrusage(RUSAGE_CHILDREN)`` of a
   helper process that ran it, which counts DVC itself and the stage's script);
 
-then, per size, the bytes of ``data/rounds`` (and per seed), the pairs made, and the wall time
-against the linear extrapolation of the smallest size measured in the same run.
+then, per size, the bytes of ``data/rounds`` (and per seed), the pairs made, the wall time against
+the linear extrapolation of the smallest size measured in the same run, and the stages that spread
+over worker processes (``evolve``, ``verify``: ``ecd.workers``) run again on the same inputs with one
+process and with ``--workers``, side by side, their outputs compared byte for byte.
 """
 
 from __future__ import annotations
@@ -95,6 +97,33 @@ def run_stage(dest: Path, env: dict[str, str], stage: str) -> tuple[float, float
     return wall, peak / 1024
 
 
+#: the stages that spread their CPU work over worker processes (ecd.workers), and what each writes
+PARALLEL = {"verify": ("verdicts", "state", "steps"), "evolve": ("instructions", "chains")}
+
+
+def speedup(dest: Path, env: dict[str, str], workers: int) -> list[tuple[str, float, float, bool]]:
+    """(stage, seconds with one process, seconds with ``workers``, the same bytes) for every parallel
+    stage of the run, each stage's script run directly (no DVC) on the run's own inputs, one process
+    then ``workers``, side by side."""
+    rounds = list(yaml.safe_load((dest / "params.yaml").read_text())["rounds"])
+    out = []
+    for rnd in ["r0", *rounds]:
+        for stage in ("evolve", "verify"):
+            if stage == "evolve" and rnd == "r0":
+                continue
+            files = [dest / "data/rounds" / rnd / f"{k}.jsonl" for k in PARALLEL[stage]]
+            files = [f for f in files if f.exists()]
+            walls, written = [], []
+            for n in (1, workers):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, f"stages/{stage}.py", rnd], cwd=dest, env={**env, "ECD_WORKERS": str(n)},
+                               check=True, capture_output=True)
+                walls.append(time.perf_counter() - start)
+                written.append([f.read_bytes() for f in files])
+            out.append((f"{stage} {rnd}", walls[0], walls[1], written[0] == written[1]))
+    return out
+
+
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -104,6 +133,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1750, 17500, 52500])
     ap.add_argument("--set", dest="sets", action="append", default=[], help="a param over params.yaml, KEY=VALUE")
     ap.add_argument("--keep", type=Path, help="keep the projects under this folder (default: a temporary one, removed)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="worker processes for the parallel stages' side-by-side run (1: skip it)")
     args = ap.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}; {os.cpu_count()} cores; sizes {args.seeds}; sets {args.sets or 'none'}")
@@ -123,21 +154,31 @@ def main() -> None:
                 print(f"  seeds {n}: {stage:<12} {wall:8.1f} s  peak {peak:8.0f} MB", flush=True)
             pair = json.loads((dest / "metrics/pair.json").read_text())
             rounds = du(dest / "data/rounds")
+            parallel = speedup(dest, env, args.workers) if args.workers > 1 else []
+            for stage, one, many, same in parallel:
+                print(f"  seeds {n}: {stage:<12} 1 process {one:7.1f} s, {args.workers} workers {many:7.1f} s: "
+                      f"{one / many:.2f}×, {'the same bytes' if same else 'DIFFERENT BYTES'}", flush=True)
             results.append({"seeds": n, "wall": total, "peak": max(r[2] for r in rows),
                             "worst": max(rows, key=lambda r: r[2])[0], "rounds_bytes": rounds,
-                            "pairs": pair["train_pairs"] + pair["test_pairs"]})
+                            "pairs": pair["train_pairs"] + pair["test_pairs"],
+                            "one": sum(x[1] for x in parallel), "many": sum(x[2] for x in parallel),
+                            "same": all(x[3] for x in parallel)})
             if not args.keep:
                 shutil.rmtree(dest)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     first = results[0]
-    print("| seeds | pairs | wall s | linear from the first | peak MB (stage) | data/rounds MB | KB a seed |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| seeds | pairs | wall s | linear from the first | peak MB (stage) | data/rounds MB | KB a seed | "
+          f"parallel stages: 1 process / {args.workers} workers |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         linear = first["wall"] * r["seeds"] / first["seeds"]
+        ratio = (f"{r['one']:.0f} s / {r['many']:.0f} s = {r['one'] / r['many']:.2f}×"
+                 f"{'' if r['same'] else ' (DIFFERENT BYTES)'}") if r["many"] else "not run"
         print(f"| {r['seeds']:,} | {r['pairs']:,} | {r['wall']:.0f} | {r['wall'] / linear:.2f}× | "
-              f"{r['peak']:.0f} ({r['worst']}) | {r['rounds_bytes'] / 2**20:.0f} | {r['rounds_bytes'] / r['seeds'] / 1024:.0f} |")
+              f"{r['peak']:.0f} ({r['worst']}) | {r['rounds_bytes'] / 2**20:.0f} | {r['rounds_bytes'] / r['seeds'] / 1024:.0f} | "
+              f"{ratio} |")
 
 
 if __name__ == "__main__":

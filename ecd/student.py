@@ -53,8 +53,9 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedToke
     return tok
 
 
-def build_student(texts: list[str], params: StudentParams, out_dir: str | Path) -> dict[str, int]:
-    """Train the tokenizer, initialise the model from a seeded config, save both to ``out_dir``."""
+def build_student(texts: Iterable[str], params: StudentParams, out_dir: str | Path) -> dict[str, int]:
+    """Train the tokenizer (on ``texts`` as they come: a stream), initialise the model from a seeded
+    config, save both to ``out_dir``."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
