@@ -14,8 +14,8 @@ at a time (``dvc repro --single-item``), in DVC's order, so that each has its ow
 
 then, per size, the bytes of ``data/rounds`` (and per seed), the pairs made, the wall time against
 the linear extrapolation of the smallest size measured in the same run, and the stages that spread
-over worker processes (``evolve``, ``verify``: ``ecd.workers``) run again on the same inputs with one
-process and with ``--workers``, side by side, their outputs compared byte for byte.
+over worker processes (``evolve``, ``verify``, ``pair``: ``ecd.workers``) run again on the same
+inputs with one process and with ``--workers``, side by side, their outputs compared byte for byte.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def run_stage(dest: Path, env: dict[str, str], stage: str) -> tuple[float, float
     return wall, peak / 1024
 
 
-#: the stages that spread their CPU work over worker processes (ecd.workers), and what each writes
+#: the round stages that spread their CPU work over worker processes (ecd.workers), and what each
+#: writes (``pair`` does too: random's checks)
 PARALLEL = {"verify": ("verdicts", "state", "steps"), "evolve": ("instructions", "chains")}
 
 
@@ -106,21 +107,23 @@ def speedup(dest: Path, env: dict[str, str], workers: int) -> list[tuple[str, fl
     stage of the run, each stage's script run directly (no DVC) on the run's own inputs, one process
     then ``workers``, side by side."""
     rounds = list(yaml.safe_load((dest / "params.yaml").read_text())["rounds"])
-    out = []
+    runs: list[tuple[str, list[str], list[Path]]] = []
     for rnd in ["r0", *rounds]:
-        for stage in ("evolve", "verify"):
-            if stage == "evolve" and rnd == "r0":
-                continue
+        for stage in ("evolve", "verify") if rnd != "r0" else ("verify",):
             files = [dest / "data/rounds" / rnd / f"{k}.jsonl" for k in PARALLEL[stage]]
-            files = [f for f in files if f.exists()]
-            walls, written = [], []
-            for n in (1, workers):
-                start = time.perf_counter()
-                subprocess.run([sys.executable, f"stages/{stage}.py", rnd], cwd=dest, env={**env, "ECD_WORKERS": str(n)},
-                               check=True, capture_output=True)
-                walls.append(time.perf_counter() - start)
-                written.append([f.read_bytes() for f in files])
-            out.append((f"{stage} {rnd}", walls[0], walls[1], written[0] == written[1]))
+            runs.append((f"{stage} {rnd}", [f"stages/{stage}.py", rnd], [f for f in files if f.exists()]))
+    runs.append(("pair", ["stages/pair.py"], [dest / "data/pairs/train.parquet", dest / "data/pairs/test.parquet",
+                                               dest / "data/rows.parquet"]))
+    out = []
+    for label, cmd, files in runs:
+        walls, written = [], []
+        for n in (1, workers):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *cmd], cwd=dest, env={**env, "ECD_WORKERS": str(n)}, check=True,
+                           capture_output=True)
+            walls.append(time.perf_counter() - start)
+            written.append([f.read_bytes() for f in files])
+        out.append((label, walls[0], walls[1], written[0] == written[1]))
     return out
 
 

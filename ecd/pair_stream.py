@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from ecd.pairing import (Checker, chosen_passes, combine, ecd_pairs, model_gap_pairs, random_pairs_of,
-                         weak_instructions)
+from ecd.pairing import (Checker, chosen_passes, combine, ecd_pairs, model_gap_pairs, random_draws, random_pair,
+                         random_pairs_of, weak_instructions)
 from ecd.params import PairParams
 from ecd.records import content_id
 from ecd.rounds import Rounds
@@ -59,11 +59,12 @@ def _stubs(pairs: list[Pair], shared: dict[Any, Any]) -> list[Stub]:
 
 
 def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test_roots: set[str], check: Checker,
-                sample_weak: Callable[[list[Instruction]], dict[str, Response]], per_chunk: int
+                sample_weak: Callable[[list[Instruction]], dict[str, Response]], per_chunk: int, workers: int = 1
                 ) -> tuple[list[Stub], list[Stub], dict[str, Any], dict[str, Response]]:
     """(train stubs, test stubs, metrics, the weak model's answers): ``build_pairs``' result, as stubs,
     from round files read ``per_chunk`` seeds at a time. ``sample_weak`` answers instructions with the
-    weak model (``model_gap``), by instruction id."""
+    weak model (``model_gap``), by instruction id. ``workers`` > 1: ``random``'s checks run in that
+    many worker processes, by code (``check`` must be ``check_all``'s: no judge)."""
     wanted = list(dict.fromkeys([*(params.match or params.strategy), *params.strategy]))
     shared: dict[Any, Any] = {}
     made: dict[str, tuple[list[Any], Counter[str]]] = {s: ([], Counter()) for s in wanted}
@@ -84,8 +85,11 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
                            chosen_id=s["chosen"]["id"]) for s in chunk if chosen_passes(s)]
     if "random" in made:
         ordered = sorted(usable, key=lambda u: (u["root_id"], u["chain"], u["round"]))
-        pairs, causes = random_pairs_of(ordered, params, check, lambda u: rounds.step(f"r{u['round']}", u["chain"]),
-                                        lambda u: rounds.response(u["chosen_id"], [f"r{u['round']}"]))
+        if workers > 1:
+            pairs, causes = _random_over_workers(rounds.dir, ordered, params, workers)
+        else:
+            pairs, causes = random_pairs_of(ordered, params, check, lambda u: rounds.step(f"r{u['round']}", u["chain"]),
+                                            lambda u: rounds.response(u["chosen_id"], [f"r{u['round']}"]))
         causes["chosen_fails"] += count - len(usable)
         made["random"] = (_stubs(pairs, shared), causes)
     weak: dict[str, Response] = {}
@@ -101,6 +105,45 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
         made["model_gap"] = (stubs, causes)
     train, test, metrics = combine(made, params, test_roots, count)
     return train, test, metrics, weak
+
+
+#: a worker process's readers of the round files, one per folder, kept across its chunks
+_WORKER_ROUNDS: dict[str, Rounds] = {}
+
+#: the most usable steps one ``random`` chunk holds
+RANDOM_CHUNK = 2_000
+
+
+def _random_chunk(job: tuple[str, list[tuple[_Usable, list[_Usable]]], PairParams]) -> list[Pair | None]:
+    """``random``'s pair (or None) for each (entry, candidate negatives) of a chunk: run in a worker."""
+    from ecd.verification import check_all
+
+    folder, items, params = job
+    rounds = _WORKER_ROUNDS.setdefault(folder, Rounds(folder))
+    return [random_pair(rounds.step(f"r{u['round']}", u["chain"]),
+                        (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check_all)
+            for u, others in items]
+
+
+def _random_over_workers(folder: Path, ordered: list[_Usable], params: PairParams, workers: int
+                         ) -> tuple[list[Pair], Counter[str]]:
+    """``random_pairs_of`` with the checks in worker processes: the draws here, in order, then
+    chunks of (entry, candidates) to the workers, the pairs back in the entries' order."""
+    from ecd.workers import ordered_map
+
+    causes: Counter[str] = Counter()
+    items = []
+    for entry, others in zip(ordered, random_draws(ordered, params)):
+        if others:
+            items.append((entry, [ordered[k] for k in others]))
+        else:
+            causes["no_other_seed"] += 1
+    jobs = ((str(folder), items[k:k + RANDOM_CHUNK], params) for k in range(0, len(items), RANDOM_CHUNK))
+    pairs = []
+    for found in ordered_map(_random_chunk, jobs, workers):
+        pairs += [p for p in found if p is not None]
+        causes.update(["rejected_passes"] * sum(p is None for p in found))  # no key for none, as random_pairs_of
+    return pairs, causes
 
 
 def _weak(rounds: Rounds, usable: list[_Usable], made: dict[str, tuple[list[Any], Counter[str]]], params: PairParams,

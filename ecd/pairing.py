@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ecd.contrast import hard_negative_flaw, pass_fraction
@@ -121,23 +121,39 @@ def random_pairs_of(usable: Sequence[Any], params: PairParams, check: Checker, s
     verified), each a step or a reference to one that ``step_of`` and ``chosen_of`` resolve: the draws
     depend only on the entries' count and seeds, so the pairs are the same either way."""
     dropped: Counter[str] = Counter()
-    rng = random.Random(content_id("random", params.seed))
     out = []
-    for entry in usable:
-        others = [o for o in (rng.choice(usable) for _ in range(RANDOM_TRIES)) if o["root_id"] != entry["root_id"]]
+    for entry, others in zip(usable, random_draws(usable, params)):
         if not others:
             dropped["no_other_seed"] += 1
             continue
-        step = step_of(entry)
-        for other in others:
-            answer = chosen_of(other)
-            results = check(answer["text"], step["instruction"]["constraints"])
-            if _misses_enough(results, params):
-                out.append(make_pair("random", step, answer, results, params.curriculum))
-                break
-        else:
+        pair = random_pair(step_of(entry), (chosen_of(usable[k]) for k in others), params, check)
+        if pair is None:
             dropped["rejected_passes"] += 1
+        else:
+            out.append(pair)
     return out, dropped
+
+
+def random_draws(usable: Sequence[Any], params: PairParams) -> list[list[int]]:
+    """Each usable entry's candidate negatives, in the order tried: :data:`RANDOM_TRIES` draws with
+    ``pair.seed`` among all entries, less those of its own seed (an empty list: none left)."""
+    rng = random.Random(content_id("random", params.seed))
+    out = []
+    indices = range(len(usable))
+    for entry in usable:
+        picks = [rng.choice(indices) for _ in range(RANDOM_TRIES)]  # rng.choice(usable)'s draws, as indices
+        out.append([k for k in picks if usable[k]["root_id"] != entry["root_id"]])
+    return out
+
+
+def random_pair(step: Step, answers: Iterator[Response], params: PairParams, check: Checker) -> Pair | None:
+    """The step's chosen answer against the first of ``answers`` that misses at least ``min_missed``
+    of its constraints, or None."""
+    for answer in answers:
+        results = check(answer["text"], step["instruction"]["constraints"])
+        if _misses_enough(results, params):
+            return make_pair("random", step, answer, results, params.curriculum)
+    return None
 
 
 def weak_instructions(steps: list[Step], params: PairParams) -> list[Instruction]:

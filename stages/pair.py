@@ -14,6 +14,7 @@ from ecd.schema import Instruction, Response
 from ecd.split import test_roots
 from ecd.stage import stage
 from ecd.verification import make_checker, round_pass_rates
+from ecd.workers import worker_count
 
 
 @stage
@@ -27,7 +28,9 @@ def main() -> None:
         return {a["instruction_id"]: a for a in answers}
 
     names = list(params.rounds)
-    train, test, metrics, weak = build_stubs(rounds, names, params.pair, test_roots(), check, sample_weak, seeds_per_chunk())
+    workers = worker_count() if params.judge is None else 1  # a judge's calls stay in this process
+    train, test, metrics, weak = build_stubs(rounds, names, params.pair, test_roots(), check, sample_weak, seeds_per_chunk(),
+                                             workers)
     card = dataset_card(train, test, metrics, params, round_pass_rates(params.round_names))
     save_stubs(layout.PAIRS, layout.ROWS, train, test, card, rounds, weak, names, layout.WORK / "pair")
     write_json(layout.METRICS / "pair.json", metrics)

@@ -68,7 +68,8 @@ def _weak_rule(instructions: list[Instruction]) -> dict[str, Response]:
     {"strategy": ["ecd", "random", "model_gap"], "match": ["ecd", "random", "model_gap"], "weak_limit": 25},
     {"strategy": ["model_gap", "ecd"], "match": [], "curriculum": "missed"},
 ])
-def test_streamed_pairs_are_the_pairs_made_in_memory(data_half: Project, pair_params: dict[str, Any]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_streamed_pairs_are_the_pairs_made_in_memory(data_half: Project, pair_params: dict[str, Any], workers: int) -> None:
     params = PairParams.model_validate(pair_params)
     rounds = Rounds(data_half.path / "data/rounds")
     test_roots = set(json.loads((data_half.path / "data/split.json").read_text())["test_roots"])
@@ -89,7 +90,8 @@ def test_streamed_pairs_are_the_pairs_made_in_memory(data_half: Project, pair_pa
         asked.append(instructions)
         return _weak_rule(instructions)
 
-    s_train, s_test, s_metrics, s_weak = build_stubs(rounds, ROUNDS, params, test_roots, check_all, sample_weak, per_chunk=3)
+    s_train, s_test, s_metrics, s_weak = build_stubs(rounds, ROUNDS, params, test_roots, check_all, sample_weak, per_chunk=3,
+                                                     workers=workers)
     by_id = {r["id"]: r for r in s_weak.values()}
     assert s_metrics == metrics and metrics["train_pairs"] > 20
     assert [whole_pair(s, rounds, by_id, ROUNDS) for s in s_train] == train
