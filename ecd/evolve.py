@@ -338,3 +338,51 @@ def evolve_round(
     plans = plan_chunk((state, params, round_name, backend.answers_by_rewriting, judge))
     candidates, chains, counts, _ = finish_round(plans, params, backend, round_name, round_index)
     return candidates, chains, evolve_metrics(counts)
+
+
+def evolve_files(rnd: str, prev: str, evolve: EvolveParams, backend: Backend, judge: bool) -> dict[str, Any]:
+    """The ``evolve@rN`` stage: evolve every chain of round ``prev``'s state into round ``rnd``, a
+    chunk of seeds at a time: small chunks planned in worker processes (``ecd.workers``), the teacher
+    asked for up to ``ECD_CHUNK_SEEDS`` seeds' plans at once (a model keeps its batch full), the
+    replies screened here, in order; writes the round's instructions, chains and metrics and returns
+    the metrics."""
+    from ecd import layout
+    from ecd.backends import apply_failure_policy
+    from ecd.records import jsonl_writer, write_json
+    from ecd.rounds import Rounds, bare, chain_ref, chunk_seeds, seeds_per_chunk
+    from ecd.stage import add_counts
+    from ecd.workers import ordered_map
+
+    rounds = Rounds()
+    rounds.need(prev, "state")
+    chunks = ((state, evolve, rnd, backend.answers_by_rewriting, judge)
+              for state in rounds.state_chunks(prev, chunk_seeds(rounds), by_chain=True))
+    counts: dict[str, Any] = {"chains": 0, "asked": 0, "evolved": 0, "evolved_by_teacher": 0, "composed_by_code": 0,
+                              "teacher_failed_by_cause": {}, "eliminated": 0, "eliminated_by_cause": {},
+                              "teacher_calls": 0, "cache_hits": 0, "cache_misses": 0, "failed_calls": 0,
+                              "failed_by_cause": {}}
+    calls = RunStats()
+    with jsonl_writer(layout.round_file(rnd, "instructions.jsonl")) as instructions, \
+            jsonl_writer(layout.round_file(rnd, "chains.jsonl")) as chains:
+        def finish(plans: list[Plan]) -> None:
+            candidates, attempts, part, stats = finish_round(plans, evolve, backend, rnd, int(rnd[1:]),
+                                                             check_failures=False)
+            calls.add(stats)
+            for c in candidates:
+                instructions(bare(c))
+            for a in attempts:
+                chains(chain_ref(a))
+            add_counts(counts, part)
+
+        batch: list[Plan] = []
+        for plans in ordered_map(plan_chunk, chunks):
+            batch += plans
+            if len({p[0]["root_id"] for p in batch}) >= seeds_per_chunk():
+                finish(batch)
+                batch = []
+        if batch:
+            finish(batch)
+        apply_failure_policy(backend, calls, f"evolve {rnd}")  # over the round's calls, before any file is in place
+    metrics = evolve_metrics(counts)
+    write_json(layout.round_metrics(rnd, "evolve"), metrics)
+    return metrics

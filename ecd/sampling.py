@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ecd.backends import Backend, Request, RunStats, generate_cached
 from ecd.records import content_id, seed_from
 from ecd.schema import Instruction, Response, user
@@ -44,3 +46,29 @@ def sample_responses(
         for (inst, s), c in zip(owners, completions)
     ]
     return responses, stats
+
+
+def sample_files(rnd: str, backend: Backend, n: int, seed: int) -> dict[str, Any]:
+    """The ``sample@rN`` stage: the teacher answers round ``rnd``'s instructions ``ECD_CHUNK_SEEDS``
+    seeds at a time (``ecd.rounds``), the answers written as each chunk is done and the failure policy
+    applied to all the round's calls before the file is in place; returns the metrics it writes."""
+    from ecd import layout
+    from ecd.backends import apply_failure_policy
+    from ecd.records import jsonl_writer, write_json
+    from ecd.rounds import Rounds, seeds_per_chunk
+
+    rounds = Rounds()
+    rounds.need(rnd, "instructions")
+    calls, count, cut = RunStats(), 0, 0
+    with jsonl_writer(layout.round_file(rnd, "responses.jsonl")) as write:
+        for instructions in rounds.instruction_chunks(rnd, seeds_per_chunk()):
+            responses, stats = sample_responses(instructions, backend, n, seed, rnd, check_failures=False)
+            calls.add(stats)
+            for r in responses:
+                write(r)
+            count += len(responses)
+            cut += sum(r["finish_reason"] == "length" for r in responses)
+        apply_failure_policy(backend, calls, f"sample {rnd}")
+    metrics = {"responses": count, "cut_at_max_tokens": cut, **calls.metrics()}
+    write_json(layout.round_metrics(rnd, "sample"), metrics)
+    return metrics
