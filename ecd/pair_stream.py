@@ -50,8 +50,18 @@ class Stub:
         return getattr(self, key)
 
 
-class _Usable(dict[str, Any]):
-    """A usable step's reference, for ``random`` and ``model_gap``: round, chain, seed, instruction and chosen ids."""
+class _Usable:
+    """A usable step's reference, for ``random`` and ``model_gap``: round, chain, seed, instruction
+    and chosen answer ids (``entry["chain"]``), in slots: one is kept for every usable step."""
+
+    __slots__ = ("round", "chain", "root_id", "instruction_id", "chosen_id")
+
+    def __init__(self, step: Step) -> None:
+        self.round, self.chain, self.root_id = step["round"], step["chain"], step["root_id"]
+        self.instruction_id, self.chosen_id = step["instruction"]["id"], step["chosen"]["id"]
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
 
 
 def _stubs(pairs: list[Pair], shared: dict[Any, Any]) -> list[Stub]:
@@ -81,8 +91,7 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
             pairs, causes = ecd_pairs(chunk, params)
             made["ecd"][0].extend(_stubs(pairs, shared))
             made["ecd"][1].update(causes)
-        usable += [_Usable(round=s["round"], chain=s["chain"], root_id=s["root_id"], instruction_id=s["instruction"]["id"],
-                           chosen_id=s["chosen"]["id"]) for s in chunk if chosen_passes(s)]
+        usable += [_Usable(s) for s in chunk if chosen_passes(s)]
     if "random" in made:
         ordered = sorted(usable, key=lambda u: (u["root_id"], u["chain"], u["round"]))
         if workers > 1:

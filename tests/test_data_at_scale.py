@@ -114,3 +114,20 @@ def test_the_pair_stage_writes_what_save_pairs_writes(data_half: Project, tmp_pa
         assert (tmp_path / "pairs" / name).read_bytes() == (p / "data/pairs" / name).read_bytes(), name
     assert (tmp_path / "rows.parquet").read_bytes() == (p / "data/rows.parquet").read_bytes()
     shutil.rmtree(tmp_path / "pairs")
+
+
+def test_the_record_index_finds_every_record_of_a_key_in_file_order_and_tells_shared_hashes_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecd import rounds as R
+
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id":"a","v":1}\n\n{"id":"b","v":2}\n{"id":"a","v":3}\n')
+    index = R.RecordFile(path)
+    assert len(index) == 2 and index.all("a") == [{"id": "a", "v": 1}, {"id": "a", "v": 3}]
+    assert index.get("b") == {"id": "b", "v": 2} and index.get("c") is None and "c" not in index
+    monkeypatch.setattr(R, "_hash64", lambda value: 7)  # every key one hash: the records decide
+    shared = R.RecordFile(path)
+    assert shared.all("a") == [{"id": "a", "v": 1}, {"id": "a", "v": 3}] and shared.get("b") == {"id": "b", "v": 2}
+    path.write_text('{"id":"a"}\n{"no_id":1}\n')
+    with pytest.raises(R.EcdError, match="records.jsonl:2: a record without 'id'"):
+        R.RecordFile(path)
