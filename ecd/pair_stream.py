@@ -31,6 +31,11 @@ STUB_FIELDS = ("id", "row_id", "strategy", "root_id", "chain", "round", "instruc
                "rejected_pass_fraction", "model_gap", "difficulty", "instruction_id_list")
 
 
+#: a stub's fields that take few values, held once whatever the number of stubs
+SHARED_FIELDS = frozenset({"strategy", "root_id", "chosen_model", "rejected_model", "new_constraints",
+                           "missed_constraints", "instruction_id_list"})
+
+
 class Stub:
     """A pair less its texts: what matching, deduplication, the split, the order and the card read
     (``stub["row_id"]`` as ``pair["row_id"]``). Slots and shared strings keep it to a few hundred bytes."""
@@ -42,7 +47,7 @@ class Stub:
             value: Any = pair[name]  # type: ignore[literal-required]
             if isinstance(value, list):
                 value = tuple(value)
-            if isinstance(value, (str, tuple)) and name not in ("id", "row_id"):
+            if name in SHARED_FIELDS:
                 value = shared.setdefault(value, value)
             setattr(self, name, value)
 
