@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from ecd.pairing import (Checker, chosen_passes, combine, ecd_pairs, model_gap_pairs, random_draws, random_pair,
                          random_pairs_of, weak_instructions)
+from ecd.errors import EcdError
 from ecd.params import PairParams
 from ecd.records import content_id
 from ecd.rounds import Rounds
@@ -146,15 +147,23 @@ def _random_over_workers(folder: Path, ordered: list[_Usable], params: PairParam
     from ecd.workers import ordered_map
 
     causes: Counter[str] = Counter()
-    items = []
-    for entry, others in zip(ordered, random_draws(ordered, params)):
-        if others:
+
+    def jobs() -> Iterator[tuple[str, list[tuple[_Usable, list[_Usable]]], PairParams]]:
+        """The draws in order, a chunk of (entry, candidates) at a time (the workers hold a few chunks)."""
+        items: list[tuple[_Usable, list[_Usable]]] = []
+        for entry, others in zip(ordered, random_draws(ordered, params)):
+            if not others:
+                causes["no_other_seed"] += 1
+                continue
             items.append((entry, [ordered[k] for k in others]))
-        else:
-            causes["no_other_seed"] += 1
-    jobs = ((str(folder), items[k:k + RANDOM_CHUNK], params) for k in range(0, len(items), RANDOM_CHUNK))
+            if len(items) == RANDOM_CHUNK:
+                yield str(folder), items, params
+                items = []
+        if items:
+            yield str(folder), items, params
+
     pairs = []
-    for found in ordered_map(_random_chunk, jobs, workers):
+    for found in ordered_map(_random_chunk, jobs(), workers):
         pairs += [p for p in found if p is not None]
         causes.update(["rejected_passes"] * sum(p is None for p in found))  # no key for none, as random_pairs_of
     return pairs, causes
@@ -195,7 +204,8 @@ def whole_pair(stub: Stub, rounds: Rounds, weak: dict[str, Response], round_name
                 new_constraints=list(stub["new_constraints"]), missed_constraints=list(stub["missed_constraints"]),
                 instruction_id_list=list(stub["instruction_id_list"]))
     if content_id(pair["prompt"], pair["chosen"], pair["rejected"]) != stub["id"]:
-        raise AssertionError(f"pair {stub['id']}: its texts read back do not hash to its id")
+        raise EcdError(f"pair {stub['id']}: the texts read back from {rounds.dir} do not hash to its id "
+                       "(a round file changed while the pair stage ran?)")
     return cast(Pair, pair)
 
 

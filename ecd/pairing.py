@@ -134,16 +134,14 @@ def random_pairs_of(usable: Sequence[Any], params: PairParams, check: Checker, s
     return out, dropped
 
 
-def random_draws(usable: Sequence[Any], params: PairParams) -> list[list[int]]:
-    """Each usable entry's candidate negatives, in the order tried: :data:`RANDOM_TRIES` draws with
-    ``pair.seed`` among all entries, less those of its own seed (an empty list: none left)."""
+def random_draws(usable: Sequence[Any], params: PairParams) -> Iterator[list[int]]:
+    """Each usable entry's candidate negatives in turn, in the order tried: :data:`RANDOM_TRIES` draws
+    with ``pair.seed`` among all entries, less those of its own seed (an empty list: none left)."""
     rng = random.Random(content_id("random", params.seed))
-    out = []
     indices = range(len(usable))
     for entry in usable:
         picks = [rng.choice(indices) for _ in range(RANDOM_TRIES)]  # rng.choice(usable)'s draws, as indices
-        out.append([k for k in picks if usable[k]["root_id"] != entry["root_id"]])
-    return out
+        yield [k for k in picks if usable[k]["root_id"] != entry["root_id"]]
 
 
 def random_pair(step: Step, answers: Iterator[Response], params: PairParams, check: Checker) -> Pair | None:
