@@ -33,23 +33,33 @@ def grpo_rows(pairs: Sequence[Mapping[str, Any]], limit: int | None = None) -> l
     return list(rows.values())[:limit]
 
 
-def packed_rollout(params: GRPOParams, seed: int) -> Callable[[list[Any], Any], dict[str, Any]]:
+class PackedRollout:
     """TRL's ``rollout_func`` over ecd's packed decode loop: each prompt of the step's list is answered
     once (TRL's sampler already repeats every prompt ``num_generations`` times), each from its own
-    seeded generator (``seed``, the step and its place in the list), so a run repeats byte for byte."""
+    seeded generator (``seed``, the step and its place in the list), so a run repeats byte for byte.
+    It counts the seconds and tokens it sampled, so that a run can say where its time went
+    (:func:`train_grpo` records them with the stage's timings, outside DVC's outputs)."""
 
-    def rollout(prompts: list[Any], trainer: Any) -> dict[str, Any]:
+    def __init__(self, params: GRPOParams, seed: int) -> None:
+        self.params, self.seed = params, seed
+        self.seconds, self.tokens, self.calls = 0.0, 0, 0
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        import time
+
         import torch
 
         from ecd.backends.decode import SeededSampler, as_list
         from ecd.backends.packed_decode import generate_packed
 
+        start = time.perf_counter()
+        params = self.params
         model = trainer.accelerator.unwrap_model(trainer.model)
         tok = trainer.processing_class
         texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         step = trainer.state.global_step
-        seeds = [int(content_id("grpo", seed, step, i), 16) % 2**63 for i in range(len(prompts))]
+        seeds = [int(content_id("grpo", self.seed, step, i), 16) % 2**63 for i in range(len(prompts))]
         eos = set(as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
         training = model.training
         model.eval()
@@ -62,9 +72,15 @@ def packed_rollout(params: GRPOParams, seed: int) -> Callable[[list[Any], Any], 
             model.train(training)
         # TRL's own path keeps the end-of-sequence token in the completion (its loss learns to stop)
         completion_ids = [g.tokens + ([g.stop_token] if g.stop_token is not None else []) for g in done]
+        self.seconds += time.perf_counter() - start
+        self.tokens += sum(map(len, completion_ids))
+        self.calls += 1
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 
-    return rollout
+
+def packed_rollout(params: GRPOParams, seed: int) -> PackedRollout:
+    """ecd's packed loop as GRPO's sampler (:class:`PackedRollout`)."""
+    return PackedRollout(params, seed)
 
 
 def build_grpo_trainer(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams, work: Path,
@@ -139,5 +155,18 @@ def train_grpo(model_dir: Path, rows: list[dict[str, Any]], params: TrainParams,
     from ecd.training import _train_and_save
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
+    import time
+
     trainer = build_grpo_trainer(model_dir, rows, params, work, live=live)
-    return _train_and_save(trainer, trainer.processing_class, out_dir)
+    start = time.perf_counter()
+    curve = _train_and_save(trainer, trainer.processing_class, out_dir)
+    rollout = getattr(trainer, "rollout_func", None)
+    if isinstance(rollout, PackedRollout) and rollout.calls:
+        from ecd.progress import console
+        from ecd.stage import record_time
+
+        total = time.perf_counter() - start
+        record_time("train grpo: sampling", rollout.seconds)
+        console.print(f"grpo: sampling took {rollout.seconds:.0f} s of {total:.0f} s ({rollout.tokens:,} answer tokens, "
+                      f"{rollout.tokens / max(rollout.seconds, 1e-9):.0f} a second); the rest is scoring and training")
+    return curve

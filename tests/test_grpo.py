@@ -79,7 +79,8 @@ def test_grpo_rows_keep_one_row_per_instruction_in_order() -> None:
 
 
 @pytest.mark.parametrize(("generator", "lora"), [("ecd", False), ("trl", False), ("ecd", True)])
-def test_grpo_steps_on_the_tiny_student_with_both_samplers(tiny_model, tmp_path, generator: str, lora: bool) -> None:
+def test_grpo_steps_on_the_tiny_student_with_both_samplers(tiny_model, tmp_path, monkeypatch, generator: str, lora: bool
+                                                           ) -> None:
     """Real GRPOTrainer steps: each sampler answers (ecd's loop also through a LoRA-wrapped model), the
     rewards score, the policy moves, the student is saved merged; with ecd's sampler the same params
     give the same weights."""
@@ -99,7 +100,10 @@ def test_grpo_steps_on_the_tiny_student_with_both_samplers(tiny_model, tmp_path,
     assert any(not before[k].equal(after[k]) for k in before), "the policy did not move"
     assert json.loads((tmp_path / "out/config.json").read_text())["use_cache"] is True
     if generator == "ecd" and not lora:
+        monkeypatch.setenv("ECD_TIMINGS", str(tmp_path / "timings.jsonl"))
         train_grpo(tiny_model, rows, params, tmp_path / "again", tmp_path / "work2")
+        timings = [json.loads(line) for line in (tmp_path / "timings.jsonl").read_text().splitlines()]
+        assert [t["label"] for t in timings] == ["train grpo: sampling"] and timings[0]["seconds"] >= 0  # where the time went
         again = load_file(tmp_path / "again/model.safetensors")
         assert all(after[k].equal(again[k]) for k in after), "the same params gave other weights"
 
