@@ -349,7 +349,7 @@ def evolve_files(rnd: str, prev: str, evolve: EvolveParams, backend: Backend, ju
     from ecd import layout
     from ecd.backends import apply_failure_policy
     from ecd.records import jsonl_writer, write_json
-    from ecd.rounds import Rounds, bare, chain_ref, chunk_seeds, seeds_per_chunk
+    from ecd.rounds import Rounds, bare, chain_ref, chunk_seeds, round_index, seeds_per_chunk
     from ecd.stage import add_counts
     from ecd.workers import ordered_map
 
@@ -365,7 +365,7 @@ def evolve_files(rnd: str, prev: str, evolve: EvolveParams, backend: Backend, ju
     with jsonl_writer(layout.round_file(rnd, "instructions.jsonl")) as instructions, \
             jsonl_writer(layout.round_file(rnd, "chains.jsonl")) as chains:
         def finish(plans: list[Plan]) -> None:
-            candidates, attempts, part, stats = finish_round(plans, evolve, backend, rnd, int(rnd[1:]),
+            candidates, attempts, part, stats = finish_round(plans, evolve, backend, rnd, round_index(rnd),
                                                              check_failures=False)
             calls.add(stats)
             for c in candidates:

@@ -26,7 +26,7 @@ from typing import Any, TypedDict, cast
 
 from ecd import layout
 from ecd.errors import EcdError
-from ecd.records import read_records
+from ecd.records import iter_jsonl, read_records
 from ecd.schema import Chain, ConstraintResult, Instruction, Response, State, Step, Verdict
 
 
@@ -284,7 +284,7 @@ class Rounds:
 
     def instruction_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Instruction]]:
         """The round's instructions in file order, whole, ``per_chunk`` seeds at a time."""
-        rows = (self.whole(cast(Instruction, r)) for _, r in _lines(self.path(round_name, "instructions")))
+        rows = (self.whole(cast(Instruction, r)) for _, r in iter_jsonl(self.path(round_name, "instructions")))
         return chunked(rows, per_chunk, lambda i: i["root_id"])
 
     def responses(self, round_name: str) -> list[Response]:
@@ -322,7 +322,7 @@ class Rounds:
         forks from it (round 0's seeds by id, as ``ecd.evolve.fork`` sorts them; later rounds' files
         are in that order already), so that evolving the chunks one by one gives one sorted round."""
         path = self.path(round_name, "state")
-        refs: Iterator[tuple[int, Any]] = iter(_lines(path))
+        refs: Iterator[tuple[int, Any]] = iter(iter_jsonl(path))
         if by_chain and round_name == "r0":
             refs = iter(sorted(refs, key=lambda item: str(item[1]["root_id"])))
         rows = (self._state_entry(round_name, cast(StateRef, r), path, line) for line, r in refs)
@@ -353,7 +353,7 @@ class Rounds:
                     "parent": {"instruction": parent["instruction"], "response": parent["response"], "round": p["round"]},
                     "candidate_id": ref["candidate_id"], "eliminated": ref["eliminated"]}
 
-        return chunked((whole(line, cast(ChainRef, r)) for line, r in _lines(path)), per_chunk, lambda c: c["root_id"])
+        return chunked((whole(line, cast(ChainRef, r)) for line, r in iter_jsonl(path)), per_chunk, lambda c: c["root_id"])
 
     def steps(self, round_name: str) -> list[Step]:
         """The round's contrast steps (I(t), R(t), R(t−1)), whole."""
@@ -389,7 +389,7 @@ class Rounds:
 
     def step_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Step]]:
         path = self.path(round_name, "steps")
-        rows = (self._whole_step(round_name, cast(StepRef, r), line) for line, r in _lines(path))
+        rows = (self._whole_step(round_name, cast(StepRef, r), line) for line, r in iter_jsonl(path))
         return chunked(rows, per_chunk, lambda s: s["root_id"])
 
     def read(self, round_name: str, kind: str) -> list[Any]:
@@ -400,9 +400,3 @@ class Rounds:
         if kind not in readers:
             raise EcdError(f"a round holds {', '.join(readers)}; not {kind!r}")
         return list(readers[kind](round_name))
-
-
-def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    from ecd.records import iter_jsonl
-
-    return iter_jsonl(path)

@@ -304,8 +304,8 @@ def verify_files(rnd: str, params: Any) -> dict[str, Any]:
 
     counts = round_counts([], [], [], 0, [], Counter())
     calls = RunStats()
-    outputs = [layout.round_file(rnd, "verdicts.jsonl"), layout.round_file(rnd, "state.jsonl")]
-    with jsonl_writer(outputs[0]) as verdicts, jsonl_writer(outputs[1]) as state, \
+    with jsonl_writer(layout.round_file(rnd, "verdicts.jsonl")) as verdicts, \
+            jsonl_writer(layout.round_file(rnd, "state.jsonl")) as state, \
             jsonl_writer(layout.round_file(rnd, "steps.jsonl")) if rnd != "r0" else _no_writer() as steps:
         for v, s, st, c in ordered_map(verify_chunk, chunks()):
             for rec in v:
