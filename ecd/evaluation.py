@@ -274,7 +274,7 @@ def _round(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_students(params: Params) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
-    """The evaluate stage's work: every student of ``layout.STUDENTS`` answers every set of
+    """The evaluate stage's work: every student of ``evaluate.students`` answers every set of
     ``evaluate.sets``, scored by the constraint library (each student's records written to
     ``data/eval/<student>/<set>.jsonl`` as they are scored), with a judge also the win rate against
     text-davinci-003; then every score's interval and every comparison's (``ecd.uncertainty``).
@@ -296,7 +296,7 @@ def evaluate_students(params: Params) -> tuple[dict[str, dict[str, dict[str, Any
     user_set = user_oriented() if judge else []
     metrics: dict[str, dict[str, dict[str, Any]]] = {}
     verdicts: dict[str, dict[str, Verdicts]] = {s: {} for s in sets}
-    for name in layout.STUDENTS:
+    for name in [str(s) for s in layout.STUDENTS if s in e.students]:
         metrics[name] = {}
         for set_name, prompts in sets.items():
             responses = answer(layout.MODELS / name, prompts, e, f"{name} {set_name}")
@@ -327,12 +327,15 @@ def evaluate_students(params: Params) -> tuple[dict[str, dict[str, dict[str, Any
             metrics[name][set_name].update(values)
         compare[set_name] = {pair: {m: _round(v) for m, v in d.items()} for pair, d in deltas.items()}
         for pair in ("preference-control", "grpo-control", "grpo-preference"):
+            if pair not in deltas:
+                continue
             d = deltas[pair]["prompt_strict"]
             print(f"evaluate {set_name}: {pair.replace('-', ' − ')} prompt-level strict {d['delta']:+.3f} "
                   f"[{d['lo']:+.3f}, {d['hi']:+.3f}], McNemar p={d['p']:.3f}, detectable ≥{d['mde']:.3f}")
-        if metrics["preference"][set_name].get("unscored_prompts"):
-            print(f"evaluate {set_name}: {metrics['preference'][set_name]['unscored_prompts']} prompts not scored "
-                  f"({metrics['preference'][set_name]['unscored_types']}: a language resource is missing; "
+        first = metrics[next(iter(metrics))][set_name]
+        if first.get("unscored_prompts"):
+            print(f"evaluate {set_name}: {first['unscored_prompts']} prompts not scored "
+                  f"({first['unscored_types']}: a language resource is missing; "
                   "`python -m ecd.resources` installs it)")
     metrics = {name: {s: _round(v) for s, v in by_set.items()} for name, by_set in metrics.items()}
     return metrics, compare

@@ -230,6 +230,8 @@ class VerifyParams(_Section):
 StrategyName = Literal["ecd", "random", "model_gap"]
 #: the evaluation sets
 SetName = Literal["heldout", "ifeval", "ifbench"]
+#: the students the evaluate stage can answer with (``ecd.layout.STUDENTS``, in that order)
+StudentName = Literal["base", "sft", "control", "preference", "grpo"]
 PAIR_STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 
 
@@ -396,6 +398,9 @@ class GRPOParams(_Section):
     """Online training with TRL's GRPOTrainer, the constraint library as the reward (``ecd.rewards``),
     from the SFT student on the preference run's own instructions (docs/training.md)."""
 
+    #: false: no GRPO run (the stage leaves a note in models/grpo, and evaluate.students must leave
+    #: ``grpo`` out): a study's arms other than ECD's share their seed's one GRPO run (ecd/study.py)
+    enabled: bool = True
     #: passes over the instructions (each step takes ``prompts_per_step`` of them)
     epochs: float = Field(default=1.0, gt=0, le=1000)
     #: at most this many instructions, the first in the preference run's order (null: all)
@@ -470,6 +475,10 @@ class EvaluateParams(_Section):
     #: as trained), ``ifeval`` (IFEval's 541 prompts), ``ifbench`` (IFBench's 294 prompts with 58
     #: constraint types ecd never trains on: out of distribution)
     sets: list[SetName] = Field(default_factory=lambda: list[SetName](["heldout", "ifeval", "ifbench"]), min_length=1)
+    #: the students that answer: a study's arms other than ECD's evaluate only their own preference
+    #: student, the untrained model, the control and GRPO being their seed's (ecd/study.py)
+    students: list[StudentName] = Field(
+        default_factory=lambda: list[StudentName](["base", "sft", "control", "preference", "grpo"]), min_length=1)
     #: answer only the first this many held-out instructions (by id), for a budget; null: all
     heldout_limit: int | None = Field(default=None, ge=1, le=10_000_000)
     #: resamples of the paired bootstrap over prompts behind every interval (docs/evidence.md):
@@ -535,6 +544,13 @@ class Params(_Section):
                     f"item {i} is {name}: {{prev: {item.prev}}}"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _grpo_evaluated_only_when_trained(self) -> "Params":
+        if "grpo" in self.evaluate.students and not self.train.grpo.enabled:
+            raise ValueError("evaluate.students lists grpo but train.grpo.enabled is false: "
+                             "leave grpo out of evaluate.students, or enable GRPO")
+        return self
 
     @property
     def round_names(self) -> list[str]:

@@ -87,10 +87,10 @@ class Lines:
         now = time.monotonic()
         if now - self.last >= self.interval and self.done < self.total:
             self.last = now
-            console.print(self.line(), markup=False, highlight=False)
+            console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
 
     def finish(self) -> None:
-        console.print(self.line(), markup=False, highlight=False)
+        console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
 
 
 class Bar:

@@ -4,8 +4,9 @@ A study is the grid's RPO cells for every pair strategy (``ecd``, ``random``, ``
 params profile, one DVC experiment per strategy and seed, named ``<profile>-<strategy>-rpo-s<seed>``.
 Each strategy pairs the same rows (``pair.match``), so one seed's runs share their untrained model,
 their SFT-only control and their GRPO run (the ``control`` and ``grpo`` stages read the rows, not the
-negatives: DVC's run-cache runs them once a seed); each run adds its preference training and the
-evaluation of its student. ``run`` runs what has not finished, one experiment at a time; a stopped
+negatives): the ECD run trains and evaluates them, and the other runs train no GRPO and evaluate
+their own preference student alone (:data:`OWN_STUDENT_ONLY`); each run adds its preference training
+and the evaluation of its student. ``run`` runs what has not finished, one experiment at a time; a stopped
 study resumes from DVC's run-cache and the call cache. After each run it writes the run's record
 (:func:`record`): the per-prompt verdicts of the students the study reads from it, small enough to
 commit, so that the evidence behind a study's table travels with the code and a study can be
@@ -42,8 +43,12 @@ ARMS: dict[str, tuple[str, str]] = {
     "grpo": ("ecd", "grpo"),
     "grpo_noguard": ("noguard", "grpo"),
 }
-#: the guard's ablation: the ECD run's overrides and this
-NO_GUARD = "train.grpo.reward_weights.task_guard=0"
+#: the guard's ablation: the ECD run's overrides and these (its GRPO student, trained without the guard, evaluated alone)
+NO_GUARD = ["train.grpo.reward_weights.task_guard=0", "evaluate.students=[grpo]"]
+#: what a run of a strategy other than ECD's adds: its seed's ECD run holds the untrained model, the
+#: control and GRPO, so this one trains no GRPO and evaluates its own preference student alone (on a
+#: machine whose run-cache lacks the ECD run, nothing of that run is made again)
+OWN_STUDENT_ONLY = ["train.grpo.enabled=false", "evaluate.students=[preference]"]
 #: what each arm is compared with: every arm against the SFT-only control, the others against ECD
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("untrained", "control"), ("ecd", "control"), ("random", "control"), ("model_gap", "control"), ("grpo", "control"),
@@ -70,9 +75,10 @@ def plan(profile: str, seeds: list[int], strategies: list[str], guard_ablation: 
     cells = {name: sets for name, sets in experiments(strategies, ["rpo"], seeds)}
     out = []
     for seed in seeds:
-        out += [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"]) for s in strategies]
+        out += [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"] + ([] if s == "ecd" else OWN_STUDENT_ONLY))
+                for s in strategies]
         if seed in (guard_ablation or []):
-            out.append((run_name(profile, "noguard", seed), [*cells[f"ecd-rpo-s{seed}"], NO_GUARD]))
+            out.append((run_name(profile, "noguard", seed), [*cells[f"ecd-rpo-s{seed}"], *NO_GUARD]))
     return out
 
 

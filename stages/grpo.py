@@ -6,14 +6,23 @@ from ecd.errors import EcdError
 from ecd.grpo import grpo_rows, train_grpo
 from ecd.pairs import load_rows
 from ecd.params import load_params
-from ecd.records import write_json
+from ecd.records import write_json, write_text
 from ecd.stage import stage, timed
+from ecd.tracking import no_curves
 from ecd.training import fits, is_main_process, preference_order, prepare_training
 
 
 @stage
 def main() -> None:
     params = load_params()
+    if not params.train.grpo.enabled:
+        # the declared outputs, with nothing a loader could take for a model (evaluate.students leaves grpo out)
+        layout.MODELS.joinpath("grpo").mkdir(parents=True, exist_ok=True)
+        write_text(layout.MODELS / "grpo" / "NOT_TRAINED", "train.grpo.enabled is false: no GRPO run\n")
+        no_curves(layout.LIVE / "grpo")
+        write_json(layout.METRICS / "grpo.json", {"enabled": False})
+        print("grpo: not run (train.grpo.enabled: false)")
+        return
     # the rows alone, as the control reads them: with matched rows one GRPO run serves every negative
     pairs = load_rows(layout.ROWS).to_list()
     tok = prepare_training(params.train, layout.MODELS / "sft")

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from ecd import constraints as C
 from ecd.api import read_round
 from ecd.errors import EcdError
 from ecd.records import read_jsonl
+from ecd.study import OWN_STUDENT_ONLY
 
 pytestmark = pytest.mark.slow
 
@@ -384,6 +386,16 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
                       "-S", "pair.match=[]").stdout
     ran = _ran(out)  # a strategy on its own rows: a control and GRPO of its own, still the data half, student and SFT reused
     assert {"pair", "train", "control", "grpo", "evaluate"} <= ran and not ran & {"evolve@r1", "student", "sft"}
+    # a study's run other than ECD's (ecd.study.OWN_STUDENT_ONLY): no GRPO, its own student alone evaluated
+    sets = [a for s in OWN_STUDENT_ONLY for a in ("-S", s)]
+    out = project.run("dvc", "exp", "run", "--temp", "-n", "own-student", "-S", "pair.strategy=[random]", *sets).stdout
+    assert _ran(out) == {"grpo", "evaluate"}, _ran(out)
+    assert "grpo: not run (train.grpo.enabled: false)" in out
+    script = ("import json, sys\nfrom ecd.grid import exp_rows, exp_show\nfrom ecd.seed_runs import read_at\n"
+              "rev = next(r['rev'] for r in exp_rows(exp_show()) if r.get('name') == 'own-student')\n"
+              "print(json.dumps({p: json.loads(read_at(rev, p)) for p in ('metrics/evaluate.json', 'metrics/grpo.json')}))")
+    own = json.loads(project.run(sys.executable, "-c", script).stdout.strip().splitlines()[-1])
+    assert list(own["metrics/evaluate.json"]) == ["preference"] and own["metrics/grpo.json"] == {"enabled": False}
     shown = json.loads(project.run("dvc", "exp", "show", "--json").stdout)
     text = json.dumps(shown)
     assert all(name in text for name in ("evolve-seed-1", "pairs-random", "pairs-model_gap"))

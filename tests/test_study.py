@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ecd.errors import EcdError
-from ecd.study import ARMS, COMPARISONS, COLUMNS, NO_GUARD, chart, markdown, plan, run, seeds_needed, summarise
+from ecd.study import ARMS, COMPARISONS, COLUMNS, NO_GUARD, OWN_STUDENT_ONLY, chart, markdown, plan, run, seeds_needed, summarise
 from ecd.uncertainty import Verdicts, seed_interval
 
 
@@ -24,9 +24,11 @@ def test_plan_runs_seed_by_seed_ecd_first_on_matched_rows() -> None:
     sets = dict(steps)["smollm2-random-rpo-s1"]
     assert "pair.match=[ecd,random,model_gap]" in sets and "pair.strategy=[random]" in sets
     assert {"train.seed=1", "student.seed=1", "pair.seed=1", "train.dpo.loss_type=[sigmoid,sft]"} <= set(sets)
+    # the seed's ECD run holds the shared arms: the others train no GRPO and evaluate their own student alone
+    assert set(OWN_STUDENT_ONLY) <= set(sets) and not set(OWN_STUDENT_ONLY) & set(dict(steps)["smollm2-ecd-rpo-s1"])
     ablated = plan("smollm2", [0, 1], ["ecd", "random"], guard_ablation=[0])
     assert [n for n, _ in ablated][:3] == ["smollm2-ecd-rpo-s0", "smollm2-random-rpo-s0", "smollm2-noguard-rpo-s0"]
-    assert dict(ablated)["smollm2-noguard-rpo-s0"] == [*dict(ablated)["smollm2-ecd-rpo-s0"], NO_GUARD]
+    assert dict(ablated)["smollm2-noguard-rpo-s0"] == [*dict(ablated)["smollm2-ecd-rpo-s0"], *NO_GUARD]
 
 
 def test_a_study_without_ecd_is_refused_before_anything_runs() -> None:

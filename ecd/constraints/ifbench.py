@@ -306,7 +306,7 @@ class WordsJapanese(_Counted):
 
 @register
 class StopWords(_Counted):
-    """A most share of English stop words.
+    r"""A most share of English stop words.
 
     Args:
         percentage: the most share, in percent.
