@@ -28,6 +28,8 @@ def test_defaults_match_committed_params() -> None:
         ({"evolve": {"types": ["punctuation:no_coma"]}}, "did you mean 'punctuation:no_comma'?"),
         ({"rounds": {"r1": {"prev": "r0"}, "r3": {"prev": "r1"}}}, "rounds must be r1: {prev: r0}"),
         ({"seed": {"limit": 3}}, "unknown key 'seed' (it was renamed: the seed instructions are the seeds section"),
+        ({"train": {"grpo": {"enabled": False}}}, "evaluate.students lists grpo but train.grpo.enabled is false"),
+        ({"evaluate": {"students": ["preferance"]}}, "evaluate.students.0: Input should be 'base', 'sft'"),
     ],
 )
 def test_bad_params_name_the_key(raw: dict, message: str) -> None:
