@@ -167,23 +167,22 @@ def study_why(
                                type_scores)
     from ecd.grid import exp_rows, exp_show
     from ecd.seed_runs import read_records_at
-    from ecd.study import ARMS, finished, run_name
+    from ecd.study import ARMS, PAIR_STRATEGIES, runs_of_seed, arm_source, finished, run_name
 
-    done = finished(exp_rows(exp_show()))
-    runs = {s: done[run_name(profile, s, seed)] for s in ("ecd", "random", "model_gap", "noguard")
-            if run_name(profile, s, seed) in done}
+    runs = runs_of_seed(finished(exp_rows(exp_show())), profile, seed)
     if "ecd" not in runs:
         raise EcdError(f"no finished run {run_name(profile, 'ecd', seed)}: run `ecd study run {profile}` first")
-    pairs = [p for s, r in runs.items() if s != "noguard" for p in read_pairs_at(str(r["rev"]))]  # noguard: ECD's pairs
+    pairs = [p for s, r in runs.items() if s in PAIR_STRATEGIES for p in read_pairs_at(str(r["rev"]))]  # GRPO: ECD's pairs
     print(anatomy_markdown(pair_anatomy(pairs)))
     print()
-    arms = [a for a, (strategy, _) in ARMS.items() if strategy in runs]
-    records = {a: read_records_at(str(runs[ARMS[a][0]]["rev"]), ARMS[a][1], set_name) for a in arms}
+    sources = {a: src for a in ARMS if (src := arm_source(runs, a)) is not None}
+    arms = list(sources)
+    records = {a: read_records_at(str(run["rev"]), student, set_name) for a, (run, student) in sources.items()}
     trained = {t for p in pairs for t in p["instruction_id_list"]}
     print(type_markdown(type_scores(records), arms, trained))
     print()
     ecd_rev = str(runs["ecd"]["rev"])
-    held = {a: read_records_at(str(runs[ARMS[a][0]]["rev"]), ARMS[a][1], "heldout") for a in arms}
+    held = {a: read_records_at(str(run["rev"]), student, "heldout") for a, (run, student) in sources.items()}
     print("GRPO's rewards on the held-out answers (the test pair's chosen answer as the guard's reference):\n")
     view = reward_view(held, read_pairs_at(ecd_rev, "test"))
     print(reward_markdown(view, held))

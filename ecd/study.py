@@ -1,12 +1,13 @@
 """The study: does a way of building pairs make a better student? Arms on matched rows over seeds.
 
 A study is the grid's RPO cells for every pair strategy (``ecd``, ``random``, ``model_gap``), under a
-params profile, one DVC experiment per strategy and seed, named ``<profile>-<strategy>-rpo-s<seed>``.
-Each strategy pairs the same rows (``pair.match``), so one seed's runs share their untrained model,
-their SFT-only control and their GRPO run (the ``control`` and ``grpo`` stages read the rows, not the
-negatives): the ECD run trains and evaluates them, and the other runs train no GRPO and evaluate
-their own preference student alone (:data:`OWN_STUDENT_ONLY`); each run adds its preference training
-and the evaluation of its student. ``run`` runs what has not finished, one experiment at a time; a stopped
+params profile, one DVC experiment per strategy and seed, named ``<profile>-<strategy>-rpo-s<seed>``,
+and one GRPO run a seed (``<profile>-grpo-rpo-s<seed>``). Each strategy pairs the same rows
+(``pair.match``), so one seed's runs share their untrained model, their SFT-only control and their
+GRPO run (the ``control`` and ``grpo`` stages read the rows, not the negatives): the ECD run evaluates
+the untrained model and the control with its own student, the other strategies' runs their own
+student alone, the GRPO run GRPO alone (:data:`OWN_SETS`), so that every run is one unit of about an
+hour or less and none makes another's arms again. ``run`` runs what has not finished, one experiment at a time; a stopped
 study resumes from DVC's run-cache and the call cache. After each run it writes the run's record
 (:func:`record`): the per-prompt verdicts of the students the study reads from it, small enough to
 commit, so that the evidence behind a study's table travels with the code and a study can be
@@ -32,23 +33,34 @@ from ecd.params import PAIR_STRATEGIES
 from ecd.seed_runs import VerdictReader, read_records_at, read_verdicts
 from ecd.uncertainty import Z_ALPHA, Z_POWER, Verdicts, seed_interval
 
-#: the study's arms: name → (the run that holds it, the student in that run); a run is named for its
-#: strategy, or ``noguard``: the ECD run again with GRPO's task guard weighted 0 (the guard's ablation)
-ARMS: dict[str, tuple[str, str]] = {
-    "untrained": ("ecd", "base"),
-    "control": ("ecd", "control"),
-    "ecd": ("ecd", "preference"),
-    "random": ("random", "preference"),
-    "model_gap": ("model_gap", "preference"),
-    "grpo": ("ecd", "grpo"),
-    "grpo_noguard": ("noguard", "grpo"),
+#: the study's arms: name → where it is found, the first that holds it of (the run, the student in that
+#: run); a run is named for its strategy, ``grpo`` (GRPO on the seed's rows, alone) or ``noguard``: GRPO
+#: with its task guard weighted 0 (the guard's ablation). Runs made before GRPO ran alone hold it in
+#: their ECD run, which the second place of ``grpo`` reads.
+ARMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "untrained": (("ecd", "base"),),
+    "control": (("ecd", "control"),),
+    "ecd": (("ecd", "preference"),),
+    "random": (("random", "preference"),),
+    "model_gap": (("model_gap", "preference"),),
+    "grpo": (("grpo", "grpo"), ("ecd", "grpo")),
+    "grpo_noguard": (("noguard", "grpo"),),
 }
-#: the guard's ablation: the ECD run's overrides and these (its GRPO student, trained without the guard, evaluated alone)
-NO_GUARD = ["train.grpo.reward_weights.task_guard=0", "evaluate.students=[grpo]"]
-#: what a run of a strategy other than ECD's adds: its seed's ECD run holds the untrained model, the
-#: control and GRPO, so this one trains no GRPO and evaluates its own preference student alone (on a
-#: machine whose run-cache lacks the ECD run, nothing of that run is made again)
-OWN_STUDENT_ONLY = ["train.grpo.enabled=false", "evaluate.students=[preference]"]
+#: the runs of a seed, in the order they run: each unit about an hour or less of the 2 cores, so that a
+#: sitting that ends loses at most one
+RUNS = (*PAIR_STRATEGIES, "grpo", "noguard")
+#: each run's overrides beyond its strategy's cell: the ECD run trains no GRPO and evaluates the arms
+#: every strategy shares (the untrained model, the control) with its own; the other strategies their
+#: own student alone; the GRPO run its GRPO student alone (on ECD's cell, whose preference training DVC's
+#: run-cache restores); the guard's ablation GRPO without the guard. So a machine that lacks a seed's
+#: other runs (a fresh one, pooling with records from elsewhere) makes nothing of theirs again.
+OWN_SETS: dict[str, list[str]] = {
+    "ecd": ["train.grpo.enabled=false", "evaluate.students=[base,control,preference]"],
+    "random": ["train.grpo.enabled=false", "evaluate.students=[preference]"],
+    "model_gap": ["train.grpo.enabled=false", "evaluate.students=[preference]"],
+    "grpo": ["evaluate.students=[grpo]"],
+    "noguard": ["train.grpo.reward_weights.task_guard=0", "evaluate.students=[grpo]"],
+}
 #: what each arm is compared with: every arm against the SFT-only control, the others against ECD
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("untrained", "control"), ("ecd", "control"), ("random", "control"), ("model_gap", "control"), ("grpo", "control"),
@@ -68,18 +80,35 @@ def run_name(profile: str, strategy: str, seed: int) -> str:
 
 def plan(profile: str, seeds: list[int], strategies: list[str], guard_ablation: list[int] | None = None
          ) -> list[tuple[str, list[str]]]:
-    """(experiment name, ``-S`` overrides) in the order they run: seed by seed, ECD first, so that a
-    stopped study has whole seeds and the arms every seed shares come with its first run; a seed of
-    ``guard_ablation`` ends with the ECD run again, GRPO without its task guard (DVC's run-cache
-    restores all else, so it costs one GRPO run and its evaluation)."""
+    """(experiment name, ``-S`` overrides) in the order they run: seed by seed, ECD first, then the
+    other strategies, then GRPO (:data:`RUNS`), so that a stopped study has whole seeds and the arms
+    every run of a seed shares come with its first; a seed of ``guard_ablation`` ends with GRPO
+    without its task guard."""
     cells = {name: sets for name, sets in experiments(strategies, ["rpo"], seeds)}
     out = []
     for seed in seeds:
-        out += [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"] + ([] if s == "ecd" else OWN_STUDENT_ONLY))
-                for s in strategies]
+        out += [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"] + OWN_SETS[s]) for s in strategies]
+        out.append((run_name(profile, "grpo", seed), cells[f"ecd-rpo-s{seed}"] + OWN_SETS["grpo"]))
         if seed in (guard_ablation or []):
-            out.append((run_name(profile, "noguard", seed), [*cells[f"ecd-rpo-s{seed}"], *NO_GUARD]))
+            out.append((run_name(profile, "noguard", seed), cells[f"ecd-rpo-s{seed}"] + OWN_SETS["noguard"]))
     return out
+
+
+def holds(row: dict[str, Any], student: str) -> bool:
+    """Whether a finished run evaluated ``student``: a record's header says; an experiment's
+    ``evaluate.students`` (every student where the param is absent: runs made before it)."""
+    if "students" in row:
+        return student in row["students"]
+    chosen = (row.get("params") or {}).get("evaluate.students")
+    return chosen is None or student in chosen
+
+
+def arm_source(runs: dict[str, dict[str, Any]], arm: str) -> tuple[dict[str, Any], str] | None:
+    """The run (of ``runs``, one seed's by run kind) and the student that hold ``arm``, or None."""
+    for kind, student in ARMS[arm]:
+        if kind in runs and holds(runs[kind], student):
+            return runs[kind], student
+    return None
 
 
 def finished(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -102,12 +131,13 @@ def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str],
     if "ecd" not in strategies:
         raise EcdError("a study compares with ECD's pairs: --strategies must include ecd")
     done = finished(exp_rows(exp_show()))
-    recorded = {r["name"] for r in record_rows(profile, records)}
-    for name in sorted(set(done) - recorded):  # a run finished before its record was written
+    kept = {r["name"]: r for r in record_rows(profile, records)}
+    for name in sorted(set(done) - set(kept)):  # a run finished before its record was written
         if name.startswith(f"{profile}-"):
             record(profile, done[name], records)
+    recorded = set(kept)
     ran = []
-    todo = [(n, s) for n, s in plan(profile, seeds, strategies, guard_ablation) if n not in done and n not in recorded]
+    todo = pending(profile, plan(profile, seeds, strategies, guard_ablation), kept | done)
     for i, (name, sets) in enumerate(todo, 1):
         print(f"study: {name} ({i} of {len(todo)}; {len(done | dict.fromkeys(recorded))} finished before)", flush=True)
         if run_profile(profile, name, [*sets, *extra]) != 0:
@@ -116,6 +146,18 @@ def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str],
         print(f"study: {name} recorded in {path} (commit it to keep the evidence)", flush=True)
         ran.append(name)
     return ran
+
+
+def pending(profile: str, steps: list[tuple[str, list[str]]], have: dict[str, dict[str, Any]]
+            ) -> list[tuple[str, list[str]]]:
+    """The steps of :func:`plan` still to run: not finished (``have``: finished runs and records by
+    name), and not a GRPO run whose arm its seed's ECD run holds (a run made before GRPO ran alone)."""
+    def needed(name: str) -> bool:
+        seed = int(name.rsplit("-s", 1)[1])
+        ecd = have.get(run_name(profile, "ecd", seed))
+        return name not in have and not (name == run_name(profile, "grpo", seed) and ecd is not None and holds(ecd, "grpo"))
+
+    return [(n, s) for n, s in steps if needed(n)]
 
 
 def _strategy(name: str) -> str:
@@ -132,7 +174,10 @@ def record(profile: str, row: dict[str, Any], records: Path = RECORDS, read: Any
     answers stay in DVC's cache."""
     name = str(row["name"])
     rev = str(row.get("rev") or name)
-    students = sorted({student for strategy, student in ARMS.values() if strategy == _strategy(name)})
+    students = sorted({student for places in ARMS.values() for kind, student in places
+                       if kind == _strategy(name) and holds(row, student)})
+    if not students:
+        raise EcdError(f"{name}: the run holds none of the study's arms (its evaluate.students)")
     lines = [{"experiment": name, "profile": profile, "rev": rev, "baseline": _baseline_commit(rev),
               "params": {k: v for k, v in sorted((row.get("params") or {}).items()) if v != (row.get("baseline") or {}).get(k)},
               "machine": f"{platform.machine()}, {platform.processor() or platform.system()}, {_cpus()} CPUs",
@@ -175,9 +220,18 @@ def _baseline_commit(rev: str) -> str | None:
 
 
 def record_rows(profile: str, records: Path = RECORDS) -> list[dict[str, Any]]:
-    """The study's runs kept as records, as finished-experiment rows whose rev names the record."""
-    folder = records / profile
-    return [{"name": p.stem, "state": "success", "rev": f"{RECORD_REV}{p}"} for p in sorted(folder.glob("*.jsonl"))]
+    """The study's runs kept as records, as finished-experiment rows whose rev names the record, with
+    the students its header lists."""
+    from ecd.records import read_text
+
+    rows = []
+    for p in sorted((records / profile).glob("*.jsonl")):
+        try:
+            students = list(json.loads(read_text(p).split("\n", 1)[0])["students"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EcdError(f"{p}:1: not a study record's header ({exc})") from exc
+        rows.append({"name": p.stem, "state": "success", "rev": f"{RECORD_REV}{p}", "students": students})
+    return rows
 
 
 def read_record(path: Path, student: str, set_name: str) -> Verdicts:
@@ -242,8 +296,8 @@ class Study:
     prompts: dict[str, list[int]] = field(default_factory=dict)
 
 
-def _seed_runs(done: dict[str, dict[str, Any]], profile: str, seed: int) -> dict[str, dict[str, Any]]:
-    return {s: done[run_name(profile, s, seed)] for s in (*PAIR_STRATEGIES, "noguard") if run_name(profile, s, seed) in done}
+def runs_of_seed(done: dict[str, dict[str, Any]], profile: str, seed: int) -> dict[str, dict[str, Any]]:
+    return {s: done[run_name(profile, s, seed)] for s in RUNS if run_name(profile, s, seed) in done}
 
 
 def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = read_any,
@@ -253,19 +307,19 @@ def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = re
     students answered the same prompts (checked), the seeds' held-out prompts may differ."""
     done = finished(rows)
     seeds = sorted(s for s in {int(n.rsplit("-s", 1)[1]) for n in done if n.rsplit("-s", 1)[-1].isdigit()}
-                   if _seed_runs(done, profile, s))
+                   if runs_of_seed(done, profile, s))
     study = Study(profile, seeds)
     verdicts: dict[tuple[int, str, str], Any] = {}
-    by_seed = {s: _seed_runs(done, profile, s) for s in seeds}
+    by_seed = {s: runs_of_seed(done, profile, s) for s in seeds}
 
     def arm_verdicts(s: int, arm: str, set_name: str) -> Any:
-        strategy, student = ARMS[arm]
-        runs = by_seed[s]
-        if strategy not in runs:
+        source = arm_source(by_seed[s], arm)
+        if source is None:
             return None
+        run, student = source
         key = (s, arm, set_name)
         if key not in verdicts:
-            verdicts[key] = read(str(runs[strategy].get("rev") or runs[strategy]["name"]), student, set_name)
+            verdicts[key] = read(str(run.get("rev") or run["name"]), student, set_name)
         return verdicts[key]
 
     for set_name, mode in COLUMNS:

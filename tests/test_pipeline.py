@@ -23,7 +23,7 @@ from ecd import constraints as C
 from ecd.api import read_round
 from ecd.errors import EcdError
 from ecd.records import read_jsonl
-from ecd.study import OWN_STUDENT_ONLY
+from ecd.study import OWN_SETS
 
 pytestmark = pytest.mark.slow
 
@@ -386,8 +386,8 @@ def test_experiment_reruns_only_downstream(project: Project) -> None:
                       "-S", "pair.match=[]").stdout
     ran = _ran(out)  # a strategy on its own rows: a control and GRPO of its own, still the data half, student and SFT reused
     assert {"pair", "train", "control", "grpo", "evaluate"} <= ran and not ran & {"evolve@r1", "student", "sft"}
-    # a study's run other than ECD's (ecd.study.OWN_STUDENT_ONLY): no GRPO, its own student alone evaluated
-    sets = [a for s in OWN_STUDENT_ONLY for a in ("-S", s)]
+    # a study's run other than ECD's (ecd.study.OWN_SETS): no GRPO, its own student alone evaluated
+    sets = [a for s in OWN_SETS["random"] for a in ("-S", s)]
     out = project.run("dvc", "exp", "run", "--temp", "-n", "own-student", "-S", "pair.strategy=[random]", *sets).stdout
     assert _ran(out) == {"grpo", "evaluate"}, _ran(out)
     assert "grpo: not run (train.grpo.enabled: false)" in out

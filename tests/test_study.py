@@ -13,22 +13,40 @@ import numpy as np
 import pytest
 
 from ecd.errors import EcdError
-from ecd.study import ARMS, COMPARISONS, COLUMNS, NO_GUARD, OWN_STUDENT_ONLY, chart, markdown, plan, run, seeds_needed, summarise
+from ecd.study import (ARMS, COLUMNS, COMPARISONS, OWN_SETS, chart, holds, markdown, pending, plan, run, seeds_needed,
+                       summarise)
 from ecd.uncertainty import Verdicts, seed_interval
 
 
 def test_plan_runs_seed_by_seed_ecd_first_on_matched_rows() -> None:
     steps = plan("smollm2", [0, 1], ["ecd", "random", "model_gap"])
     assert [n for n, _ in steps] == ["smollm2-ecd-rpo-s0", "smollm2-random-rpo-s0", "smollm2-model_gap-rpo-s0",
-                                     "smollm2-ecd-rpo-s1", "smollm2-random-rpo-s1", "smollm2-model_gap-rpo-s1"]
+                                     "smollm2-grpo-rpo-s0", "smollm2-ecd-rpo-s1", "smollm2-random-rpo-s1",
+                                     "smollm2-model_gap-rpo-s1", "smollm2-grpo-rpo-s1"]
     sets = dict(steps)["smollm2-random-rpo-s1"]
     assert "pair.match=[ecd,random,model_gap]" in sets and "pair.strategy=[random]" in sets
     assert {"train.seed=1", "student.seed=1", "pair.seed=1", "train.dpo.loss_type=[sigmoid,sft]"} <= set(sets)
-    # the seed's ECD run holds the shared arms: the others train no GRPO and evaluate their own student alone
-    assert set(OWN_STUDENT_ONLY) <= set(sets) and not set(OWN_STUDENT_ONLY) & set(dict(steps)["smollm2-ecd-rpo-s1"])
+    # each run evaluates only the arms it holds: ECD's with the shared ones, the others their own student
+    assert {"train.grpo.enabled=false", "evaluate.students=[preference]"} <= set(sets)
+    assert "evaluate.students=[base,control,preference]" in dict(steps)["smollm2-ecd-rpo-s1"]
+    # GRPO alone, on ECD's cell (the seed's preference training restored by DVC's run-cache)
+    ecd_cell = [x for x in dict(steps)["smollm2-ecd-rpo-s1"] if x not in OWN_SETS["ecd"]]
+    assert dict(steps)["smollm2-grpo-rpo-s1"] == [*ecd_cell, "evaluate.students=[grpo]"]
     ablated = plan("smollm2", [0, 1], ["ecd", "random"], guard_ablation=[0])
-    assert [n for n, _ in ablated][:3] == ["smollm2-ecd-rpo-s0", "smollm2-random-rpo-s0", "smollm2-noguard-rpo-s0"]
-    assert dict(ablated)["smollm2-noguard-rpo-s0"] == [*dict(ablated)["smollm2-ecd-rpo-s0"], *NO_GUARD]
+    assert [n for n, _ in ablated][:4] == ["smollm2-ecd-rpo-s0", "smollm2-random-rpo-s0", "smollm2-grpo-rpo-s0",
+                                           "smollm2-noguard-rpo-s0"]
+    guardless = dict(ablated)["smollm2-noguard-rpo-s0"]
+    assert guardless == [*dict(ablated)["smollm2-grpo-rpo-s0"][:-1], *OWN_SETS["noguard"]]
+
+
+def test_a_grpo_run_is_pending_unless_its_seeds_ecd_run_holds_grpo() -> None:
+    steps = plan("smollm2", [0, 1], ["ecd", "random"])
+    older = {"name": "smollm2-ecd-rpo-s0", "students": ["base", "control", "grpo", "preference"]}  # a record's header
+    newer = {"name": "smollm2-ecd-rpo-s1", "params": {"evaluate.students": ["base", "control", "preference"]}}
+    have = {older["name"]: older, newer["name"]: newer}
+    assert [n for n, _ in pending("smollm2", steps, have)] == ["smollm2-random-rpo-s0", "smollm2-random-rpo-s1",
+                                                              "smollm2-grpo-rpo-s1"]
+    assert holds(older, "grpo") and not holds(newer, "grpo") and holds({"params": {}}, "grpo")  # before the param: all
 
 
 def test_a_study_without_ecd_is_refused_before_anything_runs() -> None:
@@ -96,6 +114,21 @@ def test_summary_pools_seeds_for_every_arm_against_control_and_ecd() -> None:
     spec = chart(study).spec
     assert len(spec["data"]["values"]) == sum(len(c) for c in study.cells.values()) == len(COMPARISONS) * len(COLUMNS)
     assert seeds_needed(ecd, ecd.mde / 2) == 12  # half the detectable effect: four times the seeds
+
+
+def test_grpo_is_read_from_its_own_run_or_from_an_older_ecd_run() -> None:
+    rows, answers = _study([0, 1], {0: ["ecd", "random"], 1: ["ecd", "random"]})  # seed 0: GRPO in its ECD run
+    ecd1 = next(r for r in rows if r["name"] == "smollm2-ecd-rpo-s1")
+    ecd1["params"] = {"evaluate.students": ["base", "control", "preference"]}  # seed 1: GRPO a run of its own
+    alone = {k: _verdicts(np.ones(len(v), dtype=bool), f"{k}1-" if k == "heldout" else k)
+             for k, v in answers["smollm2-ecd-rpo-s1"]["control"].items()}
+    answers["smollm2-grpo-rpo-s1"] = {"grpo": alone}
+    rows.append({"name": "smollm2-grpo-rpo-s1", "state": "success", "rev": "smollm2-grpo-rpo-s1",
+                 "params": {"evaluate.students": ["grpo"]}})
+    study = summarise(rows, "smollm2", read=lambda rev, model, s: answers[rev][model][s], resamples=500)
+    assert study.scores["grpo"][("ifeval", "strict")] == [
+        answers["smollm2-ecd-rpo-s0"]["grpo"]["ifeval"].follow_all["strict"].mean(), 1.0]
+    assert study.cells[("grpo", "control")][("ifeval", "strict")].seeds == [0, 1]
 
 
 def test_the_chart_renders_offline(tmp_path) -> None:
