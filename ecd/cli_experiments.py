@@ -139,7 +139,8 @@ def study_report(
     experiments and, for runs not among them, from their records in docs/study/PROFILE/."""
     from ecd.charts import render
     from ecd.records import write_text
-    from ecd.study import chart, markdown, study_rows, summarise
+    from ecd.study import study_rows, summarise
+    from ecd.study_report import chart, markdown
 
     resamples, seed = bootstrap_settings()
     study = summarise(study_rows(profile), profile, resamples=resamples, seed=seed)
@@ -167,7 +168,7 @@ def study_why(
                                type_scores)
     from ecd.grid import exp_rows, exp_show
     from ecd.seed_runs import read_records_at
-    from ecd.study import ARMS, PAIR_STRATEGIES, runs_of_seed, arm_source, finished, run_name
+    from ecd.study import ARMS, PAIR_STRATEGIES, arm_source, finished, run_name, runs_of_seed
 
     runs = runs_of_seed(finished(exp_rows(exp_show())), profile, seed)
     if "ecd" not in runs:

@@ -18,7 +18,7 @@ PARTS: dict[str, set[str]] = {
     "data": {"seeds", "rounds", "sampling", "evolve", "screening", "judge", "verification", "split", "pairing", "pair_stream", "pairs", "hub"},
     "training": {"student", "training", "tracking", "trl_patch", "rewards", "grpo"},
     "evaluation": {"evaluation", "uncertainty"},
-    "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "diagnosis", "viewer"},
+    "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "study_report", "diagnosis", "viewer"},
     "entry": {"cli", "cli_experiments", "api", "__init__"},  # __init__: the API's names, loaded on use
 }
 #: declarative tables (one class per constraint type, the params schema): long, but read one entry at a time

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from ecd.errors import EcdError
-from ecd.study import (ARMS, COLUMNS, COMPARISONS, OWN_SETS, chart, holds, markdown, pending, plan, run, seeds_needed,
-                       summarise)
+from ecd.study import ARMS, COLUMNS, COMPARISONS, OWN_SETS, holds, pending, plan, run, summarise
+from ecd.study_report import chart, markdown, seeds_needed
 from ecd.uncertainty import Verdicts, seed_interval
 
 
