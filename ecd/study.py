@@ -7,14 +7,14 @@ and one GRPO run a seed (``<profile>-grpo-rpo-s<seed>``). Each strategy pairs th
 GRPO run (the ``control`` and ``grpo`` stages read the rows, not the negatives): the ECD run evaluates
 the untrained model and the control with its own student, the other strategies' runs their own
 student alone, the GRPO run GRPO alone (:data:`OWN_SETS`), so that every run is one unit of about an
-hour or less and none makes another's arms again. ``run`` runs what has not finished, one experiment at a time; a stopped
-study resumes from DVC's run-cache and the call cache. After each run it writes the run's record
-(:func:`record`): the per-prompt verdicts of the students the study reads from it, small enough to
-commit, so that the evidence behind a study's table travels with the code and a study can be
-pooled over machines and sittings that share nothing but git. ``report`` reads every finished run's
-per-prompt verdicts (from DVC's cache, else from its record) and gives each arm against the control
-and against ECD on every set, seeds pooled (:func:`ecd.uncertainty.seed_interval`), with the
-smallest effect the study could detect.
+hour or less and none makes another's arms again. ``run`` runs what has not finished, one
+experiment at a time; a stopped study resumes from DVC's run-cache and the call cache. After each
+run it writes the run's record (:func:`record`): the per-prompt verdicts of the students the study
+reads from it, small enough to commit, so that the evidence behind a study's table travels with the
+code and a study can be pooled over machines and sittings that share nothing but git.
+:func:`summarise` reads every finished run's per-prompt verdicts (from DVC's cache, else from its
+record) and gives each arm against the control and against ECD on every set, seeds pooled
+(:func:`ecd.uncertainty.seed_interval`), with the smallest effect the study could detect.
 """
 
 from __future__ import annotations
