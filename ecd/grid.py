@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from ecd.errors import EcdError
-from ecd.params import PAIR_STRATEGIES as STRATEGIES, one_of
+from ecd.params import EXTRA_STRATEGIES, PAIR_STRATEGIES as STRATEGIES, one_of
 
 #: the grid's losses: name → (TRL loss types, weights)
 LOSSES: dict[str, tuple[list[str], list[float]]] = {
@@ -32,10 +32,12 @@ def _list(values: list[Any]) -> str:
 
 def experiments(strategies: list[str], losses: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
     """(name, ``-S`` overrides) per cell and seed. Every cell pairs the same rows (``pair.match``:
-    the grid's strategies), so that a seed's strategies differ in their negatives alone and share
+    the grid's strategies less the extra arms of ``EXTRA_STRATEGIES``, which pair those rows too,
+    so that adding one changes no other cell), so that a seed's strategies differ in their negatives alone and share
     one SFT-only control; a seed sets the student's, the pairs' and training's seeds (not the
     held-out split's, which stays put so that every run is scored on the same prompts)."""
     out = []
+    matched = [s for s in strategies if s not in EXTRA_STRATEGIES]  # an extra arm reads the others' rows
     for strategy in strategies:
         try:
             one_of(strategy, STRATEGIES, "strategy")
@@ -47,7 +49,7 @@ def experiments(strategies: list[str], losses: list[str], seeds: list[int]) -> l
             types, weights = LOSSES[loss]
             for seed in seeds:
                 out.append((f"{strategy}-{loss}-s{seed}", [
-                    f"pair.strategy={_list([strategy])}", f"pair.match={_list(strategies)}",
+                    f"pair.strategy={_list([strategy])}", f"pair.match={_list(matched)}",
                     f"train.dpo.loss_type={_list(types)}", f"train.dpo.loss_weights={_list(weights)}",
                     f"train.seed={seed}", f"student.seed={seed}", f"pair.seed={seed}",
                 ]))

@@ -2,7 +2,8 @@
 
 ``ecd.pairing.build_pairs`` holds every step, and so every instruction and answer, at once: about
 0.3 MB a seed. Here the steps are read a chunk of seeds at a time (``ecd.rounds``); each strategy
-turns a chunk into pairs with the same functions, and each pair is kept as a :class:`Stub`, the pair
+turns a chunk into pairs with the same functions (``seed_answer`` keeps each seed's R(0) as it
+goes: rounds are read in order, so a chain's first step, which holds it, comes before the others), and each pair is kept as a :class:`Stub`, the pair
 less its texts (prompt, answers and kwargs, which come back from the round files by id). Matching,
 deduplication, the split and the order (``ecd.pairing.combine``) read stubs as they read pairs.
 :func:`write_split` then joins the texts back a pair at a time and writes through ``datasets``'
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ecd.pairing import (Checker, chosen_passes, combine, ecd_pairs, model_gap_pairs, random_draws, random_pair,
-                         random_pairs_of, weak_instructions)
+                         random_pairs_of, seed_answer_pairs, weak_instructions)
 from ecd.errors import EcdError
 from ecd.params import PairParams
 from ecd.records import content_id
@@ -85,6 +86,7 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
     shared: dict[Any, Any] = {}
     made: dict[str, tuple[list[Any], Counter[str]]] = {s: ([], Counter()) for s in wanted}
     usable: list[_Usable] = []
+    seed_answers: dict[str, Response] = {}  # seed_answer's R(0) by root id, one answer a seed
     count = 0
 
     def steps() -> Iterator[list[Step]]:
@@ -97,6 +99,10 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
             pairs, causes = ecd_pairs(chunk, params)
             made["ecd"][0].extend(_stubs(pairs, shared))
             made["ecd"][1].update(causes)
+        if "seed_answer" in made:
+            pairs, causes = seed_answer_pairs(chunk, params, check, seed_answers)
+            made["seed_answer"][0].extend(_stubs(pairs, shared))
+            made["seed_answer"][1].update(causes)
         usable += [_Usable(s) for s in chunk if chosen_passes(s)]
     if "random" in made:
         ordered = sorted(usable, key=lambda u: (u["root_id"], u["chain"], u["round"]))

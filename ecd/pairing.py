@@ -6,7 +6,9 @@ kept only when that holds as checked — the chosen response passes every constr
 one misses at least ``min_missed`` of them, one of them new, and still passes at least
 ``min_rejected_pass_fraction`` of them. ``model_gap`` pairs put a strong model's verified answer
 over a weak model's answer to the same instruction; ``random`` pairs put it over another seed's
-answer (the baseline). Strategies combine.
+answer (the baseline); ``seed_answer`` pairs put it over R(0), the answer to the seed instruction the
+chain started from: the same task, with none of the added requirements attempted (an extra arm
+between ECD's one-requirement contrast and random's off-task one). Strategies combine.
 
 The table the pairs are saved as, and its card, are ``ecd.pairs``; the split is ``ecd.split``.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ecd.contrast import hard_negative_flaw, pass_fraction
@@ -132,6 +134,49 @@ def random_pairs_of(usable: Sequence[Any], params: PairParams, check: Checker, s
         else:
             out.append(pair)
     return out, dropped
+
+
+def is_seed_answer(step: Step) -> bool:
+    """Whether the step's rejected answer is R(0), the answer to its seed instruction (a chain's
+    first step: every root's chains start from its round-0 answer)."""
+    return step["rejected"]["instruction_id"] == step["root_id"]
+
+
+def seed_answer_pair(step: Step, seed_answer: Response | None, params: PairParams, check: Checker
+                     ) -> tuple[Pair | None, str | None]:
+    """The step's chosen R(t) over ``seed_answer``, the chain's R(0), or the reason for none: the
+    same task as the chosen answer, none of I(t)'s added requirements attempted. It misses at least
+    the requirement round 1 drew (evolution draws requirements the current answer misses), so
+    nearly every ECD row has one."""
+    if not chosen_passes(step):
+        return None, "chosen_fails"
+    if seed_answer is None:
+        return None, "no_seed_answer"
+    results = check(seed_answer["text"], step["instruction"]["constraints"])
+    if not _misses_enough(results, params):
+        return None, "rejected_passes"
+    return make_pair("seed_answer", step, seed_answer, results, params.curriculum), None
+
+
+def seed_answer_pairs(steps: Iterable[Step], params: PairParams, check: Checker,
+                      seed_answers: dict[str, Response] | None = None) -> tuple[list[Pair], Counter[str]]:
+    """Every step's :func:`seed_answer_pair`. ``seed_answers`` (R(0) by root id) is read and filled
+    from the steps' own rejected answers (a chain's first step holds it), so that round files read
+    in chunks, round by round, find each root's R(0) before the chain's later steps need it."""
+    found: dict[str, Response] = {} if seed_answers is None else seed_answers
+    steps = list(steps)
+    for step in steps:
+        if is_seed_answer(step):
+            found.setdefault(step["root_id"], step["rejected"])
+    made: list[Pair] = []
+    causes: Counter[str] = Counter()
+    for step in steps:
+        pair, cause = seed_answer_pair(step, found.get(step["root_id"]), params, check)
+        if pair is None:
+            causes[str(cause)] += 1
+        else:
+            made.append(pair)
+    return made, causes
 
 
 def random_draws(usable: Sequence[Any], params: PairParams) -> Iterator[list[int]]:
@@ -268,6 +313,8 @@ def strategy_pairs(strategy: StrategyName, steps: list[Step], params: PairParams
         return ecd_pairs(steps, params)
     if strategy == "random":
         return random_pairs(steps, params, check)
+    if strategy == "seed_answer":
+        return seed_answer_pairs(steps, params, check)
     return model_gap_pairs(steps, weak or {}, params, check)
 
 
@@ -310,8 +357,11 @@ def combine(made_by: Mapping[str, tuple[list[Any], Counter[str]]], params: PairP
             causes["duplicate"] += len(made) - len(at_step) + sum(k[0] in chosen and chosen[k[0]] != k for k in at_step)
             causes["unmatched"] += sum(k[0] not in chosen for k in at_step)
             for key in chosen.values():
-                pair = at_step[key]
-                pairs[pair["id"]] = pair
+                pair = at_step.get(key)  # a strategy outside the match (an extra arm) may lack a row
+                if pair is None:
+                    causes["no_pair_on_matched_row"] += 1
+                else:
+                    pairs[pair["id"]] = pair
             dropped[strategy] = causes
     else:
         for strategy in params.strategy:

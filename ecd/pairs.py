@@ -116,6 +116,8 @@ Built by ecd (Evolutionary Contrastive Distillation). Strategies in this set: $s
   and passes at least $min_pass of I(t)'s requirements.
 - `model_gap`: the strong model's verified answer over the weak model's answer to the same instruction.
 - `random`: the verified answer over another seed's answer (a baseline).
+- `seed_answer`: the verified answer over R(0), the answer to the seed instruction the chain evolved
+  from: the same task, none of the added requirements attempted.
 
 | | |
 |---|---|

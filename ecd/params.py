@@ -227,17 +227,21 @@ class VerifyParams(_Section):
     min_chars: int = Field(default=1, ge=1, le=10_000_000)
 
 
-StrategyName = Literal["ecd", "random", "model_gap"]
+StrategyName = Literal["ecd", "random", "model_gap", "seed_answer"]
 #: the evaluation sets
 SetName = Literal["heldout", "ifeval", "ifbench"]
 #: the students the evaluate stage can answer with (``ecd.layout.STUDENTS``, in that order)
 StudentName = Literal["base", "sft", "control", "preference", "grpo"]
 PAIR_STRATEGIES: tuple[str, ...] = get_args(StrategyName)
+#: strategies tried as extra arms on the rows the others match: allowed outside ``pair.match``, where
+#: each pairs the matched rows it can (so that adding one to a study changes no other arm's rows)
+EXTRA_STRATEGIES: tuple[str, ...] = ("seed_answer",)
 
 
 class PairParams(_Section):
     #: one strategy or a list of them, combined and deduplicated: ``ecd`` (hard negative R(t-1)),
-    #: ``model_gap`` (strong model's answer over the weak model's), ``random`` (another seed's answer)
+    #: ``model_gap`` (strong model's answer over the weak model's), ``random`` (another seed's answer),
+    #: ``seed_answer`` (R(0), the chain's answer to its seed instruction: an extra arm)
     strategy: list[StrategyName] = Field(default_factory=lambda: list[StrategyName](["ecd"]))
     #: matched rows: the strategies whose arms are compared. Non-empty, every strategy of this list
     #: gives a rejected answer on exactly the same rows (instruction, chosen answer): a row is kept
@@ -279,10 +283,10 @@ class PairParams(_Section):
     @model_validator(mode="after")
     def _matched(self) -> "PairParams":
         if self.match:
-            outside = [s for s in self.strategy if s not in self.match]
+            outside = [s for s in self.strategy if s not in self.match and s not in EXTRA_STRATEGIES]
             if outside:
                 raise ValueError(f"pair.strategy {outside} is not in pair.match {self.match}: with matched rows "
-                                 "every strategy run must be one of the matched ones")
+                                 f"every strategy run must be one of the matched ones (or an extra arm: {list(EXTRA_STRATEGIES)})")
             if self.curriculum in ("missed", "gap"):
                 raise ValueError(f"curriculum {self.curriculum!r} orders by the rejected side, which matched rows "
                                  "vary by strategy; use 'round' or 'none' with pair.match")

@@ -33,7 +33,7 @@ Glossary — one word, one thing:
 - **step**: an accepted round of a chain: I(t), its verified answer R(t), and R(t-1).
 - **pair**: a preference row (prompt, chosen, rejected); a **row** is a pair without its rejected
   side (``row_id``), what matched strategies share.
-- **strategy**: how a pair's rejected answer is found (``ecd``, ``model_gap``, ``random``).
+- **strategy**: how a pair's rejected answer is found (``ecd``, ``model_gap``, ``random``, ``seed_answer``).
 - **student**: a model trained here: ``base`` (before training), ``sft``, ``control`` (SFT-only, on
   the pairs' rows) and ``preference`` (stage ``train``, trained with the preference loss of
   ``train.dpo.loss_type``, RPO by default: ``train.dpo`` is named for TRL's DPO trainer, which runs
@@ -201,7 +201,7 @@ class Pair(TypedDict):
     prompt: list[Message]
     chosen: list[Message]
     rejected: list[Message]
-    strategy: Literal["ecd", "model_gap", "random"]
+    strategy: Literal["ecd", "model_gap", "random", "seed_answer"]
     root_id: str
     chain: str
     round: int

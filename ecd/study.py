@@ -1,6 +1,7 @@
 """The study: does a way of building pairs make a better student? Arms on matched rows over seeds.
 
-A study is the grid's RPO cells for every pair strategy (``ecd``, ``random``, ``model_gap``), under a
+A study is the grid's RPO cells for every pair strategy (``ecd``, ``random``, ``model_gap``; and
+``seed_answer``, an extra arm, where asked: it pairs the rows the others match), under a
 params profile, one DVC experiment per strategy and seed, named ``<profile>-<strategy>-rpo-s<seed>``,
 and one GRPO run a seed (``<profile>-grpo-rpo-s<seed>``). Each strategy pairs the same rows
 (``pair.match``), so one seed's runs share their untrained model, their SFT-only control and their
@@ -41,6 +42,7 @@ ARMS: dict[str, tuple[tuple[str, str], ...]] = {
     "ecd": (("ecd", "preference"),),
     "random": (("random", "preference"),),
     "model_gap": (("model_gap", "preference"),),
+    "seed_answer": (("seed_answer", "preference"),),
     "grpo": (("grpo", "grpo"), ("ecd", "grpo")),
     "grpo_noguard": (("noguard", "grpo"),),
 }
@@ -56,13 +58,15 @@ OWN_SETS: dict[str, list[str]] = {
     "ecd": ["train.grpo.enabled=false", "evaluate.students=[base,control,preference]"],
     "random": ["train.grpo.enabled=false", "evaluate.students=[preference]"],
     "model_gap": ["train.grpo.enabled=false", "evaluate.students=[preference]"],
+    "seed_answer": ["train.grpo.enabled=false", "evaluate.students=[preference]"],
     "grpo": ["evaluate.students=[grpo]"],
     "noguard": ["train.grpo.reward_weights.task_guard=0", "evaluate.students=[grpo]"],
 }
 #: what each arm is compared with: every arm against the SFT-only control, the others against ECD
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("untrained", "control"), ("ecd", "control"), ("random", "control"), ("model_gap", "control"), ("grpo", "control"),
-    ("random", "ecd"), ("model_gap", "ecd"), ("grpo", "ecd"), ("grpo", "grpo_noguard"),
+    ("seed_answer", "control"), ("random", "ecd"), ("model_gap", "ecd"), ("seed_answer", "ecd"), ("grpo", "ecd"),
+    ("grpo", "grpo_noguard"),
 )
 #: (set, mode) columns: prompt level on every set, and IFBench's headline, loose
 COLUMNS: tuple[tuple[str, str], ...] = (("heldout", "strict"), ("ifeval", "strict"), ("ifbench", "strict"), ("ifbench", "loose"))

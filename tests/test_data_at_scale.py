@@ -67,6 +67,7 @@ def _weak_rule(instructions: list[Instruction]) -> dict[str, Response]:
     {"strategy": ["ecd", "random"], "match": ["ecd", "random"]},
     {"strategy": ["ecd", "random", "model_gap"], "match": ["ecd", "random", "model_gap"], "weak_limit": 25},
     {"strategy": ["model_gap", "ecd"], "match": [], "curriculum": "missed"},
+    {"strategy": ["seed_answer"], "match": ["ecd", "random"]},
 ])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_streamed_pairs_are_the_pairs_made_in_memory(data_half: Project, pair_params: dict[str, Any], workers: int) -> None:

@@ -131,7 +131,8 @@ def _ecd_steps() -> list[dict]:
                 "instruction": {"id": f"{seed['id']}-{rnd}", "text": seed["text"] + f" ({rnd})", "constraints": cons,
                                 "reference": seed["reference"]},
                 "chosen": {"id": f"{seed['id']}-a{rnd}", "text": text, "model": "programmatic:v1"},
-                "rejected": {"id": f"{seed['id']}-a{rnd - 1}", "text": prev_text, "model": "programmatic:v1"},
+                "rejected": {"id": f"{seed['id']}-a{rnd - 1}", "text": prev_text, "model": "programmatic:v1",
+                             "instruction_id": seed["root_id"] if rnd == 1 else f"{seed['id']}-{rnd - 1}"},
                 "chosen_results": check_all(text, cons), "rejected_results": check_all(prev_text, cons),
                 "new_constraints": [tid],
             })
@@ -204,6 +205,39 @@ def test_matched_rows_differ_in_the_negative_only(tmp_path: Path) -> None:
     assert files[0] == files[1]
     with pytest.raises(ValueError, match="not in pair.match"):
         PairParams(strategy=["model_gap"], match=["ecd", "random"])
+
+
+def test_seed_answer_is_an_extra_arm_on_the_matched_rows_with_r0_as_the_negative(tmp_path: Path) -> None:
+    """``seed_answer`` pairs the rows ECD and random match (it is outside ``pair.match``, so adding it
+    changes no other arm's rows, nor the control's rows file) with the chain's R(0) as the negative:
+    the seed's own answer, which misses more of I(t) than R(t-1) does."""
+    steps = _ecd_steps()
+    r0 = {s["root_id"]: s["rejected"]["text"] for s in steps if s["round"] == 1}
+    runs = {s: build_pairs(steps, PairParams(strategy=[s], match=["ecd", "random"], min_rejected_pass_fraction=0.0))
+            for s in ("ecd", "seed_answer")}
+    ecd_train, seed_train = runs["ecd"][0], runs["seed_answer"][0]
+    assert seed_train and [p["row_id"] for p in seed_train] == [p["row_id"] for p in ecd_train]
+    assert {p["strategy"] for p in seed_train} == {"seed_answer"}
+    for p in seed_train + runs["seed_answer"][1]:
+        assert p["rejected"][0]["content"] == r0[p["root_id"]]
+        step = next(s for s in steps if s["instruction"]["id"] == p["instruction_id"])
+        checked = check_all(r0[p["root_id"]], step["instruction"]["constraints"])
+        assert p["missed_constraints"] == [r["id"] for r in checked if not r["passed"]] != []
+    later = [(e, s) for e, s in zip(ecd_train, seed_train) if e["round"] >= 2]
+    assert later and any(e["rejected"] != s["rejected"] for e, s in later)
+    assert sum(len(s["missed_constraints"]) for _, s in later) > sum(len(e["missed_constraints"]) for e, _ in later)
+    assert runs["seed_answer"][2]["matched_rows"] == runs["ecd"][2]["matched_rows"]
+    assert runs["seed_answer"][2]["dropped_by_cause"]["seed_answer"].get("no_pair_on_matched_row", 0) == 0
+    files = []
+    for s in ("ecd", "seed_answer"):
+        save_rows(tmp_path / f"{s}.parquet", runs[s][0])
+        files.append((tmp_path / f"{s}.parquet").read_bytes())
+    assert files[0] == files[1]
+    # a seed whose R(0) is not among the steps gives no seed_answer pair, counted on its matched rows
+    cut = [s for s in steps if not (s["round"] == 1 and s["root_id"] == steps[0]["root_id"])]
+    _, _, metrics = build_pairs(cut, PairParams(strategy=["seed_answer"], match=["ecd", "random"], min_rejected_pass_fraction=0.0))
+    lost = metrics["dropped_by_cause"]["seed_answer"]
+    assert lost["no_seed_answer"] >= 1 and lost.get("no_pair_on_matched_row", 0) >= 1
 
 
 def test_a_matched_weak_model_answers_only_instructions_a_matched_row_can_come_from(tiny_model: Path) -> None:

@@ -37,6 +37,11 @@ def test_plan_runs_seed_by_seed_ecd_first_on_matched_rows() -> None:
                                            "smollm2-noguard-rpo-s0"]
     guardless = dict(ablated)["smollm2-noguard-rpo-s0"]
     assert guardless == [*dict(ablated)["smollm2-grpo-rpo-s0"][:-1], *OWN_SETS["noguard"]]
+    # the extra arm pairs the rows the others match: adding it changes no other run's overrides
+    extra = dict(plan("smollm2", [1], ["ecd", "random", "model_gap", "seed_answer"]))
+    assert all(extra[n] == sets for n, sets in steps if n in extra)
+    assert "pair.match=[ecd,random,model_gap]" in extra["smollm2-seed_answer-rpo-s1"]
+    assert "pair.strategy=[seed_answer]" in extra["smollm2-seed_answer-rpo-s1"]
 
 
 def test_a_grpo_run_is_pending_unless_its_seeds_ecd_run_holds_grpo() -> None:
@@ -69,7 +74,7 @@ def _study(seeds: list[int], strategies: dict[int, list[str]]) -> tuple[list[dic
         base = {k: rng.random(v) < 0.2 for k, v in n.items()}
         ctl = {k: base[k] | (rng.random(len(v)) < 0.1) for k, v in base.items()}
         for strategy in strategies[s]:
-            lift = {"ecd": 0.25, "random": 0.05, "model_gap": 0.02, "noguard": 0.25}[strategy]
+            lift = {"ecd": 0.25, "random": 0.05, "model_gap": 0.02, "seed_answer": 0.1, "noguard": 0.25}[strategy]
             pref = {k: v | (rng.random(len(v)) < lift) for k, v in ctl.items()}
             if strategy == "noguard":  # the ECD run again: the same students but GRPO, which gained more
                 pref = answers[f"smollm2-ecd-rpo-s{s}"]["preference"]
@@ -83,8 +88,8 @@ def _study(seeds: list[int], strategies: dict[int, list[str]]) -> tuple[list[dic
 
 
 def test_summary_pools_seeds_for_every_arm_against_control_and_ecd() -> None:
-    rows, answers = _study([0, 1, 2], {0: ["ecd", "random", "model_gap", "noguard"], 1: ["ecd", "random", "model_gap"],
-                                       2: ["ecd", "random"]})
+    rows, answers = _study([0, 1, 2], {0: ["ecd", "random", "model_gap", "seed_answer", "noguard"],
+                                       1: ["ecd", "random", "model_gap"], 2: ["ecd", "random"]})
     study = summarise(rows, "smollm2", read=lambda rev, model, s: answers[rev][model][s], resamples=4000)
     assert study.seeds == [0, 1, 2] and set(study.scores) == set(ARMS)
     assert set(study.cells) == set(COMPARISONS)
@@ -93,6 +98,7 @@ def test_summary_pools_seeds_for_every_arm_against_control_and_ecd() -> None:
                        - answers[f"smollm2-ecd-rpo-s{s}"]["control"]["ifeval"].follow_all["strict"].mean() for s in range(3)])
     assert ecd.delta == pytest.approx(by_hand) and ecd.lo < ecd.delta < ecd.hi and ecd.lo > 0 and ecd.seeds == [0, 1, 2]
     assert study.cells[("model_gap", "ecd")][("ifeval", "strict")].seeds == [0, 1]  # seed 2 has no model_gap run
+    assert study.cells[("seed_answer", "ecd")][("ifeval", "strict")].seeds == [0]  # the extra arm, where it ran
     assert study.cells[("grpo", "control")][("ifbench", "loose")].delta == 0.0  # GRPO answered as the control did
     unguarded = study.cells[("grpo", "grpo_noguard")][("ifeval", "strict")]  # the ablation, seed 0 only
     assert unguarded.seeds == [0] and unguarded.delta < 0
