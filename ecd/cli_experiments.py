@@ -102,14 +102,17 @@ def study_run(
     set_: list[str] = typer.Option([], "--set", "-S", help="extra params for every experiment, as dvc's -S"),
     guard_ablation: str = typer.Option("0", help="comma-separated seeds that also run GRPO without its task guard "
                                                  "('' for none)"),
+    grpo: bool = typer.Option(True, "--grpo/--no-grpo", help="run the GRPO arms (--no-grpo: the pair strategies' "
+                                                             "arms alone, GRPO in a later call)"),
 ) -> None:
     """Run every experiment of the study that has not finished, one at a time (resumable: stop it
     any time; finished runs, DVC's run-cache and the call cache carry over), and write each finished
     run's record in docs/study/PROFILE/ (its per-prompt verdicts: commit them to keep the evidence)."""
     from ecd.study import run
 
-    ran = run(profile, _ints(random_seeds), strategies.split(","), set_, _ints(guard_ablation))
-    out.print(f"study: {len(ran)} experiments run; the study is complete: `ecd study report {profile}`")
+    ran = run(profile, _ints(random_seeds), strategies.split(","), set_, _ints(guard_ablation), grpo=grpo)
+    done = "the study is complete" if grpo else "its pair strategies' arms are complete (GRPO: without --no-grpo)"
+    out.print(f"study: {len(ran)} experiments run; {done}: `ecd study report {profile}`")
 
 
 @study_app.command("record")

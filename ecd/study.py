@@ -80,16 +80,19 @@ def run_name(profile: str, strategy: str, seed: int) -> str:
     return f"{profile}-{strategy}-rpo-s{seed}"
 
 
-def plan(profile: str, seeds: list[int], strategies: list[str], guard_ablation: list[int] | None = None
-         ) -> list[tuple[str, list[str]]]:
+def plan(profile: str, seeds: list[int], strategies: list[str], guard_ablation: list[int] | None = None,
+         grpo: bool = True) -> list[tuple[str, list[str]]]:
     """(experiment name, ``-S`` overrides) in the order they run: seed by seed, ECD first, then the
     other strategies, then GRPO (:data:`RUNS`), so that a stopped study has whole seeds and the arms
     every run of a seed shares come with its first; a seed of ``guard_ablation`` ends with GRPO
-    without its task guard."""
+    without its task guard. ``grpo`` false leaves out both GRPO runs (the pair strategies' arms over
+    every seed first, GRPO, the longest run of a seed, in a later call)."""
     cells = {name: sets for name, sets in experiments(strategies, ["rpo"], seeds)}
     out = []
     for seed in seeds:
         out += [(run_name(profile, s, seed), cells[f"{s}-rpo-s{seed}"] + OWN_SETS[s]) for s in strategies]
+        if not grpo:
+            continue
         out.append((run_name(profile, "grpo", seed), cells[f"ecd-rpo-s{seed}"] + OWN_SETS["grpo"]))
         if seed in (guard_ablation or []):
             out.append((run_name(profile, "noguard", seed), cells[f"ecd-rpo-s{seed}"] + OWN_SETS["noguard"]))
@@ -123,7 +126,7 @@ def finished(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str], guard_ablation: list[int] | None = None,
-        records: Path = RECORDS) -> list[str]:
+        records: Path = RECORDS, grpo: bool = True) -> list[str]:
     """Run every experiment of the study that has not finished (as a DVC experiment or as a record
     in ``records``), in :func:`plan`'s order, each as ``ecd profile run`` does (``dvc exp run --temp``
     with the profile's params), and write each finished run's record; returns the names run. A
@@ -139,7 +142,7 @@ def run(profile: str, seeds: list[int], strategies: list[str], extra: list[str],
             record(profile, done[name], records)
     recorded = set(kept)
     ran = []
-    todo = pending(profile, plan(profile, seeds, strategies, guard_ablation), kept | done)
+    todo = pending(profile, plan(profile, seeds, strategies, guard_ablation, grpo), kept | done)
     for i, (name, sets) in enumerate(todo, 1):
         print(f"study: {name} ({i} of {len(todo)}; {len(done | dict.fromkeys(recorded))} finished before)", flush=True)
         if run_profile(profile, name, [*sets, *extra]) != 0:

@@ -37,6 +37,9 @@ def test_plan_runs_seed_by_seed_ecd_first_on_matched_rows() -> None:
                                            "smollm2-noguard-rpo-s0"]
     guardless = dict(ablated)["smollm2-noguard-rpo-s0"]
     assert guardless == [*dict(ablated)["smollm2-grpo-rpo-s0"][:-1], *OWN_SETS["noguard"]]
+    # without GRPO: the strategies' runs alone, seed by seed
+    assert [n for n, _ in plan("smollm2", [0, 1], ["ecd", "random"], guard_ablation=[0], grpo=False)] == [
+        "smollm2-ecd-rpo-s0", "smollm2-random-rpo-s0", "smollm2-ecd-rpo-s1", "smollm2-random-rpo-s1"]
     # the extra arm pairs the rows the others match: adding it changes no other run's overrides
     extra = dict(plan("smollm2", [1], ["ecd", "random", "model_gap", "seed_answer"]))
     assert all(extra[n] == sets for n, sets in steps if n in extra)
