@@ -136,17 +136,23 @@ def study_record(profile: str = typer.Argument("smollm2", help="the study's prof
 def study_report(
     profile: str = typer.Argument("smollm2", help="the study's profile"),
     out_dir: Path = typer.Option(None, "--out", help="also write study.md and the chart (SVG, PNG) here"),
+    random_seeds: str = typer.Option("", "--seeds", help="comma-separated seeds to read (default: every finished one)"),
 ) -> None:
     """Each arm's scores and each difference with its 95 % interval over prompts and seeds and its
     minimum detectable effect, as Markdown; with --out, the chart too. Runs are read from DVC's
-    experiments and, for runs not among them, from their records in docs/study/PROFILE/."""
+    experiments and, for runs not among them, from their records in docs/study/PROFILE/; --seeds
+    reads only those seeds' runs (one seed's own figures, or a subset pooled)."""
     from ecd.charts import render
     from ecd.records import write_text
-    from ecd.study import study_rows, summarise
+    from ecd.study import seed_of, study_rows, summarise
     from ecd.study_report import chart, markdown
 
     resamples, seed = bootstrap_settings()
-    study = summarise(study_rows(profile), profile, resamples=resamples, seed=seed)
+    rows = study_rows(profile)
+    if random_seeds:
+        wanted = set(_ints(random_seeds))
+        rows = [r for r in rows if seed_of(str(r["name"])) in wanted]
+    study = summarise(rows, profile, resamples=resamples, seed=seed)
     text = markdown(study)
     print(text)
     if out_dir:

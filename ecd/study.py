@@ -80,6 +80,12 @@ def run_name(profile: str, strategy: str, seed: int) -> str:
     return f"{profile}-{strategy}-rpo-s{seed}"
 
 
+def seed_of(name: str) -> int | None:
+    """The seed of a study run's name (``…-rpo-s<seed>``), or None for a name that is not one."""
+    tail = name.rsplit("-s", 1)[-1]
+    return int(tail) if "-s" in name and tail.isdigit() else None
+
+
 def plan(profile: str, seeds: list[int], strategies: list[str], guard_ablation: list[int] | None = None,
          grpo: bool = True) -> list[tuple[str, list[str]]]:
     """(experiment name, ``-S`` overrides) in the order they run: seed by seed, ECD first, then the
@@ -311,8 +317,8 @@ def summarise(rows: list[dict[str, Any]], profile: str, read: VerdictReader = re
     ``profile``'s study: a comparison pools the seeds whose runs hold both arms; each seed's two
     students answered the same prompts (checked), the seeds' held-out prompts may differ."""
     done = finished(rows)
-    seeds = sorted(s for s in {int(n.rsplit("-s", 1)[1]) for n in done if n.rsplit("-s", 1)[-1].isdigit()}
-                   if runs_of_seed(done, profile, s))
+    named = {s for n in done if (s := seed_of(n)) is not None}
+    seeds = sorted(s for s in named if runs_of_seed(done, profile, s))
     study = Study(profile, seeds)
     verdicts: dict[tuple[int, str, str], Any] = {}
     by_seed = {s: runs_of_seed(done, profile, s) for s in seeds}

@@ -162,3 +162,19 @@ def test_grid_queue_names_and_summary_of_dvc_exp_show() -> None:
     assert (s["strategy"], s["loss"], s["seeds"], s["beats_control"]) == ("ecd", "rpo", 3, "2/3")
     assert s["mean"] == pytest.approx(0.5) and s["sd"] == pytest.approx(0.2)
     assert "| ecd | rpo | 3 | 0.500 ± 0.200 | 0.317 ± 0.104 | 2/3 |" in markdown(summary, "heldout.prompt_strict")
+
+
+def test_study_report_reads_the_committed_records_and_one_seed_alone() -> None:
+    """``ecd study report`` on the real study's records (docs/study/smollm2, committed): ``--seeds 2``
+    gives seed 2's runs alone, the report ``summarise`` gives from those records."""
+    from ecd.study import read_any, record_rows, seed_of, summarise
+    from ecd.study_report import markdown
+    from ecd.uncertainty import bootstrap_settings
+
+    rows = [r for r in record_rows("smollm2", ROOT / "docs" / "study") if seed_of(str(r["name"])) == 2]
+    assert rows, "the study's seed 2 records are committed in docs/study/smollm2"
+    proc = ecd("study", "report", "smollm2", "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr
+    resamples, seed = bootstrap_settings()
+    assert proc.stdout.strip() == markdown(summarise(rows, "smollm2", read=read_any, resamples=resamples, seed=seed)).strip()
+    assert "Seeds: 2." in proc.stdout
