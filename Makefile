@@ -81,12 +81,14 @@ real: install
 	ecd profile run smollm2
 	@echo "results: dvc exp show --md; bring them in with: dvc exp apply smollm2 && ecd report"
 
-# the real-model study (docs/evidence.md#the-study): every pair strategy with RPO on matched rows, GRPO, the
-# control and the untrained model, 3 seeds (and GRPO without its guard on seed 0), on IFEval, IFBench and
-# held-out instructions; about 8 h on 2 cores, resumable (run it again after a stop: nothing finished is
-# computed twice)
+# the real-model study (docs/evidence.md#the-study): every pair strategy with RPO on matched rows (and the
+# extra arm seed_answer), GRPO, the control and the untrained model, 3 seeds (and GRPO without its guard on
+# seed 2), on IFEval, IFBench and held-out instructions; about 10 h on 2 cores, resumable (run it again after
+# a stop: nothing finished is computed twice). The strategies' arms run over every seed first, GRPO after.
+STUDY = --seeds 0,1,2 --strategies ecd,random,model_gap,seed_answer
 study: install
-	ECD_CACHE_DIR=$(abspath .ecd/cache) ecd study run smollm2 --seeds 0,1,2
+	ECD_CACHE_DIR=$(abspath .ecd/cache) ecd study run smollm2 $(STUDY) --no-grpo
+	ECD_CACHE_DIR=$(abspath .ecd/cache) ecd study run smollm2 $(STUDY) --guard-ablation 2
 	ecd study report smollm2 --out study
 
 clean:
