@@ -67,11 +67,15 @@ def seeds_needed(cell: Cell, target: float) -> int | None:
 
 
 def chart(study: Study) -> Any:
-    """Every comparison on every set: the difference and its 95 % interval, against a line at zero."""
+    """Every comparison on every set: the difference and its 95 % interval, against a line at zero; each
+    comparison is labelled with the seeds it pools, since an interval over fewer seeds is wider."""
     from ecd.charts import Chart
 
-    values = [{"comparison": f"{a} − {b}", "set": _column_title(*c), "delta": cell.delta, "lo": cell.lo, "hi": cell.hi,
-               "seeds": len(cell.seeds)}
+    def label(a: str, b: str, n: int) -> str:
+        return f"{a} − {b} ({n} seed{'s' if n != 1 else ''})"
+
+    values = [{"comparison": label(a, b, max(len(x.seeds) for x in cols.values())), "set": _column_title(*c),
+               "delta": cell.delta, "lo": cell.lo, "hi": cell.hi, "seeds": len(cell.seeds)}
               for (a, b), cols in study.cells.items() for c, cell in cols.items()]
     y = {"field": "comparison", "type": "nominal", "title": None, "sort": None}
     spec = {

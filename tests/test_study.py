@@ -143,9 +143,12 @@ def test_grpo_is_read_from_its_own_run_or_from_an_older_ecd_run() -> None:
 def test_the_chart_renders_offline(tmp_path) -> None:
     from ecd.charts import render
 
-    rows, answers = _study([0], {0: ["ecd", "random", "model_gap"]})
-    written = render([chart(summarise(rows, "smollm2", read=lambda rev, m, s: answers[rev][m][s], resamples=500))], tmp_path)
+    rows, answers = _study([0, 1], {0: ["ecd", "random", "model_gap"], 1: ["ecd", "random"]})
+    drawn = chart(summarise(rows, "smollm2", read=lambda rev, m, s: answers[rev][m][s], resamples=500))
+    written = render([drawn], tmp_path)
     assert {p.suffix for p in written} == {".svg", ".png"} and all(p.stat().st_size > 1000 for p in written)
+    labels = {v["comparison"] for v in drawn.spec["data"]["values"]}  # each row says the seeds it pools
+    assert {"ecd − control (2 seeds)", "model_gap − ecd (1 seed)"} <= labels
 
 
 def test_arms_scored_on_different_prompts_are_not_compared() -> None:
