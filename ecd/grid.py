@@ -33,8 +33,8 @@ def _list(values: list[Any]) -> str:
 def experiments(strategies: list[str], losses: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
     """(name, ``-S`` overrides) per cell and seed. Every cell pairs the same rows (``pair.match``:
     the grid's strategies less the extra arms of ``EXTRA_STRATEGIES``, which pair those rows too,
-    so that adding one changes no other cell), so that a seed's strategies differ in their negatives alone and share
-    one SFT-only control; a seed sets the student's, the pairs' and training's seeds (not the
+    so that adding one changes no other cell), so that a seed's strategies differ in their
+    negatives alone and share one SFT-only control; a seed sets the student's, the pairs' and training's seeds (not the
     held-out split's, which stays put so that every run is scored on the same prompts)."""
     out = []
     matched = [s for s in strategies if s not in EXTRA_STRATEGIES]  # an extra arm reads the others' rows

@@ -3,8 +3,8 @@
 ``ecd.pairing.build_pairs`` holds every step, and so every instruction and answer, at once: about
 0.3 MB a seed. Here the steps are read a chunk of seeds at a time (``ecd.rounds``); each strategy
 turns a chunk into pairs with the same functions (``seed_answer`` keeps each seed's R(0) as it
-goes: rounds are read in order, so a chain's first step, which holds it, comes before the others), and each pair is kept as a :class:`Stub`, the pair
-less its texts (prompt, answers and kwargs, which come back from the round files by id). Matching,
+goes: rounds are read in order, so a chain's first step, which holds it, comes before the others),
+and each pair is kept as a :class:`Stub`, the pair less its texts (prompt, answers and kwargs, which come back from the round files by id). Matching,
 deduplication, the split and the order (``ecd.pairing.combine``) read stubs as they read pairs.
 :func:`write_split` then joins the texts back a pair at a time and writes through ``datasets``'
 Arrow writer on disk, which gives the Parquet bytes ``save_pairs`` gives. ``random`` keeps one small

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ecd.contrast import hard_negative_flaw, pass_fraction
@@ -158,13 +158,12 @@ def seed_answer_pair(step: Step, seed_answer: Response | None, params: PairParam
     return make_pair("seed_answer", step, seed_answer, results, params.curriculum), None
 
 
-def seed_answer_pairs(steps: Iterable[Step], params: PairParams, check: Checker,
+def seed_answer_pairs(steps: Sequence[Step], params: PairParams, check: Checker,
                       seed_answers: dict[str, Response] | None = None) -> tuple[list[Pair], Counter[str]]:
     """Every step's :func:`seed_answer_pair`. ``seed_answers`` (R(0) by root id) is read and filled
     from the steps' own rejected answers (a chain's first step holds it), so that round files read
     in chunks, round by round, find each root's R(0) before the chain's later steps need it."""
     found: dict[str, Response] = {} if seed_answers is None else seed_answers
-    steps = list(steps)
     for step in steps:
         if is_seed_answer(step):
             found.setdefault(step["root_id"], step["rejected"])

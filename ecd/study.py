@@ -164,9 +164,11 @@ def pending(profile: str, steps: list[tuple[str, list[str]]], have: dict[str, di
     """The steps of :func:`plan` still to run: not finished (``have``: finished runs and records by
     name), and not a GRPO run whose arm its seed's ECD run holds (a run made before GRPO ran alone)."""
     def needed(name: str) -> bool:
-        seed = int(name.rsplit("-s", 1)[1])
+        seed = seed_of(name)
+        if name in have or seed is None:
+            return name not in have
         ecd = have.get(run_name(profile, "ecd", seed))
-        return name not in have and not (name == run_name(profile, "grpo", seed) and ecd is not None and holds(ecd, "grpo"))
+        return not (name == run_name(profile, "grpo", seed) and ecd is not None and holds(ecd, "grpo"))
 
     return [(n, s) for n, s in steps if needed(n)]
 
