@@ -13,7 +13,7 @@ SmolLM2-135M-Instruct (the registry model, fetched by ``ecd.registry`` into ``.e
 - ``serve-cb``: the same behind ``transformers serve --continuous-batching`` on loopback, sent
   ``--width`` requests at a time by ecd's openai backend (the memory is the server's);
 - ``ecd``: ``TransformersBackend`` — the packed decode loop (``ecd/backends/packed_decode.py``) with
-  ``--width`` rows in flight and ``--cache-gib`` of cache (``kv_cache_gib``, 1 by default);
+  ``--width`` rows in flight and ``--cache-gib`` of cache (``kv_cache_gib``, its default unless given);
   ``padded`` is the loop it replaced.
 
 Each arm runs in a process of its own, so that its peak resident memory (``ru_maxrss``, model and
@@ -131,7 +131,7 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         from ecd.backends.decode import pack_linears
-        from ecd.backends.packed_decode import cache_bytes_per_token
+        from ecd.backends.kv_pool import cache_bytes_per_token
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, disable_mmap=True).eval()
         pack_linears(model)  # the same matrix kernels as ours: the comparison is of the scheduling and the cache
@@ -174,7 +174,7 @@ def serve(set_name: str, args: argparse.Namespace, path: Path, messages: list, t
         port = s.getsockname()[1]
     from transformers import AutoConfig
 
-    from ecd.backends.packed_decode import cache_bytes_per_token
+    from ecd.backends.kv_pool import cache_bytes_per_token
 
     per_token = cache_bytes_per_token(AutoConfig.from_pretrained(path), 4)  # fp32, as served
     pages = int(args.cache_gib * 2**30 / per_token / 256)
@@ -245,6 +245,8 @@ def _key(arm: str, set_name: str, args: argparse.Namespace) -> str:
 
 
 def main() -> None:
+    from ecd.params import ModelParams
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+", default=["ifeval", "ifbench"])
     ap.add_argument("--arms", nargs="+", default=["plain", "transformers-cb", "ecd"])
@@ -252,7 +254,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--plain-batch", type=int, default=32)
     ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--cache-gib", type=float, default=1.0, help="the cache's memory, ours and transformers' (kv_cache_gib)")
+    ap.add_argument("--cache-gib", type=float, default=ModelParams.model_fields["kv_cache_gib"].default,
+                    help="the cache's memory, ours and transformers' (kv_cache_gib; its default)")
     ap.add_argument("--step-tokens", type=int, default=512, help="transformers-cb's max_batch_tokens")
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--child", nargs=2, metavar=("ARM", "SET"), help=argparse.SUPPRESS)

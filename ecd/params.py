@@ -104,9 +104,10 @@ class ModelParams(_Section):
     #: transformers: rows in flight in the decode loop; ray: requests in one Ray Data batch (and the
     #: engine's width). The other backends have no such knob (openai: concurrency), so setting it is an error
     batch_size: int = Field(default=16, ge=1, le=MAX_WIDTH)
-    #: transformers: memory for the keys and values of the rows in flight; a row waits until its
-    #: prompt and max_new_tokens fit (docs/generation.md)
-    kv_cache_gib: float = Field(default=1.0, gt=0, le=4096)
+    #: transformers: the most keys and values cached at once; a row waits until its prompt and
+    #: max_new_tokens fit beside what the others hold, the newest gives way if they outgrow it
+    #: (docs/generation.md: 0.5 keeps SmolLM2-135M's IFBench run under 2 GB in all)
+    kv_cache_gib: float = Field(default=0.5, gt=0, le=4096)
     #: transformers: tokens one decode step computes (rows in flight, then prompt chunks up to this)
     step_tokens: int = Field(default=512, ge=16, le=MAX_TOKENS)
     max_new_tokens: int = Field(default=256, ge=1, le=MAX_TOKENS)

@@ -5,13 +5,17 @@ loop; ``padded_decode``'s padded loop is its fallback for attention the packed o
 
 from __future__ import annotations
 
+import mmap
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from ecd.backends import Request, TransformersBackend, answer_all
+from ecd.backends.decode import SeededSampler
 from ecd.backends.padded_decode import generate_continuous
-from ecd.backends.packed_decode import PackedStats, generate_packed, length_class, supports_packed
+from ecd.backends.packed_decode import PackedStats, generate_packed, supports_packed
 from ecd.params import ModelParams
 
 PROMPTS = ["Write about the sea.", "Hi", "List three colours and say why you like each of them, in order.",
@@ -117,20 +121,54 @@ def test_packed_rows_match_generate_on_long_and_mixed_prompts(tiny_model: Path) 
 
 
 def test_packed_memory_follows_the_rows_in_flight(tiny_model: Path) -> None:
-    """The cache holds what the admitted rows reserve, whatever the longest prompt: a long prompt
-    waits for room instead of widening every row beside it."""
+    """The cache holds at most ``cache_tokens`` tokens, whatever the longest prompt: a long prompt
+    waits for room instead of widening every row beside it, and when the rows' growth would overflow
+    the newest gives its cache up and is read again later, its answer unchanged."""
     tok, model = _model(tiny_model)
     prompts = [_ids(tok, p) for p in MIXED]
     budget = max(map(len, prompts)) + 16
+    refs = _reference(model, tok, prompts, 16)
     stats = PackedStats()
-    generate_packed(model, prompts, max_new_tokens=16, eos_ids={tok.eos_token_id}, width=64,
-                    cache_tokens=budget, stats=stats)
-    per_token = model.config.num_hidden_layers * 2 * model.config.num_key_value_heads * model.config.head_dim * 4
-    assert stats.peak_reserved <= budget
+    ours = generate_packed(model, prompts, max_new_tokens=16, eos_ids={tok.eos_token_id}, width=64,
+                           cache_tokens=budget, stats=stats)
+    assert [(g.tokens, g.stopped) for g in ours] == refs
+    heads, dim = model.config.num_key_value_heads, model.config.head_dim
+    per_token = model.config.num_hidden_layers * 2 * heads * dim * 4
+    assert stats.peak_tokens <= budget
     assert stats.peak_rows < len(prompts)  # some rows waited
-    # blocks hold each row in a class at most 1.25x its length, plus one partly filled block a class
-    classes = {length_class(n) for n in range(1, budget + 1)}
-    assert stats.peak_cache_bytes <= (1.25 * budget + 1024 * len(classes)) * per_token
+    assert stats.preempted > 0
+    # sampled answers too: a preempted row's draws continue its own stream where they stopped
+    sampled = [generate_packed(model, prompts, max_new_tokens=16, eos_ids={tok.eos_token_id}, width=64,
+                               cache_tokens=cache, pick=SeededSampler(list(range(len(prompts))), 1.0, 1.0).pick)
+               for cache in (budget, 10**6)]
+    assert sampled[0] == sampled[1]
+    # what the rows hold is their own tokens, each layer's and head's rounded up to whole pages
+    page_tokens = mmap.PAGESIZE // (dim * 4)
+    assert 0 < stats.peak_cache_bytes <= (budget + stats.peak_rows * page_tokens) * per_token
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="resident memory read from /proc")
+def test_a_pools_memory_is_committed_as_rows_write_and_returned_as_they_leave() -> None:
+    """A pool has room for many rows of its class, but only the pages its rows wrote are resident,
+    and a row that leaves gives its pages back (the move keeps the other row's tokens)."""
+    from ecd.backends.kv_pool import Pool
+
+    def resident() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * mmap.PAGESIZE
+
+    layers, heads, cap, dim = 8, 4, 4096, 64
+    row_bytes = layers * 2 * heads * cap * dim * 4  # 64 MiB a full row
+    before = resident()
+    pool = Pool(cap, 64, (layers, heads, dim), torch.float32, "cpu")  # room for 4 GiB
+    assert resident() - before < row_bytes / 8
+    for request in (7, 8):
+        slot = pool.add(request)
+        pool.kv[:, :, slot] = 1.0 + request
+    written = resident() - before
+    assert 1.9 * row_bytes < written < 2.2 * row_bytes
+    assert pool.remove(0, cap) == 8  # the last row moves into the freed slot
+    assert resident() - before < 1.2 * row_bytes
+    assert bool((pool.kv[:, :, 0] == 9.0).all()) and float(pool.kv[:, :, 1].abs().sum()) == 0.0
 
 
 def test_on_done_reports_each_answer_as_it_finishes_in_request_order_of_start(tiny_model: Path) -> None:

@@ -7,12 +7,15 @@ answer never depends on which rows shared its steps) and give a ``Generated`` pe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 #: next-token choice for the rows in flight: (logits [rows, vocab], request index per row) → token ids [rows]
 Picker = Callable[[Any, list[int]], Any]
+#: oneDNN primitives kept at most (its default 1,024): one packed step's linear shapes and the output layer
+PRIMITIVE_CACHE = 8
 
 
 @dataclass
@@ -37,12 +40,19 @@ def pack_linears(model: Any, rows: int = 64) -> int:
     last bits, so a near-tie between two tokens can break the other way: the benchmark counts the
     greedy answers that still equal ``generate``'s. Packed for ``rows`` rows, a row's result does
     not depend on how many rows share the call (checked from 1 to 200), which the decode loop needs.
+
+    oneDNN keeps every primitive it builds (one per layer shape and row count, and a packed step's
+    row count changes every step) up to 1,024 of them: on IFBench that held 0.2 GB more after the
+    loop than before it. Eight, one step's shapes, were as fast (``docs/generation.md``): the cap is
+    set here, before the process's first oneDNN primitive, unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``
+    is set already (oneDNN reads it once).
     """
     import torch
 
     found = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if not torch.backends.mkldnn.is_available() or found is None:
         return 0
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(PRIMITIVE_CACHE))
     op: Any = found
 
     class PackedLinear(torch.nn.Module):

@@ -11,13 +11,14 @@ model. Here:
   Embeddings, linear layers, norms and rotary positions run once over that sequence, each token at
   its row's own position.
 - **Attention over each row's own length.** Our attention (registered with ``transformers``'
-  attention interface) keeps each row's keys and values in a block of rows of similar length
-  (length classes about 1.25× apart; a row moves up a class as it grows): a block's decoding rows
-  attend in one call over its longest row, so a row reads at most 1.25× its own length; a prompt
-  chunk attends alone over its own row.
+  attention interface) keeps each row's keys and values in the pool of its length class (classes
+  about 1.25× apart; a row moves up a class as it grows): a class's decoding rows attend in one call
+  over its longest row, so a row reads at most 1.25× its own length; a prompt chunk attends alone
+  over its own row.
 - **Memory bounded by the rows in flight.** Rows are admitted in request order while the cache has
   room for their prompt and ``max_new_tokens`` (``cache_tokens``); a long prompt waits for room
-  instead of widening everyone.
+  instead of widening everyone. A pool's memory is committed page by page as its rows write and
+  given back as they leave, so what is resident follows the tokens actually cached.
 
 A row's tokens do not depend on its neighbours: every product is per token, every attention call
 per row or masked per row (tested against ``generate`` one prompt at a time, on short and long
@@ -28,19 +29,18 @@ continuous batching (``docs/generation.md``).
 from __future__ import annotations
 
 import contextlib
-import math
+import mmap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ecd.backends.decode import Generated, Picker, greedy
+from ecd.backends.kv_pool import Pool, kv_shape, length_class
 
 #: model families whose attention runs through transformers' attention interface with full attention
 #: on every layer (no sliding window, no soft-capping): the packed loop is exact for them
 PACKED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 _NAME = "ecd_packed"
-_FIRST_CLASS, _GROWTH = 64, 1.25
-_BLOCK_TOKENS = 1024  #: positions a cache block holds (its rows × its class's length)
 
 
 def supports_packed(model: Any) -> bool:
@@ -54,87 +54,34 @@ def supports_packed(model: Any) -> bool:
     return not sliding and not getattr(cfg, "attn_logit_softcapping", None)
 
 
-def kv_shape(cfg: Any) -> tuple[int, int, int, int]:
-    """A text config's layers, key/value heads, head size and query heads per key/value head."""
-    heads = cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    return cfg.num_hidden_layers, kv_heads, head_dim, heads // kv_heads
-
-
-def cache_bytes_per_token(cfg: Any, element_size: int) -> int:
-    """Bytes of keys and values one token holds across the model's layers."""
-    layers, kv_heads, head_dim, _ = kv_shape(cfg.get_text_config())
-    return layers * 2 * kv_heads * head_dim * element_size
-
-
-def length_class(length: int) -> int:
-    """The smallest pool capacity (64, 80, 112, 144, ...: about 1.25× apart, multiples of 16) that holds ``length``."""
-    cap = _FIRST_CLASS
-    while cap < length:
-        cap = math.ceil(cap * _GROWTH / 16) * 16
-    return cap
-
-
-class _Pool:
-    """A block of cache for rows of one length class: ``kv[layer, 0|1, slot, kv_head, position, dim]``.
-
-    Occupied slots are ``0..len(rows)-1``, so a block's attention reads a view, never a gathered copy:
-    a row that leaves is replaced by the block's last one (one row copied). Every block holds about
-    ``_BLOCK_TOKENS`` positions and is never resized: blocks of one size come and go without
-    fragmenting memory, and no block is ever held twice during a copy."""
-
-    def __init__(self, cap: int, shape: tuple[int, int, int], dtype: Any, device: Any) -> None:
-        import torch
-
-        layers, heads, dim = shape
-        self.cap, self.slots = cap, max(1, _BLOCK_TOKENS // cap)
-        self.rows: list[int] = []  # request index per occupied slot
-        # zeros, not stale memory: masked keys still enter SDPA's products, and a NaN there would
-        # reach the row's output
-        self.kv = torch.zeros((layers, 2, self.slots, heads, cap, dim), dtype=dtype, device=device)
-
-    def add(self, request: int) -> int:
-        self.rows.append(request)
-        return len(self.rows) - 1
-
-    def remove(self, slot: int, length: int) -> int | None:
-        """Free ``slot``; returns the request moved into it (the block's last row, ``length`` tokens long), if any."""
-        last = len(self.rows) - 1
-        moved = None
-        if slot != last:
-            self.kv[:, :, slot, :, :length] = self.kv[:, :, last, :, :length]
-            moved = self.rows[slot] = self.rows[last]
-        self.rows.pop()
-        return moved
-
-
 @dataclass
 class PackedStats:
     """What a run of the packed loop held at its peak (for tests and benchmarks)."""
 
     steps: int = 0
     peak_rows: int = 0  #: rows in flight
-    peak_reserved: int = 0  #: cache tokens reserved for them (prompt + max_new_tokens each)
-    peak_cache_bytes: int = 0  #: bytes of the cache blocks allocated
+    peak_tokens: int = 0  #: tokens in the cache
+    preempted: int = 0  #: rows that gave their cache up to make room, to be read again later
+    peak_cache_bytes: int = 0  #: bytes of keys and values the rows in flight hold (in whole pages)
     peak_step_tokens: int = 0  #: tokens in one step's packed sequence
 
 
 @dataclass
 class _Row:
     prompt: list[int]
+    feed: list[int]  #: tokens to read before the next pick: the prompt, or prompt and answer so far after a preemption
     n: int = 0  #: tokens in the cache
-    pool: _Pool | None = None
+    pool: Pool | None = None
     slot: int = -1
     out: list[int] = field(default_factory=list)
     next_id: int | None = None  #: the token chosen last, fed at the next step
 
 
 @dataclass
-class _PoolStep:
+class PoolStep:
     """One pool's decoding rows in this step: where their tokens sit in the packed sequence and the cache."""
 
-    pool: _Pool
+    pool: Pool
     slots: Any  #: slot of each decoding row
     start: int  #: the rows' tokens are ``start:start + len(slots)`` of the packed sequence
     cells: Any  #: where their keys then values go in a layer's block seen as [-1, dim] (one copy a layer)
@@ -148,7 +95,7 @@ class _PoolStep:
 class _ChunkStep:
     """A prompt chunk: its tokens ``start:end`` of the packed sequence go to cache positions ``n:n+end-start``."""
 
-    pool: _Pool
+    pool: Pool
     slot: int
     start: int
     end: int
@@ -158,7 +105,7 @@ class _ChunkStep:
 
 @dataclass
 class _Step:
-    pools: list[_PoolStep]
+    pools: list[PoolStep]
     chunks: list[_ChunkStep]
 
 
@@ -226,26 +173,29 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
                     width: int, cache_tokens: int, step_tokens: int = 512, pick: Picker = greedy,
                     device: Any = "cpu", on_done: Callable[[int, Generated], None] | None = None,
                     stats: PackedStats | None = None) -> list[Generated]:
-    """Generate for every prompt (token ids), at most ``width`` rows and ``cache_tokens`` reserved cache
-    tokens in flight and ``step_tokens`` tokens a step; results in prompt order, ``on_done(i, result)``
-    as each finishes (requests are started in order, so early requests finish early).
+    """Generate for every prompt (token ids), at most ``width`` rows and ``cache_tokens`` cached tokens
+    in flight and ``step_tokens`` tokens a step; results in prompt order, ``on_done(i, result)`` as each
+    finishes (requests are started in order, so early requests finish early).
 
-    A prompt longer than ``cache_tokens`` still runs, alone. ``pick`` chooses each row's next token
-    from its logits (greedy by default; a sampler keyed by the request index keeps each request's
-    own random stream)."""
+    The budget bounds the tokens actually cached, not what rows might reach: a row is admitted when
+    its prompt and ``max_new_tokens`` fit beside what the others hold now, and when the others' growth
+    would overflow, the newest row gives its cache up and is read again later, prompt and answer so
+    far (vLLM's preemption by recomputation; its answer is unchanged). A row longer than the budget
+    still runs, alone. ``pick`` chooses each row's next token from its logits (greedy by default; a
+    sampler keyed by the request index keeps each request's own random stream)."""
     import torch
 
     if any(not p for p in prompts):
         raise ValueError("an empty prompt: the chat template gave no tokens")
     layers, kv_heads, head_dim, group = kv_shape(model.config.get_text_config())
     dtype = next(model.parameters()).dtype
-    classes: dict[int, list[_Pool]] = {}  # length class → its blocks
-    rows = {i: _Row(list(p)) for i, p in enumerate(prompts)}
+    classes: dict[int, Pool] = {}  # length class → its pool
+    rows = {i: _Row(list(p), list(p)) for i, p in enumerate(prompts)}
     results: list[Generated | None] = [None] * len(prompts)
     waiting = list(range(len(prompts)))
     waiting.reverse()  # popped from the end: request order
     flight: list[int] = []  # admission order
-    reserved = 0
+    preemptions = 0
     step_tokens = max(step_tokens, 16)
     kv_or_v = torch.arange(2, device=device)[:, None, None]
     head = torch.arange(kv_heads, device=device)[None, :, None]
@@ -257,17 +207,19 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
     def need(i: int) -> int:
         return len(rows[i].prompt) + max_new_tokens
 
+    def held(n: int) -> int:
+        """Bytes a row of ``n`` cached tokens holds: each layer's keys and values per head, in whole pages."""
+        return layers * 2 * kv_heads * -(-n * head_dim * dtype.itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
+
     def place(i: int, length: int) -> None:
         """Put row ``i`` in a block of the class for ``length`` tokens, moving its cache if it lives elsewhere."""
         r = rows[i]
         cap = length_class(length)
         if r.pool is not None and r.pool.cap == cap:
             return
-        blocks = classes.setdefault(cap, [])
-        pool = next((b for b in blocks if len(b.rows) < b.slots), None)
+        pool = classes.get(cap)
         if pool is None:
-            pool = _Pool(cap, (layers, kv_heads, head_dim), dtype, device)
-            blocks.append(pool)
+            pool = classes[cap] = Pool(cap, width, (layers, kv_heads, head_dim), dtype, device)
         slot = pool.add(i)
         if r.pool is not None:
             pool.kv[:, :, slot, :, :r.n] = r.pool.kv[:, :, r.slot, :, :r.n]
@@ -283,40 +235,52 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
         if moved is not None:
             rows[moved].slot = r.slot
         if not pool.rows:
-            classes[pool.cap].remove(pool)
+            del classes[pool.cap]
         r.pool = None
 
     def finish(i: int, stopped: bool, stop_token: int | None = None) -> None:
-        nonlocal reserved
         leave(i)
         r = rows.pop(i)
         flight.remove(i)
-        reserved -= len(r.prompt) + max_new_tokens
         results[i] = done = Generated(r.out, stopped, stop_token)
         if on_done:
             on_done(i, done)
 
+    def preempt(i: int) -> None:
+        """Drop row ``i``'s cache and put it first in line, to read its prompt and answer so far again."""
+        nonlocal preemptions
+        leave(i)
+        flight.remove(i)
+        r = rows[i]
+        r.feed, r.n, r.next_id = r.prompt + r.out, 0, None
+        waiting.append(i)
+        preemptions += 1
+
     def plan() -> tuple[list[int], list[int], list[tuple[int, int]], list[int], list[int], _Step]:
         """This step's packed token ids and positions, the rows fed (with their token counts), the rows
         that pick a token and their rows of the packed sequence."""
-        nonlocal reserved
-        decoding = [i for i in flight if rows[i].next_id is not None]
-        budget = max(step_tokens - len(decoding), step_tokens // 4)
-        chunks: list[tuple[int, int]] = []
-        for i in [i for i in flight if rows[i].next_id is None]:  # prompts being read, oldest first
-            if budget <= 0:
-                break
-            t = min(len(rows[i].prompt) - rows[i].n, budget)
-            chunks.append((i, t))
-            budget -= t
-        while waiting and budget > 0 and len(flight) < width and (not flight or reserved + need(waiting[-1]) <= cache_tokens):
+        while True:
+            decoding = [i for i in flight if rows[i].next_id is not None]
+            cached = sum(rows[i].n for i in flight) + len(decoding)  # after this step's decoding tokens
+            budget = max(step_tokens - len(decoding), step_tokens // 4)
+            chunks: list[tuple[int, int]] = []
+            for i in [i for i in flight if rows[i].next_id is None]:  # prompts being read, oldest first
+                room = budget if len(flight) == 1 else min(budget, cache_tokens - cached)
+                t = min(len(rows[i].feed) - rows[i].n, room)
+                if t > 0:
+                    chunks.append((i, t))
+                    budget, cached = budget - t, cached + t
+            if len(flight) > 1 and (cached > cache_tokens or not (decoding or chunks)):
+                preempt(flight[-1])  # the others' growth overflows: the newest gives way
+                continue
+            break
+        while waiting and budget > 0 and len(flight) < width and (not flight or cached + need(waiting[-1]) <= cache_tokens):
             i = waiting.pop()
             flight.append(i)
-            reserved += need(i)
-            place(i, len(rows[i].prompt))
-            t = min(len(rows[i].prompt), budget)
+            place(i, len(rows[i].feed))
+            t = min(len(rows[i].feed), budget)
             chunks.append((i, t))
-            budget -= t
+            budget, cached = budget - t, cached + t
         for i in decoding:
             place(i, rows[i].n + 1)
         ids: list[int] = []
@@ -348,15 +312,15 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
             at = torch.tensor([rows[i].n for i in members], dtype=torch.long, device=device)
             # block[layer] is [2, slots, kv_heads, cap, dim]: key/value c of head h of slot s at position n
             cells = ((kv_or_v * pool.slots + slot_t) * kv_heads + head) * pool.cap + at
-            pool_steps.append(_PoolStep(pool, slot_t, first, cells.reshape(-1), len(pool.rows), width_, mask,
+            pool_steps.append(PoolStep(pool, slot_t, first, cells.reshape(-1), len(pool.rows), width_, mask,
                                         slots == list(range(len(pool.rows)))))
         chunk_steps = []
         for i, t in chunks:
             r = rows[i]
             start = len(ids)
-            ids.extend(r.prompt[r.n:r.n + t])
+            ids.extend(r.feed[r.n:r.n + t])
             positions.extend(range(r.n, r.n + t))
-            if r.n + t == len(r.prompt):
+            if r.n + t == len(r.feed):
                 picks.append(i)
                 logit_rows.append(len(ids) - 1)
             causal = torch.arange(r.n + t, device=device)[None, :] <= torch.arange(r.n, r.n + t, device=device)[:, None]
@@ -371,10 +335,10 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
             if stats is not None:
                 stats.steps += 1
                 stats.peak_rows = max(stats.peak_rows, len(flight))
-                stats.peak_reserved = max(stats.peak_reserved, reserved)
+                stats.peak_tokens = max(stats.peak_tokens, sum(rows[i].n for i in flight))
                 stats.peak_step_tokens = max(stats.peak_step_tokens, len(ids))
-                stats.peak_cache_bytes = max(stats.peak_cache_bytes, sum(
-                    b.kv.numel() * b.kv.element_size() for blocks in classes.values() for b in blocks))
+                stats.peak_cache_bytes = max(stats.peak_cache_bytes, sum(held(rows[i].n) for i in flight))
+                stats.preempted = preemptions
             logits = model(input_ids=torch.tensor([ids], device=device),
                            position_ids=torch.tensor([positions], device=device), use_cache=False,
                            logits_to_keep=torch.tensor(logit_rows, dtype=torch.long, device=device), ecd_step=step).logits[0]

@@ -7,7 +7,8 @@ from typing import Any
 
 from ecd.backends.base import SAMPLING_SETTINGS, Backend, Completion, OnDone, Request
 from ecd.backends.decode import Generated, SeededSampler, as_list, greedy, pack_linears
-from ecd.backends.packed_decode import cache_bytes_per_token, generate_packed, supports_packed
+from ecd.backends.kv_pool import cache_bytes_per_token
+from ecd.backends.packed_decode import generate_packed, supports_packed
 from ecd.backends.padded_decode import generate_continuous
 from ecd.errors import EcdError
 from ecd.layout import check_model_path
