@@ -42,14 +42,14 @@ def length_class(length: int) -> int:
 class Pool:
     """The cache of one length class: ``kv[layer, 0|1, slot, kv_head, position, dim]``, room for ``slots`` rows.
 
-    One pool a class, so a step's decoding rows of a class attend in one call however many there are
-    (with fixed-size blocks, a class of long rows was split over blocks of two or three rows, and the
-    calls' fixed cost was a fifth of a step). Occupied slots are ``0..len(rows)-1``, so attention reads
-    a view, never a gathered copy: a row that leaves is replaced by the pool's last one (one row copied).
+    One pool a class, with room for every row in flight, so a step's decoding rows of a class attend
+    in one call. Occupied slots are ``0..len(rows)-1``, so attention reads a view, never a gathered
+    copy: a row that leaves is replaced by the pool's last one (one row copied).
 
-    On a CPU the memory is an anonymous mapping (:func:`_lazy_zeros`): the kernel commits a page when a
+    On a CPU the memory is an anonymous mapping (:func:`lazy_map`): the kernel commits a page when a
     row first writes it, and a slot's pages go back when it empties, so resident memory follows the
-    tokens in flight, not the slots a pool has room for."""
+    tokens in flight, not the room (fixed-size blocks, the design before, held 1.17× their budget at
+    IFBench's peak in class rounding and partly filled blocks)."""
 
     def __init__(self, cap: int, slots: int, shape: tuple[int, int, int], dtype: Any, device: Any) -> None:
         import torch

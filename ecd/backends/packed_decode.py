@@ -84,7 +84,7 @@ class PoolStep:
     pool: Pool
     slots: Any  #: slot of each decoding row
     start: int  #: the rows' tokens are ``start:start + len(slots)`` of the packed sequence
-    cells: Any  #: where their keys then values go in a layer's block seen as [-1, dim] (one copy a layer)
+    cells: Any  #: where their keys then values go in a layer's pool seen as [-1, dim] (one copy a layer)
     count: int  #: the pool's occupied slots
     width: int  #: the longest row, after this step's token
     mask: Any  #: [count, 1, 1, width], -inf past each slot's row; None when all rows are as long
@@ -212,7 +212,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
         return layers * 2 * kv_heads * -(-n * head_dim * dtype.itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
 
     def place(i: int, length: int) -> None:
-        """Put row ``i`` in a block of the class for ``length`` tokens, moving its cache if it lives elsewhere."""
+        """Put row ``i`` in the pool of the class for ``length`` tokens, moving its cache if it lives elsewhere."""
         r = rows[i]
         cap = length_class(length)
         if r.pool is not None and r.pool.cap == cap:
