@@ -171,6 +171,14 @@ def test_a_pools_memory_is_committed_as_rows_write_and_returned_as_they_leave() 
     assert bool((pool.kv[:, :, 0] == 9.0).all()) and float(pool.kv[:, :, 1].abs().sum()) == 0.0
 
 
+def test_a_pool_the_machine_cannot_map_is_a_clear_error() -> None:
+    from ecd.backends.kv_pool import lazy_map
+    from ecd.errors import EcdError
+
+    with pytest.raises(EcdError, match="lower batch_size"):
+        lazy_map(2**62)  # more than any address space
+
+
 def test_on_done_reports_each_answer_as_it_finishes_in_request_order_of_start(tiny_model: Path) -> None:
     tok, model = _model(tiny_model)
     prompts = [_ids(tok, p) for p in MIXED]

@@ -13,6 +13,8 @@ import mmap
 import sys
 from typing import Any
 
+from ecd.errors import EcdError
+
 _FIRST_CLASS, _GROWTH = 64, 1.25
 _MAP_NORESERVE = 0x4000  #: Linux's mmap flag (Python's mmap module names it from 3.13)
 
@@ -97,7 +99,12 @@ def lazy_map(nbytes: int) -> mmap.mmap:
     """Private anonymous memory that costs nothing until written: not reserved against the machine's
     memory (Linux's ``MAP_NORESERVE``), in small pages (a huge page would commit 2 MB at a row's first token)."""
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_NORESERVE if sys.platform == "linux" else 0)
-    m = mmap.mmap(-1, max(nbytes, 1), flags=flags)
+    try:
+        m = mmap.mmap(-1, max(nbytes, 1), flags=flags)
+    except OSError as exc:  # strict overcommit (vm.overcommit_memory=2) counts the room as if it were used
+        raise EcdError(f"cannot map {nbytes / 2**30:.1f} GiB of address space for a cache pool ({exc.strerror}); "
+                       "this machine reserves mapped memory up front: lower batch_size (rows in flight), "
+                       "or allow overcommit (vm.overcommit_memory 0 or 1)") from None
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         m.madvise(mmap.MADV_NOHUGEPAGE)
     return m
