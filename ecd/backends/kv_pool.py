@@ -41,6 +41,13 @@ def length_class(length: int) -> int:
     return cap
 
 
+def held_bytes(n: int, shape: tuple[int, int, int], itemsize: int) -> int:
+    """Resident bytes of a row of ``n`` cached tokens in a pool of ``shape`` (layers, kv heads, head
+    size): each layer's keys and values per head, in whole pages (what :class:`Pool` commits)."""
+    layers, heads, dim = shape
+    return layers * 2 * heads * -(-n * dim * itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
 class Pool:
     """The cache of one length class: ``kv[layer, 0|1, slot, kv_head, position, dim]``, room for ``slots`` rows.
 

@@ -29,13 +29,12 @@ continuous batching (``docs/generation.md``).
 from __future__ import annotations
 
 import contextlib
-import mmap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ecd.backends.decode import Generated, Picker, greedy
-from ecd.backends.kv_pool import Pool, kv_shape, length_class
+from ecd.backends.kv_pool import Pool, held_bytes, kv_shape, length_class
 
 #: model families whose attention runs through transformers' attention interface with full attention
 #: on every layer (no sliding window, no soft-capping): the packed loop is exact for them
@@ -207,10 +206,6 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
     def need(i: int) -> int:
         return len(rows[i].prompt) + max_new_tokens
 
-    def held(n: int) -> int:
-        """Bytes a row of ``n`` cached tokens holds: each layer's keys and values per head, in whole pages."""
-        return layers * 2 * kv_heads * -(-n * head_dim * dtype.itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
-
     def place(i: int, length: int) -> None:
         """Put row ``i`` in the pool of the class for ``length`` tokens, moving its cache if it lives elsewhere."""
         r = rows[i]
@@ -337,7 +332,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
                 stats.peak_rows = max(stats.peak_rows, len(flight))
                 stats.peak_tokens = max(stats.peak_tokens, sum(rows[i].n for i in flight))
                 stats.peak_step_tokens = max(stats.peak_step_tokens, len(ids))
-                stats.peak_cache_bytes = max(stats.peak_cache_bytes, sum(held(rows[i].n) for i in flight))
+                stats.peak_cache_bytes = max(stats.peak_cache_bytes, sum(held_bytes(rows[i].n, (layers, kv_heads, head_dim), dtype.itemsize) for i in flight))
                 stats.preempted = preemptions
             logits = model(input_ids=torch.tensor([ids], device=device),
                            position_ids=torch.tensor([positions], device=device), use_cache=False,
