@@ -1,10 +1,11 @@
 """The data half at scale: ``dvc repro pair`` on seed sets of growing size, stage by stage.
 
-    python bench/scale.py [--seeds 1750 17500 52500] [--set KEY=VALUE ...] [--keep DIR]
+    python bench/scale.py [--seeds 1750 17500 52500] [--speedup-at 1750 ...] [--set KEY=VALUE ...] [--keep DIR]
 
 Each size is a fresh copy of the project (its tracked files, a new git repo, its own DVC cache and
 call cache) whose seed file is the 175 Self-Instruct seeds replicated with distinct suffixes
-(``… (variant 7)``), cut to the size; every other param is the default (the programmatic teacher, 8
+(``… (variant 7)``, on the instruction and on its reference answer, so that, as with real seeds,
+distinct instructions get distinct answers), cut to the size; every other param is the default (the programmatic teacher, 8
 chains, 3 rounds), with ``--set`` overrides on top. The stages ``dvc repro pair`` runs are run one
 at a time (``dvc repro --single-item``), in DVC's order, so that each has its own figures:
 
@@ -58,6 +59,7 @@ def project(dest: Path, seeds: int, sets: list[str]) -> dict[str, str]:
             if copy:
                 row["id"] = f"{row['id']}_v{copy}"
                 row["instruction"] = f"{row['instruction']} (variant {copy})"
+                row["instances"] = [{**row["instances"][0], "output": f"{row['instances'][0]['output']} (variant {copy})"}]
             fh.write(json.dumps(row) + "\n")
     params = yaml.safe_load((dest / "params.yaml").read_text())
     for item in sets:
@@ -138,6 +140,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep the projects under this folder (default: a temporary one, removed)")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                     help="worker processes for the parallel stages' side-by-side run (1: skip it)")
+    ap.add_argument("--speedup-at", type=int, nargs="*",
+                    help="the sizes whose parallel stages run again side by side (default: every size)")
     args = ap.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}; {os.cpu_count()} cores; sizes {args.seeds}; sets {args.sets or 'none'}")
@@ -157,7 +161,8 @@ def main() -> None:
                 print(f"  seeds {n}: {stage:<12} {wall:8.1f} s  peak {peak:8.0f} MB", flush=True)
             pair = json.loads((dest / "metrics/pair.json").read_text())
             rounds = du(dest / "data/rounds")
-            parallel = speedup(dest, env, args.workers) if args.workers > 1 else []
+            side_by_side = args.workers > 1 and (args.speedup_at is None or n in args.speedup_at)
+            parallel = speedup(dest, env, args.workers) if side_by_side else []
             for stage, one, many, same in parallel:
                 print(f"  seeds {n}: {stage:<12} 1 process {one:7.1f} s, {args.workers} workers {many:7.1f} s: "
                       f"{one / many:.2f}×, {'the same bytes' if same else 'DIFFERENT BYTES'}", flush=True)

@@ -235,9 +235,13 @@ class Rounds:
     def __init__(self, rounds_dir: str | Path = layout.ROUNDS) -> None:
         self.dir = Path(rounds_dir)
         self._cache: dict[tuple[str, str], Any] = {}
+        self._paths: dict[tuple[str, str], Path] = {}  # a lookup builds several per record
 
     def path(self, round_name: str, kind: str) -> Path:
-        return self.dir / round_name / f"{kind}.jsonl"
+        found = self._paths.get((round_name, kind))
+        if found is None:
+            found = self._paths[(round_name, kind)] = self.dir / round_name / f"{kind}.jsonl"
+        return found
 
     def _once(self, round_name: str, kind: str, build: Any) -> Any:
         key = (round_name, kind)
@@ -253,6 +257,9 @@ class Rounds:
 
     def index(self, round_name: str, kind: str, key: str = "id") -> RecordFile:
         """The index of one of the round's files by ``key`` (built once)."""
+        found = self._cache.get((round_name, f"{kind}@{key}"))
+        if found is not None:
+            return cast(RecordFile, found)
         path = self.path(round_name, kind)
         if not path.exists():
             raise layout.missing_input(path)
