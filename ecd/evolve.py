@@ -18,7 +18,7 @@ from ecd.backends import Backend, Completion, Request, RunStats, generate_cached
 from ecd.contrast import hard_negative_flaw
 from ecd.params import EvolveParams
 from ecd.records import content_id, seed_from
-from ecd.schema import Chain, Instruction, State, user
+from ecd.schema import Chain, Instruction, State, TeacherInfo, user
 from ecd.screening import compose, parse_reply, parse_text_reply, screen
 
 #: one chain's plan for a round: its state, the constraints drawn for it (none when it cannot
@@ -221,9 +221,15 @@ def ask_teacher(plans: list[Plan], params: EvolveParams, backend: Backend, round
     return {i: comp for (i, _, _), comp in zip(todo, completions)}, stats
 
 
-def candidate_record(entry: State, added: list[C.Constraint], evolved: str, backend: Backend, round_name: str,
+def teacher_of(backend: Backend) -> TeacherInfo:
+    """The teacher an evolved instruction records: the backend's name and model."""
+    return {"backend": backend.name, "model": backend.identity()}
+
+
+def candidate_record(entry: State, added: list[C.Constraint], evolved: str, teacher: TeacherInfo, round_name: str,
                      round_index: int, by_code: bool = False) -> Instruction:
-    """The evolved instruction I(t): the parent's constraints, then the new ones."""
+    """The evolved instruction I(t): the parent's constraints, then the new ones (``teacher``: the
+    backend's name and model, as :func:`teacher_of` gives them)."""
     parent = entry["instruction"]
     constraints = [*parent["constraints"], *(c.to_record() for c in added)]
     return {
@@ -237,8 +243,7 @@ def candidate_record(entry: State, added: list[C.Constraint], evolved: str, back
         "operation": "+".join(f"{C.get(c.id).category}/{c.id}" for c in added),
         "reference": parent["reference"],
         "source": parent["source"],
-        "teacher": {"backend": "code", "model": "compose"} if by_code else
-                   {"backend": backend.name, "model": backend.identity()},
+        "teacher": {"backend": "code", "model": "compose"} if by_code else teacher,
     }
 
 
@@ -261,21 +266,42 @@ def plan_chunk(chunk: tuple[list[State], EvolveParams, str, bool, bool]) -> list
                       allowed_types(params, answerable_only, judge), answerable_only)
 
 
-def finish_round(plans: list[Plan], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
-                 check_failures: bool = True) -> tuple[list[Instruction], list[Chain], dict[str, Any], RunStats]:
-    """Ask the teacher for every planned step, screen the replies, write the records: (candidate
-    instructions, one chain record per chain, counts that add up over chunks: :func:`evolve_metrics`,
-    the teacher's calls; ``check_failures``: as ``generate_cached``'s)."""
-    replies, stats = ask_teacher(plans, params, backend, round_name, check_failures)
+def plan_refs(job: tuple[str, str, list[tuple[int, Any]], EvolveParams, str, bool, bool]) -> list[Plan]:
+    """:func:`plan_chunk` on a chunk of the previous round's state references ``(folder, previous
+    round, (line, reference) pairs, params, round name, answerable_only, judge)``, the entries read
+    whole where it runs: what a worker process is sent (references, not texts)."""
+    from ecd.rounds import worker_rounds
+
+    folder, prev, refs, params, round_name, answerable_only, judge = job
+    rounds = worker_rounds(folder)
+    state = [rounds.whole_state(prev, ref, line) for line, ref in refs]
+    return plan_chunk((state, params, round_name, answerable_only, judge))
+
+
+#: a chunk of plans with the teacher's replies (None: no request, nothing drawn), the params, the
+#: teacher (:func:`teacher_of`), the round's name and index: what :func:`screen_plans` takes
+ScreenJob = tuple[list[Plan], "list[Completion | None]", EvolveParams, TeacherInfo, str, int, bool]
+
+
+def screen_plans(job: ScreenJob) -> tuple[list[Instruction], list[Chain], Counter[str], Counter[str]]:
+    """Screen the teacher's replies to a chunk of plans: (candidate instructions, one chain record
+    per plan, eliminations by cause, teacher replies refused by cause); ``as_written`` (the job's
+    last item): the records as the round's files hold them (``ecd.rounds.bare``, ``chain_ref``), so
+    that what a worker sends back is ids, not the parents' texts. A pure function of the chunk, so
+    that it runs in a worker process (``ecd.workers``) as it would here."""
+    from ecd.rounds import bare, chain_ref
+
+    plans, replies, params, teacher, round_name, round_index, as_written = job
     causes: Counter[str] = Counter()
     teacher_failed: Counter[str] = Counter()
     candidates, chain_records = [], []
     parse = parse_reply if params.reply_format == "json" else (lambda text, _: parse_text_reply(text))
-    for i, (entry, added, cause) in enumerate(plans):
+    for (entry, added, cause), reply in zip(plans, replies):
         cand = None
         if added:
+            assert reply is not None  # every plan that drew requirements was asked
             parent = entry["instruction"]["text"]
-            evolved, cause = parse(replies[i].text, added)
+            evolved, cause = parse(reply.text, added)
             if evolved is not None:
                 cause = screen(parent, evolved, params)
             by_code = False
@@ -285,11 +311,44 @@ def finish_round(plans: list[Plan], params: EvolveParams, backend: Backend, roun
                 cause = screen(parent, evolved, params)
             if cause is None:
                 assert evolved is not None  # a reply either parses to an instruction or names its fault
-                cand = candidate_record(entry, added, evolved, backend, round_name, round_index, by_code)
+                cand = candidate_record(entry, added, evolved, teacher, round_name, round_index, by_code)
                 candidates.append(cand)
         if cause:
             causes[cause] += 1
         chain_records.append(chain_record(entry, cand, cause))
+    if as_written:
+        return [bare(c) for c in candidates], [chain_ref(c) for c in chain_records], causes, teacher_failed  # type: ignore[misc]
+    return candidates, chain_records, causes, teacher_failed
+
+
+#: the most plans one chunk of :func:`screen_plans` holds in a worker process
+SCREEN_CHUNK = 1_000
+
+
+def finish_round(plans: list[Plan], params: EvolveParams, backend: Backend, round_name: str, round_index: int,
+                 check_failures: bool = True, workers: int = 1, as_written: bool = False
+                 ) -> tuple[list[Instruction], list[Chain], dict[str, Any], RunStats]:
+    """Ask the teacher for every planned step (here: a model keeps its batch full), screen the
+    replies (``workers`` > 1: in that many worker processes, in order), write the records:
+    (candidate instructions, one chain record per chain, counts that add up over chunks:
+    :func:`evolve_metrics`, the teacher's calls; ``check_failures``: as ``generate_cached``'s;
+    ``as_written``: the records as the round's files hold them, as :func:`screen_plans` gives them)."""
+    from ecd.workers import ordered_map
+
+    answered, stats = ask_teacher(plans, params, backend, round_name, check_failures)
+    replies = [answered.get(i) for i in range(len(plans))]
+    teacher = teacher_of(backend)
+    jobs = ((plans[k:k + SCREEN_CHUNK], replies[k:k + SCREEN_CHUNK], params, teacher, round_name, round_index, as_written)
+            for k in range(0, len(plans), SCREEN_CHUNK))
+    causes: Counter[str] = Counter()
+    teacher_failed: Counter[str] = Counter()
+    candidates: list[Instruction] = []
+    chain_records: list[Chain] = []
+    for found, records, part, failed in ordered_map(screen_plans, jobs, workers):
+        candidates += found
+        chain_records += records
+        causes.update(part)
+        teacher_failed.update(failed)
     composed = sum(c["teacher"] is not None and c["teacher"]["backend"] == "code" for c in candidates)
     counts = {
         "chains": len(plans),
@@ -342,21 +401,23 @@ def evolve_round(
 
 def evolve_files(rnd: str, prev: str, evolve: EvolveParams, backend: Backend, judge: bool) -> dict[str, Any]:
     """The ``evolve@rN`` stage: evolve every chain of round ``prev``'s state into round ``rnd``, a
-    chunk of seeds at a time: small chunks planned in worker processes (``ecd.workers``), the teacher
-    asked for up to ``ECD_CHUNK_SEEDS`` seeds' plans at once (a model keeps its batch full), the
-    replies screened here, in order; writes the round's instructions, chains and metrics and returns
+    chunk of seeds at a time: small chunks read and planned in worker processes (``ecd.workers``,
+    sent the state's references), the teacher asked here for up to ``ECD_CHUNK_SEEDS`` seeds' plans
+    at once (a model keeps its batch full), the replies screened in the workers, in order; writes the round's instructions, chains and metrics and returns
     the metrics."""
     from ecd import layout
     from ecd.backends import apply_failure_policy
     from ecd.records import jsonl_writer, write_json
-    from ecd.rounds import Rounds, bare, chain_ref, chunk_seeds, round_index, seeds_per_chunk
+    from ecd.rounds import Rounds, chunk_seeds, round_index, seeds_per_chunk, share_rounds
     from ecd.stage import add_counts
-    from ecd.workers import ordered_map
+    from ecd.workers import ordered_map, worker_count
 
     rounds = Rounds()
     rounds.need(prev, "state")
-    chunks = ((state, evolve, rnd, backend.answers_by_rewriting, judge)
-              for state in rounds.state_chunks(prev, chunk_seeds(rounds), by_chain=True))
+    share_rounds(rounds)
+    workers = worker_count()
+    chunks = ((str(rounds.dir), prev, refs, evolve, rnd, backend.answers_by_rewriting, judge)
+              for refs in rounds.state_ref_chunks(prev, chunk_seeds(rounds, workers), by_chain=True))
     counts: dict[str, Any] = {"chains": 0, "asked": 0, "evolved": 0, "evolved_by_teacher": 0, "composed_by_code": 0,
                               "teacher_failed_by_cause": {}, "eliminated": 0, "eliminated_by_cause": {},
                               "teacher_calls": 0, "cache_hits": 0, "cache_misses": 0, "failed_calls": 0,
@@ -366,16 +427,16 @@ def evolve_files(rnd: str, prev: str, evolve: EvolveParams, backend: Backend, ju
             jsonl_writer(layout.round_file(rnd, "chains.jsonl")) as chains:
         def finish(plans: list[Plan]) -> None:
             candidates, attempts, part, stats = finish_round(plans, evolve, backend, rnd, round_index(rnd),
-                                                             check_failures=False)
+                                                             check_failures=False, workers=workers, as_written=True)
             calls.add(stats)
             for c in candidates:
-                instructions(bare(c))
+                instructions(c)
             for a in attempts:
-                chains(chain_ref(a))
+                chains(a)
             add_counts(counts, part)
 
         batch: list[Plan] = []
-        for plans in ordered_map(plan_chunk, chunks):
+        for plans in ordered_map(plan_refs, chunks, workers):
             batch += plans
             if len({p[0]["root_id"] for p in batch}) >= seeds_per_chunk():
                 finish(batch)

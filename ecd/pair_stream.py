@@ -15,7 +15,7 @@ entry per usable step (it draws its negatives from all of them); ``model_gap`` r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,7 +24,7 @@ from ecd.pairing import (Checker, chosen_passes, combine, ecd_pairs, model_gap_p
 from ecd.errors import EcdError
 from ecd.params import PairParams
 from ecd.records import content_id
-from ecd.rounds import Rounds
+from ecd.rounds import Rounds, share_rounds, worker_rounds
 from ecd.schema import Instruction, Pair, Response, Step, assistant, user
 
 #: a pair's fields that a stub keeps: all but the texts and the kwargs
@@ -44,9 +44,9 @@ class Stub:
 
     __slots__ = STUB_FIELDS
 
-    def __init__(self, pair: Pair, shared: dict[Any, Any]) -> None:
+    def __init__(self, pair: Mapping[str, Any], shared: dict[Any, Any]) -> None:
         for name in STUB_FIELDS:
-            value: Any = pair[name]  # type: ignore[literal-required]
+            value: Any = pair[name]
             if isinstance(value, list):
                 value = tuple(value)
             if name in SHARED_FIELDS:
@@ -71,7 +71,7 @@ class _Usable:
         return getattr(self, key)
 
 
-def _stubs(pairs: list[Pair], shared: dict[Any, Any]) -> list[Stub]:
+def _stubs(pairs: Sequence[Mapping[str, Any]], shared: dict[Any, Any]) -> list[Stub]:
     return [Stub(p, shared) for p in pairs]
 
 
@@ -83,6 +83,7 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
     weak model (``model_gap``), by instruction id. ``workers`` > 1: ``random``'s checks run in that
     many worker processes, by code (``check`` must be ``check_all``'s: no judge)."""
     wanted = list(dict.fromkeys([*(params.match or params.strategy), *params.strategy]))
+    share_rounds(rounds)
     shared: dict[Any, Any] = {}
     made: dict[str, tuple[list[Any], Counter[str]]] = {s: ([], Counter()) for s in wanted}
     usable: list[_Usable] = []
@@ -93,17 +94,31 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
         for rnd in round_names:
             yield from rounds.step_chunks(rnd, per_chunk)
 
-    for chunk in steps():
-        count += len(chunk)
-        if "ecd" in made:
-            pairs, causes = ecd_pairs(chunk, params)
-            made["ecd"][0].extend(_stubs(pairs, shared))
-            made["ecd"][1].update(causes)
-        if "seed_answer" in made:
-            pairs, causes = seed_answer_pairs(chunk, params, check, seed_answers)
-            made["seed_answer"][0].extend(_stubs(pairs, shared))
-            made["seed_answer"][1].update(causes)
-        usable += [_Usable(s) for s in chunk if chosen_passes(s)]
+    if workers > 1 and "seed_answer" not in made:  # seed_answer carries each seed's R(0) from chunk to chunk
+        from ecd.rounds import chunk_seeds
+        from ecd.workers import ordered_map
+
+        per_work = min(per_chunk, chunk_seeds(rounds, workers))
+        jobs = ((str(rounds.dir), rnd, refs, params, "ecd" in made)
+                for rnd in round_names for refs in rounds.step_ref_chunks(rnd, per_work))
+        for stubbed, causes, found, n in ordered_map(_step_chunk, jobs, workers):
+            count += n
+            if "ecd" in made:
+                made["ecd"][0].extend(_stubs(stubbed, shared))
+                made["ecd"][1].update(causes)
+            usable += found
+    else:
+        for chunk in steps():
+            count += len(chunk)
+            if "ecd" in made:
+                pairs, causes = ecd_pairs(chunk, params)
+                made["ecd"][0].extend(_stubs(pairs, shared))
+                made["ecd"][1].update(causes)
+            if "seed_answer" in made:
+                pairs, causes = seed_answer_pairs(chunk, params, check, seed_answers)
+                made["seed_answer"][0].extend(_stubs(pairs, shared))
+                made["seed_answer"][1].update(causes)
+            usable += [_Usable(s) for s in chunk if chosen_passes(s)]
     if "random" in made:
         ordered = sorted(usable, key=lambda u: (u["root_id"], u["chain"], u["round"]))
         if workers > 1:
@@ -128,11 +143,23 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
     return train, test, metrics, weak
 
 
-#: a worker process's readers of the round files, one per folder, kept across its chunks
-_WORKER_ROUNDS: dict[str, Rounds] = {}
-
 #: the most usable steps one ``random`` chunk holds
 RANDOM_CHUNK = 2_000
+
+
+def _step_chunk(job: tuple[str, str, list[tuple[int, Any]], PairParams, bool]
+                ) -> tuple[list[dict[str, Any]], Counter[str], list[_Usable], int]:
+    """A chunk of one round's step references read whole and paired in a worker process: (``ecd``'s
+    pairs less their texts, its drop causes, the usable steps' entries, how many steps)."""
+    folder, rnd, refs, params, want_ecd = job
+    rounds = worker_rounds(folder)
+    steps = [rounds.whole_step(rnd, ref, line) for line, ref in refs]
+    pairs: list[dict[str, Any]] = []
+    causes: Counter[str] = Counter()
+    if want_ecd:
+        made, causes = ecd_pairs(steps, params)
+        pairs = [{name: cast(dict[str, Any], p)[name] for name in STUB_FIELDS} for p in made]
+    return pairs, causes, [_Usable(s) for s in steps if chosen_passes(s)], len(steps)
 
 
 def _random_chunk(job: tuple[str, list[tuple[_Usable, list[_Usable]]], PairParams]) -> list[Pair | None]:
@@ -140,7 +167,7 @@ def _random_chunk(job: tuple[str, list[tuple[_Usable, list[_Usable]]], PairParam
     from ecd.verification import check_all
 
     folder, items, params = job
-    rounds = _WORKER_ROUNDS.setdefault(folder, Rounds(folder))
+    rounds = worker_rounds(folder)
     return [random_pair(rounds.step(f"r{u['round']}", u["chain"]),
                         (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check_all)
             for u, others in items]
@@ -231,20 +258,40 @@ def write_split(path: Path, rows: Iterator[dict[str, Any]], features: Any, work:
     arrow.unlink()
 
 
+#: the most stubs one chunk of ``save_stubs``' worker processes reads back whole
+WHOLE_CHUNK = 1_000
+
+
+def _whole_chunk(job: tuple[str, list[Stub], dict[str, Response], list[str], tuple[str, ...] | None]
+                 ) -> list[dict[str, Any]]:
+    """A chunk of stubs read back whole in a worker process (``columns``: only those)."""
+    folder, stubs, by_id, round_names, columns = job
+    rounds = worker_rounds(folder)
+    out = []
+    for stub in stubs:
+        pair = cast(dict[str, Any], whole_pair(stub, rounds, by_id, round_names))
+        out.append(pair if columns is None else {k: pair[k] for k in columns})
+    return out
+
+
 def save_stubs(out_dir: Path, rows_path: Path, train: list[Stub], test: list[Stub], card: str, rounds: Rounds,
-               weak: dict[str, Response], round_names: list[str], work: Path) -> None:
+               weak: dict[str, Response], round_names: list[str], work: Path, workers: int = 1) -> None:
     """``ecd.pairs.save_pairs`` and ``save_rows`` for stubs: each pair read back whole as it is
-    written, both files replaced atomically."""
+    written (``workers`` > 1: a chunk at a time in that many worker processes, in order), both files
+    replaced atomically."""
     from ecd.pairs import ROW_COLUMNS, features
     from ecd.records import atomic_path, write_text
+    from ecd.workers import ordered_map
 
     feats = features()
     by_id = {r["id"]: r for r in weak.values()}
+    share_rounds(rounds)
 
     def rows(stubs: list[Stub], columns: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
-        for stub in stubs:
-            pair = cast(dict[str, Any], whole_pair(stub, rounds, by_id, round_names))
-            yield pair if columns is None else {k: pair[k] for k in columns}
+        jobs = ((str(rounds.dir), part, {s["rejected_id"]: by_id[s["rejected_id"]] for s in part if s["rejected_id"] in by_id},
+                 round_names, columns) for part in (stubs[k:k + WHOLE_CHUNK] for k in range(0, len(stubs), WHOLE_CHUNK)))
+        for found in ordered_map(_whole_chunk, jobs, workers):
+            yield from found
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()

@@ -218,13 +218,49 @@ def seeds_per_chunk() -> int:
     return int(value)
 
 
-def chunk_seeds(rounds: "Rounds") -> int:
+def chunk_seeds(rounds: "Rounds", workers: int | None = None) -> int:
     """Seeds a chunk: :func:`seeds_per_chunk` at most, and few enough that every worker
-    (``ecd.workers``) gets about four chunks of the run's seeds."""
+    (``workers``, by default ``ecd.workers.worker_count``) gets about four chunks of the run's seeds."""
     from ecd.workers import worker_count
 
     seeds = len(rounds.index("r0", "instructions", "root_id"))
-    return max(1, min(seeds_per_chunk(), -(-seeds // (4 * worker_count()))))
+    return max(1, min(seeds_per_chunk(), -(-seeds // (4 * (workers or worker_count())))))
+
+
+#: a process's readers of round folders (with the files' identities when it was made), kept across
+#: the chunks it is sent
+_WORKER_ROUNDS: dict[str, tuple[tuple[Any, ...], "Rounds"]] = {}
+
+
+def _identity(folder: Path) -> tuple[Any, ...]:
+    """What tells a folder's round files apart from the ones an earlier reader indexed: each file's
+    inode, size and modification time (a stage replaces a file whole, by renaming a new one)."""
+    import os
+
+    out = []
+    for sub in sorted(os.scandir(folder), key=lambda e: e.name) if folder.is_dir() else []:
+        if sub.is_dir():
+            for f in sorted(os.scandir(sub.path), key=lambda e: e.name):
+                if f.name.endswith(".jsonl") and f.is_file():
+                    st = f.stat()
+                    out.append((sub.name, f.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def worker_rounds(folder: str | Path) -> "Rounds":
+    """The reader of ``folder`` that chunks run in this process share: a worker process (``ecd.workers``)
+    is sent references, and reads the records whole itself, building each index it needs once (a
+    new reader when the folder's files have been replaced since)."""
+    key, identity = str(folder), _identity(Path(folder))
+    found = _WORKER_ROUNDS.get(key)
+    if found is None or found[0] != identity:
+        found = _WORKER_ROUNDS[key] = (identity, Rounds(key))
+    return found[1]
+
+
+def share_rounds(rounds: "Rounds") -> None:
+    """Make ``rounds`` the reader that chunks run in this process use (one process: no second set of indexes)."""
+    _WORKER_ROUNDS[str(rounds.dir)] = (_identity(rounds.dir), rounds)
 
 
 class Rounds:
@@ -328,12 +364,21 @@ class Rounds:
         """The state ``per_chunk`` seeds at a time; ``by_chain``: in the order of the chains evolution
         forks from it (round 0's seeds by id, as ``ecd.evolve.fork`` sorts them; later rounds' files
         are in that order already), so that evolving the chunks one by one gives one sorted round."""
-        path = self.path(round_name, "state")
-        refs: Iterator[tuple[int, Any]] = iter(iter_jsonl(path))
+        return ([self.whole_state(round_name, r, line) for line, r in refs]
+                for refs in self.state_ref_chunks(round_name, per_chunk, by_chain))
+
+    def state_ref_chunks(self, round_name: str, per_chunk: int, by_chain: bool = False
+                         ) -> Iterator[list[tuple[int, StateRef]]]:
+        """:meth:`state_chunks`' references (with their lines): what a worker process needs to read
+        those entries whole itself (:meth:`whole_state`)."""
+        refs: Iterator[tuple[int, Any]] = iter(iter_jsonl(self.path(round_name, "state")))
         if by_chain and round_name == "r0":
             refs = iter(sorted(refs, key=lambda item: str(item[1]["root_id"])))
-        rows = (self._state_entry(round_name, cast(StateRef, r), path, line) for line, r in refs)
-        return chunked(rows, per_chunk, lambda s: s["root_id"])
+        return chunked(refs, per_chunk, lambda item: item[1]["root_id"])
+
+    def whole_state(self, round_name: str, ref: StateRef, line: int) -> State:
+        """A state entry of ``round_name`` from its reference (``line``: where it is, for errors), whole."""
+        return self._state_entry(round_name, ref, self.path(round_name, "state"), line)
 
     def _parent(self, round_name: str, chain: str, root_id: str, where: Path, line: int) -> State:
         """The previous round's state entry of ``chain`` (round 0's of its seed), whole."""
@@ -349,18 +394,25 @@ class Rounds:
         return [c for chunk in self.chain_chunks(round_name, 1 << 62) for c in chunk]
 
     def chain_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Chain]]:
+        return ([self.whole_chain(round_name, r, line) for line, r in refs]
+                for refs in self.chain_ref_chunks(round_name, per_chunk))
+
+    def chain_ref_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[tuple[int, ChainRef]]]:
+        """The round's chain references (with their lines), ``per_chunk`` seeds at a time: what a
+        worker process needs to read those chains whole itself (:meth:`whole_chain`)."""
+        refs = ((line, cast(ChainRef, r)) for line, r in iter_jsonl(self.path(round_name, "chains")))
+        return chunked(refs, per_chunk, lambda item: item[1]["root_id"])
+
+    def whole_chain(self, round_name: str, ref: ChainRef, line: int) -> Chain:
+        """A chain's attempt in ``round_name`` from its reference, with its parent I(t−1) and R(t−1) whole."""
         path = self.path(round_name, "chains")
-
-        def whole(line: int, ref: ChainRef) -> Chain:
-            parent = self._parent(round_name, ref["chain"], ref["root_id"], path, line)
-            p = ref["parent"]
-            if (parent["instruction"]["id"], parent["response"]["id"]) != (p["instruction_id"], p["response_id"]):
-                raise EcdError(f"{path}:{line}: its parent is not the one in {self.path(previous(round_name), 'state')}")
-            return {"chain": ref["chain"], "root_id": ref["root_id"],
-                    "parent": {"instruction": parent["instruction"], "response": parent["response"], "round": p["round"]},
-                    "candidate_id": ref["candidate_id"], "eliminated": ref["eliminated"]}
-
-        return chunked((whole(line, cast(ChainRef, r)) for line, r in iter_jsonl(path)), per_chunk, lambda c: c["root_id"])
+        parent = self._parent(round_name, ref["chain"], ref["root_id"], path, line)
+        p = ref["parent"]
+        if (parent["instruction"]["id"], parent["response"]["id"]) != (p["instruction_id"], p["response_id"]):
+            raise EcdError(f"{path}:{line}: its parent is not the one in {self.path(previous(round_name), 'state')}")
+        return {"chain": ref["chain"], "root_id": ref["root_id"],
+                "parent": {"instruction": parent["instruction"], "response": parent["response"], "round": p["round"]},
+                "candidate_id": ref["candidate_id"], "eliminated": ref["eliminated"]}
 
     def steps(self, round_name: str) -> list[Step]:
         """The round's contrast steps (I(t), R(t), R(t−1)), whole."""
@@ -371,7 +423,7 @@ class Rounds:
         found = self.index(round_name, "steps", "chain").get(chain)
         if found is None:
             raise EcdError(f"{self.path(round_name, 'steps')}: no step of chain {chain}")
-        return self._whole_step(round_name, cast(StepRef, found), 0)
+        return self.whole_step(round_name, cast(StepRef, found), 0)
 
     def response(self, response_id: str, rounds: Sequence[str]) -> Response:
         """A response by id from the first of ``rounds`` whose responses hold it."""
@@ -381,7 +433,8 @@ class Rounds:
                 return cast(Response, found)
         raise EcdError(f"response {response_id} is in none of the responses of rounds {', '.join(rounds)}")
 
-    def _whole_step(self, round_name: str, ref: StepRef, line: int) -> Step:
+    def whole_step(self, round_name: str, ref: StepRef, line: int) -> Step:
+        """A step of ``round_name`` from its reference (``line``: where it is, for errors), whole."""
         path = self.path(round_name, "steps")
         rejected = self._parent(round_name, ref["chain"], ref["root_id"], path, line)["response"]
         verdict = self.index(round_name, "verdicts", "response_id").get(ref["chosen_id"])
@@ -395,9 +448,14 @@ class Rounds:
                 "rejected_results": ref["rejected_results"], "new_constraints": ref["new_constraints"]}
 
     def step_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[Step]]:
-        path = self.path(round_name, "steps")
-        rows = (self._whole_step(round_name, cast(StepRef, r), line) for line, r in iter_jsonl(path))
-        return chunked(rows, per_chunk, lambda s: s["root_id"])
+        return ([self.whole_step(round_name, r, line) for line, r in refs]
+                for refs in self.step_ref_chunks(round_name, per_chunk))
+
+    def step_ref_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[tuple[int, StepRef]]]:
+        """The round's step references (with their lines), ``per_chunk`` seeds at a time: what a
+        worker process needs to read those steps whole itself (``whole_step``)."""
+        refs = ((line, cast(StepRef, r)) for line, r in iter_jsonl(self.path(round_name, "steps")))
+        return chunked(refs, per_chunk, lambda item: item[1]["root_id"])
 
     def read(self, round_name: str, kind: str) -> list[Any]:
         """One file of a round as whole records (``kind``: instructions, responses, verdicts, chains, state, steps)."""

@@ -261,12 +261,42 @@ def verify_round(
     return verdicts, state, steps, round_counts(instructions, responses, verdicts, accepted, steps, causes)
 
 
-VerifyChunk = tuple[list[Instruction], list[Response], "list[Chain] | None", VerifyParams, "Judged | None"]
+#: a chunk of a round's records: (instructions, responses, chains, params, the judge's results, the round)
+VerifyChunk = tuple[list[Instruction], list[Response], "list[Chain] | None", VerifyParams, "Judged | None", str]
+
+#: what a worker sends back: verdicts, state and steps as the round's files hold them, counts
+Written = tuple[list[Verdict], list[Any], list[Any], dict[str, Any]]
 
 
-def verify_chunk(chunk: VerifyChunk) -> tuple[list[Verdict], list[State], list[Step], dict[str, Any]]:
+def _written(result: tuple[list[Verdict], list[State], list[Step], dict[str, Any]], rnd: str) -> Written:
+    """A chunk's result as the files hold it (by reference): what crosses back from a worker is ids, not texts."""
+    from ecd.rounds import state_ref, step_ref
+
+    verdicts, state, steps, counts = result
+    return verdicts, [state_ref(e, rnd) for e in state], [step_ref(s) for s in steps], counts
+
+
+def verify_chunk(chunk: VerifyChunk) -> Written:
     """:func:`verify_round` on one chunk, as one argument: what a worker process runs (``ecd.workers``)."""
-    return verify_round(*chunk)
+    instructions, responses, chains, params, judged, rnd = chunk
+    return _written(verify_round(instructions, responses, chains, params, judged), rnd)
+
+
+#: a chunk of a round's chain references: (the rounds' folder, the round, (line, reference) pairs, params)
+VerifyRefs = tuple[str, str, list[tuple[int, Any]], VerifyParams]
+
+
+def verify_refs(job: VerifyRefs) -> Written:
+    """:func:`verify_round` on a chunk of chain references, the chains, their candidates and the
+    answers read whole where it runs (no judge): what a worker process is sent."""
+    from ecd.rounds import worker_rounds
+
+    folder, rnd, refs, params = job
+    rounds = worker_rounds(folder)
+    chains = [rounds.whole_chain(rnd, ref, line) for line, ref in refs]
+    instructions = [rounds.instruction(rnd, c["candidate_id"]) for c in chains if c["candidate_id"]]
+    responses = [a for i in instructions for a in rounds.answers(rnd, i["id"])]
+    return _written(verify_round(instructions, responses, chains, params), rnd)
 
 
 def verify_files(rnd: str, params: Any) -> dict[str, Any]:
@@ -277,14 +307,21 @@ def verify_files(rnd: str, params: Any) -> dict[str, Any]:
     from ecd.backends import RunStats, apply_failure_policy, make_backend
     from ecd.judge import judge_constraints
     from ecd.records import jsonl_writer, write_json
-    from ecd.rounds import Rounds, chunk_seeds, seeds_per_chunk, state_ref, step_ref
+    from ecd.rounds import Rounds, chunk_seeds, seeds_per_chunk, share_rounds
     from ecd.stage import add_counts
     from ecd.workers import ordered_map
 
     rounds = Rounds()
     rounds.need(rnd, "instructions", "responses", *(("chains",) if rnd != "r0" else ()))
+    share_rounds(rounds)
     judge = make_backend(params.judge) if params.judge is not None else None
     per_read, per_work = seeds_per_chunk(), chunk_seeds(rounds)
+
+    def refs() -> Iterator[VerifyRefs]:
+        """Without a judge, the workers are sent chunks of the round's chain references and read the
+        records whole themselves: this process reads only the references."""
+        for part in rounds.chain_ref_chunks(rnd, per_work):
+            yield str(rounds.dir), rnd, part, params.verify
 
     def chunks() -> Iterator[VerifyChunk]:
         """Up to ``seeds_per_chunk`` seeds read (and judged) at once, handed to the workers in smaller chunks."""
@@ -300,20 +337,22 @@ def verify_files(rnd: str, params: Any) -> dict[str, Any]:
             if items and judge is not None:
                 judged, stats = judge_constraints(judge, items, description=f"judge {rnd}", check_failures=False)
                 calls.add(stats)
-            yield from _worker_chunks(instructions, responses, chains, per_work, params.verify, judged)
+            yield from _worker_chunks(instructions, responses, chains, per_work, params.verify, judged, rnd)
 
     counts = round_counts([], [], [], 0, [], Counter())
     calls = RunStats()
     with jsonl_writer(layout.round_file(rnd, "verdicts.jsonl")) as verdicts, \
             jsonl_writer(layout.round_file(rnd, "state.jsonl")) as state, \
             jsonl_writer(layout.round_file(rnd, "steps.jsonl")) if rnd != "r0" else _no_writer() as steps:
-        for v, s, st, c in ordered_map(verify_chunk, chunks()):
+        by_refs = judge is None and rnd != "r0"  # round 0 has no chains; a judge's calls are made here
+        results = ordered_map(verify_refs, refs()) if by_refs else ordered_map(verify_chunk, chunks())
+        for v, s, st, c in results:
             for rec in v:
                 verdicts(rec)
             for entry in s:
-                state(state_ref(entry, rnd))
+                state(entry)
             for step in st:
-                steps(step_ref(step))
+                steps(step)
             add_counts(counts, c)
         if judge is not None:
             apply_failure_policy(judge, calls, f"judge {rnd}")
@@ -323,7 +362,7 @@ def verify_files(rnd: str, params: Any) -> dict[str, Any]:
 
 
 def _worker_chunks(instructions: list[Instruction], responses: list[Response], chains: list[Chain] | None,
-                   per_work: int, params: VerifyParams, judged: Judged | None) -> Iterator[VerifyChunk]:
+                   per_work: int, params: VerifyParams, judged: Judged | None, rnd: str) -> Iterator[VerifyChunk]:
     """The workers' chunks of what was read: ``per_work`` seeds each, every record in its order."""
     by_root: dict[str, list[Instruction]] = defaultdict(list)
     for i in instructions:
@@ -339,7 +378,7 @@ def _worker_chunks(instructions: list[Instruction], responses: list[Response], c
         group = roots[k:k + per_work]
         mine = [i for r in group for i in by_root[r]]
         yield (mine, [a for i in mine for a in answers[i["id"]]],
-               None if chains is None else [c for r in group for c in tried[r]], params, judged)
+               None if chains is None else [c for r in group for c in tried[r]], params, judged, rnd)
 
 
 def _no_writer() -> Any:

@@ -4,20 +4,27 @@ results in the order of the chunks, so that a stage writes the same bytes with o
 Verification and evolution planning are pure functions of a chunk (each chain draws from its own
 seeded generator), which is what makes the order the only thing to keep. Workers are spawned, not
 forked: a forked copy of a process that has loaded a model or opened the call cache's database is
-not safe. At most twice as many chunks as workers are in flight, so memory stays a few chunks.
+not safe. A stage keeps one pool for all its maps (a worker's imports and the round-file indexes it
+builds, ``ecd.rounds.worker_rounds``, serve every chunk it is sent), and at most twice as many
+chunks as workers are in flight, so memory stays a few chunks.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from ecd.errors import EcdError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: this process's pools of worker processes, by size, kept until it exits
+_POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
 def worker_count() -> int:
@@ -30,21 +37,43 @@ def worker_count() -> int:
     return int(value)
 
 
+def _pool(n: int) -> ProcessPoolExecutor:
+    if n not in _POOLS:
+        import multiprocessing
+
+        _POOLS[n] = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        if len(_POOLS) == 1:
+            atexit.register(shutdown)
+    return _POOLS[n]
+
+
+def shutdown() -> None:
+    """Stop this process's worker processes (at exit, or sooner to free their memory)."""
+    while _POOLS:
+        _POOLS.popitem()[1].shutdown(cancel_futures=True)
+
+
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
     """``map(fn, items)`` over ``workers`` processes (:func:`worker_count` by default), results in
     the items' order. ``fn`` must be a module-level function; an error in a worker is raised here."""
+    from concurrent.futures.process import BrokenProcessPool
+
     n = worker_count() if workers is None else workers
     if n <= 1:
         yield from map(fn, items)
         return
-    import multiprocessing
-    from concurrent.futures import Future, ProcessPoolExecutor
-
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: deque[Future[Any]] = deque()
+    pool = _pool(n)
+    pending: deque[Future[Any]] = deque()
+    try:
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= 2 * n:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    except BrokenProcessPool:
+        _POOLS.pop(n, None)  # a worker died (killed, out of memory): the next map starts a new pool
+        raise
+    finally:
+        for future in pending:  # an error, or a consumer that stopped early: drop what it will not read
+            future.cancel()

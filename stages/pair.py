@@ -32,7 +32,7 @@ def main() -> None:
     train, test, metrics, weak = build_stubs(rounds, names, params.pair, test_roots(), check, sample_weak, seeds_per_chunk(),
                                              workers)
     card = dataset_card(train, test, metrics, params, round_pass_rates(params.round_names))
-    save_stubs(layout.PAIRS, layout.ROWS, train, test, card, rounds, weak, names, layout.WORK / "pair")
+    save_stubs(layout.PAIRS, layout.ROWS, train, test, card, rounds, weak, names, layout.WORK / "pair", workers)
     write_json(layout.METRICS / "pair.json", metrics)
     matched = f" on {metrics['matched_rows']} rows matched across {params.pair.match}" if params.pair.match else ""
     print(f"pair: {metrics['train_pairs']} train and {metrics['test_pairs']} test pairs "

@@ -41,11 +41,14 @@ def test_chunks_and_workers_change_no_byte(data_half: Project, tmp_path: Path) -
     p = data_half.path
     before = {f.relative_to(p): f.read_bytes() for d in ("data/rounds", "metrics/rounds") for f in (p / d).rglob("*.json*")}
     assert len(before) == 4 + 2 * 6 + 2 + 2 * 3  # round files (r0 four, r1 and r2 six each) and their metrics
+    pairs = [p / "data/pairs/train.parquet", p / "data/pairs/test.parquet", p / "data/rows.parquet"]
+    before.update({f.relative_to(p): f.read_bytes() for f in pairs})
     env = {"ECD_WORKERS": "1", "ECD_CHUNK_SEEDS": "2"}
     data_half.run(sys.executable, "stages/verify.py", "r0", env=env)
     for r in ROUNDS:
         for stage in ("evolve", "sample", "verify"):
             data_half.run(sys.executable, f"stages/{stage}.py", r, env=env)
+    data_half.run(sys.executable, "stages/pair.py", env=env)
     after = {f: (p / f).read_bytes() for f in before}
     assert [str(f) for f in before if before[f] != after[f]] == []
     roots = (p / "data/rounds/r0/state.jsonl").read_text().splitlines()
