@@ -10,8 +10,9 @@ chains, 3 rounds), with ``--set`` overrides on top. The stages ``dvc repro pair`
 at a time (``dvc repro --single-item``), in DVC's order, so that each has its own figures:
 
 - wall seconds, DVC's hashing and lock writing included;
-- peak resident memory: the largest process of the stage's run (``getrusage(RUSAGE_CHILDREN)`` of a
-  helper process that ran it, which counts DVC itself and the stage's script);
+- peak resident memory: of the largest process of the stage's run (``getrusage(RUSAGE_CHILDREN)`` of
+  a helper process that ran it: DVC itself, the stage's script or one of its workers), and of all its
+  processes at once (sampled five times a second), which is what the machine must hold;
 
 then, per size, the bytes of ``data/rounds`` (and per seed), the pairs made, the wall time against
 the linear extrapolation of the smallest size measured in the same run, and the stages that spread
@@ -37,11 +38,24 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "data/self-instruct/seed_tasks.jsonl"
 
-#: runs one command and prints the largest resident size (kB) among the processes it waited for
-_MEASURE = ("import resource, subprocess, sys\n"
-            "rc = subprocess.run(sys.argv[1:]).returncode\n"
+#: runs one command; prints the largest resident size (kB) among the processes it waited for, and
+#: the peak of the resident sizes of all its processes at once (DVC, the stage's script, its worker
+#: processes), sampled five times a second with psutil (a DVC dependency)
+_MEASURE = ("import resource, subprocess, sys, time\n"
+            "import psutil\n"
+            "proc, peak = psutil.Popen(sys.argv[1:]), 0\n"
+            "while proc.poll() is None:\n"
+            "    total = 0\n"
+            "    for p in [proc, *proc.children(recursive=True)]:\n"
+            "        try:\n"
+            "            total += p.memory_info().rss\n"
+            "        except psutil.Error:\n"
+            "            pass\n"
+            "    peak = max(peak, total)\n"
+            "    time.sleep(0.2)\n"
             "print('ECD_PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
-            "sys.exit(rc)\n")
+            "print('ECD_TREE_KB', peak // 1024, file=sys.stderr)\n"
+            "sys.exit(proc.returncode)\n")
 
 
 def project(dest: Path, seeds: int, sets: list[str]) -> dict[str, str]:
@@ -87,8 +101,9 @@ def stages(dest: Path) -> list[str]:
             "split", "student", "pair"]
 
 
-def run_stage(dest: Path, env: dict[str, str], stage: str) -> tuple[float, float]:
-    """(wall seconds, peak resident MB) of ``dvc repro --single-item stage``."""
+def run_stage(dest: Path, env: dict[str, str], stage: str) -> tuple[float, float, float]:
+    """(wall seconds, peak resident MB of its largest process, peak MB of all its processes at once)
+    of ``dvc repro --single-item stage``."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _MEASURE, "dvc", "repro", "--single-item", stage], cwd=dest, env=env,
                           capture_output=True, text=True)
@@ -96,7 +111,8 @@ def run_stage(dest: Path, env: dict[str, str], stage: str) -> tuple[float, float
     if proc.returncode != 0:
         raise SystemExit(f"{stage} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     peak = int(re.search(r"ECD_PEAK_KB (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
-    return wall, peak / 1024
+    tree = int(re.search(r"ECD_TREE_KB (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
+    return wall, peak / 1024, tree / 1024
 
 
 #: the round stages that spread their CPU work over worker processes (ecd.workers), and what each
@@ -155,10 +171,11 @@ def main() -> None:
             env = project(dest, n, args.sets)
             rows, total = [], 0.0
             for stage in stages(dest):
-                wall, peak = run_stage(dest, env, stage)
-                rows.append((stage, wall, peak))
+                wall, peak, tree = run_stage(dest, env, stage)
+                rows.append((stage, wall, peak, tree))
                 total += wall
-                print(f"  seeds {n}: {stage:<12} {wall:8.1f} s  peak {peak:8.0f} MB", flush=True)
+                print(f"  seeds {n}: {stage:<12} {wall:8.1f} s  peak {peak:8.0f} MB (largest process), "
+                      f"{tree:8.0f} MB (all its processes)", flush=True)
             pair = json.loads((dest / "metrics/pair.json").read_text())
             rounds = du(dest / "data/rounds")
             side_by_side = args.workers > 1 and (args.speedup_at is None or n in args.speedup_at)
@@ -166,8 +183,8 @@ def main() -> None:
             for stage, one, many, same in parallel:
                 print(f"  seeds {n}: {stage:<12} 1 process {one:7.1f} s, {args.workers} workers {many:7.1f} s: "
                       f"{one / many:.2f}×, {'the same bytes' if same else 'DIFFERENT BYTES'}", flush=True)
-            results.append({"seeds": n, "wall": total, "peak": max(r[2] for r in rows),
-                            "worst": max(rows, key=lambda r: r[2])[0], "rounds_bytes": rounds,
+            results.append({"seeds": n, "wall": total, "peak": max(r[3] for r in rows),
+                            "worst": max(rows, key=lambda r: r[3])[0], "rounds_bytes": rounds,
                             "pairs": pair["train_pairs"] + pair["test_pairs"],
                             "one": sum(x[1] for x in parallel), "many": sum(x[2] for x in parallel),
                             "same": all(x[3] for x in parallel)})
@@ -177,7 +194,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     first = results[0]
-    print(f"| seeds | pairs | wall s | linear from the first | peak MB (stage) | data/rounds MB | KB a seed | "
+    print(f"| seeds | pairs | wall s | linear from the first | peak MB, all processes (stage) | data/rounds MB | KB a seed | "
           f"parallel stages: 1 process / {args.workers} workers |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:

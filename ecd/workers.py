@@ -37,11 +37,26 @@ def worker_count() -> int:
     return int(value)
 
 
+def _die_with(parent: int) -> None:
+    """A worker's first act: a thread that ends it once the stage's process is gone, even by
+    ``kill -9`` (each worker holds both ends of the pool's queue, so it would wait on it for ever)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ecd-parent-watch", daemon=True).start()
+
+
 def _pool(n: int) -> ProcessPoolExecutor:
     if n not in _POOLS:
         import multiprocessing
 
-        _POOLS[n] = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        _POOLS[n] = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with,
+                                        initargs=(os.getpid(),))
         if len(_POOLS) == 1:
             atexit.register(shutdown)
     return _POOLS[n]

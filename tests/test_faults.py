@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,35 @@ def test_a_stage_killed_mid_write_leaves_its_previous_output_intact(tmp_path) ->
     assert target.read_bytes() == before
     # the half-written file lies in a hidden temporary folder beside the target, never at it
     assert [p.name for p in target.parent.iterdir() if not p.name.startswith(".")] == ["out.jsonl"]
+
+
+_POOL_USER = """
+import threading, time
+from ecd.workers import ordered_map
+threading.Thread(target=lambda: list(ordered_map(time.sleep, [60] * 4, 2)), daemon=True).start()
+time.sleep(600)
+"""
+
+
+def test_a_stage_killed_with_its_workers_busy_takes_them_with_it() -> None:
+    """``kill -9`` of a stage's process ends its worker processes too (each holds both ends of the
+    pool's queue, so none would ever see it close): nothing is left running or holding memory."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_USER])
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[psutil.Process] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, "the pool's two workers never started"
+        time.sleep(1)  # past their first act (the initializer), busy in time.sleep(60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert alive == [] and len(gone) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
