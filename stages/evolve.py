@@ -1,8 +1,8 @@
 """evolve ROUND: the teacher rewrites every chain's accepted instruction into a harder one (a chunk
-of seeds at a time, planned over the machine's cores: ``ecd.evolve.evolve_files``)."""
+of seeds at a time, planned over the machine's cores: ``ecd.evolve_stream.evolve_files``)."""
 
 from ecd.backends import make_backend
-from ecd.evolve import evolve_files
+from ecd.evolve_stream import evolve_files
 from ecd.params import load_params
 from ecd.stage import round_arg, stage
 

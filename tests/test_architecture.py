@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: the parts of ecd from the bottom up; a module may import its own part and the parts below it
 PARTS: dict[str, set[str]] = {
-    "foundation": {"errors", "schema", "layout", "records", "progress", "cache", "stage", "contrast", "workers"},
+    "foundation": {"errors", "schema", "layout", "records", "record_index", "progress", "cache", "stage", "contrast", "workers"},
     "domain": {"constraints", "params"},
     "model access": {"backends", "registry", "resources"},
-    "data": {"seeds", "rounds", "sampling", "evolve", "screening", "judge", "verification", "split", "pairing", "pair_stream", "pairs", "hub"},
+    "data": {"seeds", "rounds", "sampling", "evolve", "evolve_stream", "screening", "judge", "verification", "split", "pairing", "pair_stream", "pairs", "hub"},
     "training": {"student", "training", "tracking", "trl_patch", "rewards", "grpo"},
     "evaluation": {"evaluation", "uncertainty"},
     "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "study_report", "diagnosis", "viewer"},

@@ -122,7 +122,7 @@ def test_the_pair_stage_writes_what_save_pairs_writes(data_half: Project, tmp_pa
 
 def test_the_record_index_finds_every_record_of_a_key_in_file_order_and_tells_shared_hashes_apart(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ecd import rounds as R
+    from ecd import record_index as R
 
     path = tmp_path / "records.jsonl"
     path.write_text('{"id":"a","v":1}\n\n{"id":"b","v":2}\n{"id":"a","v":3}\n')
