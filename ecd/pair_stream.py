@@ -14,13 +14,14 @@ entry per usable step (it draws its negatives from all of them); ``model_gap`` r
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from ecd.pairing import (Checker, chosen_passes, combine, ecd_pairs, model_gap_pairs, random_draws, random_pair,
-                         random_pairs_of, seed_answer_pairs, weak_instructions)
+                         seed_answer_pairs, weak_instructions)
 from ecd.errors import EcdError
 from ecd.params import PairParams
 from ecd.records import content_id
@@ -34,7 +35,7 @@ STUB_FIELDS = ("id", "row_id", "strategy", "root_id", "chain", "round", "instruc
 
 
 #: a stub's fields that take few values, held once whatever the number of stubs
-SHARED_FIELDS = frozenset({"strategy", "root_id", "chosen_model", "rejected_model", "new_constraints",
+SHARED_FIELDS = frozenset({"strategy", "root_id", "chain", "chosen_model", "rejected_model", "new_constraints",
                            "missed_constraints", "instruction_id_list"})
 
 
@@ -64,8 +65,17 @@ class _Usable:
     __slots__ = ("round", "chain", "root_id", "instruction_id", "chosen_id")
 
     def __init__(self, step: Step) -> None:
-        self.round, self.chain, self.root_id = step["round"], step["chain"], step["root_id"]
+        # a seed's id is shared by its chains' steps, a chain's by its rounds': held once (sys.intern)
+        self.round, self.chain, self.root_id = step["round"], sys.intern(step["chain"]), sys.intern(step["root_id"])
         self.instruction_id, self.chosen_id = step["instruction"]["id"], step["chosen"]["id"]
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.round, self.chain, self.root_id, self.instruction_id, self.chosen_id
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        """From a worker process: its ids held once here too."""
+        self.round, chain, root_id, self.instruction_id, self.chosen_id = state
+        self.chain, self.root_id = sys.intern(chain), sys.intern(root_id)
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -121,13 +131,9 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
             usable += [_Usable(s) for s in chunk if chosen_passes(s)]
     if "random" in made:
         ordered = sorted(usable, key=lambda u: (u["root_id"], u["chain"], u["round"]))
-        if workers > 1:
-            pairs, causes = _random_over_workers(rounds.dir, ordered, params, workers)
-        else:
-            pairs, causes = random_pairs_of(ordered, params, check, lambda u: rounds.step(f"r{u['round']}", u["chain"]),
-                                            lambda u: rounds.response(u["chosen_id"], [f"r{u['round']}"]))
+        random_stubs, causes = _random_stubs(rounds, ordered, params, check, workers, shared)
         causes["chosen_fails"] += count - len(usable)
-        made["random"] = (_stubs(pairs, shared), causes)
+        made["random"] = (random_stubs, causes)
     weak: dict[str, Response] = {}
     if "model_gap" in made:
         weak = _weak(rounds, usable, made, params, sample_weak)
@@ -162,26 +168,36 @@ def _step_chunk(job: tuple[str, str, list[tuple[int, Any]], PairParams, bool]
     return pairs, causes, [_Usable(s) for s in steps if chosen_passes(s)], len(steps)
 
 
-def _random_chunk(job: tuple[str, list[tuple[_Usable, list[_Usable]]], PairParams]) -> list[Pair | None]:
-    """``random``'s pair (or None) for each (entry, candidate negatives) of a chunk: run in a worker."""
+def _random_items(rounds: Rounds, items: list[tuple[_Usable, list[_Usable]]], params: PairParams, check: Checker
+                  ) -> list[dict[str, Any] | None]:
+    """``random``'s pair, less its texts (or None), for each (entry, candidate negatives) of a chunk."""
+    out: list[dict[str, Any] | None] = []
+    for u, others in items:
+        pair = random_pair(rounds.step(f"r{u['round']}", u["chain"]),
+                           (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check)
+        out.append(None if pair is None else {name: cast(dict[str, Any], pair)[name] for name in STUB_FIELDS})
+    return out
+
+
+def _random_chunk(job: tuple[str, list[tuple[_Usable, list[_Usable]]], PairParams]) -> list[dict[str, Any] | None]:
+    """:func:`_random_items` in a worker process, checked by code."""
     from ecd.verification import check_all
 
     folder, items, params = job
-    rounds = worker_rounds(folder)
-    return [random_pair(rounds.step(f"r{u['round']}", u["chain"]),
-                        (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check_all)
-            for u, others in items]
+    return _random_items(worker_rounds(folder), items, params, check_all)
 
 
-def _random_over_workers(folder: Path, ordered: list[_Usable], params: PairParams, workers: int
-                         ) -> tuple[list[Pair], Counter[str]]:
-    """``random_pairs_of`` with the checks in worker processes: the draws here, in order, then
-    chunks of (entry, candidates) to the workers, the pairs back in the entries' order."""
+def _random_stubs(rounds: Rounds, ordered: list[_Usable], params: PairParams, check: Checker, workers: int,
+                  shared: dict[Any, Any]) -> tuple[list[Stub], Counter[str]]:
+    """``random_pairs_of`` over usable steps' entries, as stubs made as the chunks come back (a pair's
+    texts are never held beyond its chunk): the draws here, in order, then chunks of (entry,
+    candidates) checked in ``workers`` worker processes (``check`` must then be ``check_all``'s),
+    or here with ``check`` (a judge's)."""
     from ecd.workers import ordered_map
 
     causes: Counter[str] = Counter()
 
-    def jobs() -> Iterator[tuple[str, list[tuple[_Usable, list[_Usable]]], PairParams]]:
+    def chunks() -> Iterator[list[tuple[_Usable, list[_Usable]]]]:
         """The draws in order, a chunk of (entry, candidates) at a time (the workers hold a few chunks)."""
         items: list[tuple[_Usable, list[_Usable]]] = []
         for entry, others in zip(ordered, random_draws(ordered, params)):
@@ -190,16 +206,20 @@ def _random_over_workers(folder: Path, ordered: list[_Usable], params: PairParam
                 continue
             items.append((entry, [ordered[k] for k in others]))
             if len(items) == RANDOM_CHUNK:
-                yield str(folder), items, params
+                yield items
                 items = []
         if items:
-            yield str(folder), items, params
+            yield items
 
-    pairs = []
-    for found in ordered_map(_random_chunk, jobs(), workers):
-        pairs += [p for p in found if p is not None]
+    if workers > 1:
+        results = ordered_map(_random_chunk, ((str(rounds.dir), items, params) for items in chunks()), workers)
+    else:
+        results = (_random_items(rounds, items, params, check) for items in chunks())
+    stubs: list[Stub] = []
+    for found in results:
+        stubs += _stubs([p for p in found if p is not None], shared)
         causes.update(["rejected_passes"] * sum(p is None for p in found))  # no key for none, as random_pairs_of
-    return pairs, causes
+    return stubs, causes
 
 
 def _weak(rounds: Rounds, usable: list[_Usable], made: dict[str, tuple[list[Any], Counter[str]]], params: PairParams,
