@@ -81,6 +81,11 @@ class _Usable:
         return getattr(self, key)
 
 
+def _less_texts(pair: Pair) -> dict[str, Any]:
+    """A pair's stub fields only: what a worker process sends back instead of the pair."""
+    return {name: cast(dict[str, Any], pair)[name] for name in STUB_FIELDS}
+
+
 def _stubs(pairs: Sequence[Mapping[str, Any]], shared: dict[Any, Any]) -> list[Stub]:
     return [Stub(p, shared) for p in pairs]
 
@@ -164,7 +169,7 @@ def _step_chunk(job: tuple[str, str, list[tuple[int, Any]], PairParams, bool]
     causes: Counter[str] = Counter()
     if want_ecd:
         made, causes = ecd_pairs(steps, params)
-        pairs = [{name: cast(dict[str, Any], p)[name] for name in STUB_FIELDS} for p in made]
+        pairs = [_less_texts(p) for p in made]
     return pairs, causes, [_Usable(s) for s in steps if chosen_passes(s)], len(steps)
 
 
@@ -175,7 +180,7 @@ def _random_items(rounds: Rounds, items: list[tuple[_Usable, list[_Usable]]], pa
     for u, others in items:
         pair = random_pair(rounds.step(f"r{u['round']}", u["chain"]),
                            (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check)
-        out.append(None if pair is None else {name: cast(dict[str, Any], pair)[name] for name in STUB_FIELDS})
+        out.append(None if pair is None else _less_texts(pair))
     return out
 
 
