@@ -137,6 +137,11 @@ def chunked(records: Iterator[Any], per_chunk: int, key: Callable[[Any], str]) -
         yield chunk
 
 
+def _by_seed(refs: Iterator[tuple[int, Any]], per_chunk: int) -> Iterator[list[tuple[int, Any]]]:
+    """(line, reference) pairs of a round file, ``per_chunk`` seeds at a time."""
+    return chunked(refs, per_chunk, lambda item: item[1]["root_id"])
+
+
 def seeds_per_chunk() -> int:
     """The most seeds a data stage holds at once (``ECD_CHUNK_SEEDS``, default 2,000: about 16,000
     chains at the default 8 a seed). Outputs do not depend on it; only memory and speed do."""
@@ -304,7 +309,7 @@ class Rounds:
         refs: Iterator[tuple[int, Any]] = iter(iter_jsonl(self.path(round_name, "state")))
         if by_chain and round_name == "r0":
             refs = iter(sorted(refs, key=lambda item: str(item[1]["root_id"])))
-        return chunked(refs, per_chunk, lambda item: item[1]["root_id"])
+        return _by_seed(refs, per_chunk)
 
     def whole_state(self, round_name: str, ref: StateRef, line: int) -> State:
         """A state entry of ``round_name`` from its reference (``line``: where it is, for errors), whole."""
@@ -330,8 +335,7 @@ class Rounds:
     def chain_ref_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[tuple[int, ChainRef]]]:
         """The round's chain references (with their lines), ``per_chunk`` seeds at a time: what a
         worker process needs to read those chains whole itself (:meth:`whole_chain`)."""
-        refs = ((line, cast(ChainRef, r)) for line, r in iter_jsonl(self.path(round_name, "chains")))
-        return chunked(refs, per_chunk, lambda item: item[1]["root_id"])
+        return _by_seed(iter_jsonl(self.path(round_name, "chains")), per_chunk)
 
     def whole_chain(self, round_name: str, ref: ChainRef, line: int) -> Chain:
         """A chain's attempt in ``round_name`` from its reference, with its parent I(t−1) and R(t−1) whole."""
@@ -384,8 +388,7 @@ class Rounds:
     def step_ref_chunks(self, round_name: str, per_chunk: int) -> Iterator[list[tuple[int, StepRef]]]:
         """The round's step references (with their lines), ``per_chunk`` seeds at a time: what a
         worker process needs to read those steps whole itself (``whole_step``)."""
-        refs = ((line, cast(StepRef, r)) for line, r in iter_jsonl(self.path(round_name, "steps")))
-        return chunked(refs, per_chunk, lambda item: item[1]["root_id"])
+        return _by_seed(iter_jsonl(self.path(round_name, "steps")), per_chunk)
 
     def read(self, round_name: str, kind: str) -> list[Any]:
         """One file of a round as whole records (``kind``: instructions, responses, verdicts, chains, state, steps)."""
