@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ecd.contrast import hard_negative_flaw, pass_fraction
-from ecd.pairs import card_counts, ifeval_kwargs
+from ecd.matching import combine
+from ecd.pairs import ifeval_kwargs
 from ecd.params import PairParams, StrategyName
 from ecd.records import content_id
 from ecd.schema import ConstraintRecord, ConstraintResult, Instruction, Pair, Response, Step, assistant, user
+from ecd.stubs import STUB_FIELDS, Columns
 
 #: ``check(text, constraints)``: per-constraint results of an answer that no round verified
 Checker = Callable[[str, list[ConstraintRecord]], list[ConstraintResult]]
@@ -124,7 +126,7 @@ def random_pairs_of(usable: Sequence[Any], params: PairParams, check: Checker, s
     depend only on the entries' count and seeds, so the pairs are the same either way."""
     dropped: Counter[str] = Counter()
     out = []
-    for entry, others in zip(usable, random_draws(usable, params)):
+    for entry, others in zip(usable, random_draws([u["root_id"] for u in usable], params)):
         if not others:
             dropped["no_other_seed"] += 1
             continue
@@ -178,14 +180,15 @@ def seed_answer_pairs(steps: Sequence[Step], params: PairParams, check: Checker,
     return made, causes
 
 
-def random_draws(usable: Sequence[Any], params: PairParams) -> Iterator[list[int]]:
+def random_draws(roots: Sequence[str], params: PairParams) -> Iterator[list[int]]:
     """Each usable entry's candidate negatives in turn, in the order tried: :data:`RANDOM_TRIES` draws
-    with ``pair.seed`` among all entries, less those of its own seed (an empty list: none left)."""
+    with ``pair.seed`` among all entries (``roots``: each entry's seed), less those of its own seed
+    (an empty list: none left)."""
     rng = random.Random(content_id("random", params.seed))
-    indices = range(len(usable))
-    for entry in usable:
+    indices = range(len(roots))
+    for root in roots:
         picks = [rng.choice(indices) for _ in range(RANDOM_TRIES)]  # rng.choice(usable)'s draws, as indices
-        yield [k for k in picks if usable[k]["root_id"] != entry["root_id"]]
+        yield [k for k in picks if roots[k] != root]
 
 
 def random_pair(step: Step, answers: Iterator[Response], params: PairParams, check: Checker) -> Pair | None:
@@ -271,40 +274,6 @@ def model_gap_pairs(steps: list[Step], weak: dict[str, Response], params: PairPa
     return out, dropped
 
 
-def order(pairs: list[Pair], curriculum: str, matched: bool = False) -> list[Pair]:
-    """Pairs by id, or easy to hard by their ``difficulty`` (ties by id) when a curriculum is on.
-    Matched rows go by row (then strategy), so that every strategy's pairs, and the control's rows,
-    come in the same order whatever the negative."""
-    key = (lambda p: (p["row_id"], p["strategy"])) if matched else (lambda p: p["id"])
-    if curriculum == "none":
-        return sorted(pairs, key=key)
-    return sorted(pairs, key=lambda p: (p["difficulty"], key(p)))
-
-
-StepKey = tuple[str, int, str]  #: (row id, round, chain): one evolution step's row
-
-
-def by_step(made: list[Pair]) -> dict[StepKey, Pair]:
-    """A strategy's pairs by the step they were made from (the first by pair id where it gave several)."""
-    steps: dict[StepKey, Pair] = {}
-    for pair in sorted(made, key=lambda p: p["id"]):
-        steps.setdefault((pair["row_id"], pair["round"], pair["chain"]), pair)
-    return steps
-
-
-def matched_steps(made_by: dict[str, list[Pair]]) -> dict[str, StepKey]:
-    """For each row (prompt and chosen answer) that every strategy can pair, the one step all of them
-    take it from: the earliest (round, chain) among the steps where each has a pair. The same row can
-    come from two steps (two chains that reached the same instruction); taking it from one step for
-    every strategy keeps each pair's metadata, and the control's rows, the same whatever the negative."""
-    keys = [set(by_step(made)) for made in made_by.values()]
-    common = set.intersection(*keys) if keys else set()
-    chosen: dict[str, StepKey] = {}
-    for key in sorted(common, key=lambda k: (k[1], k[2], k[0])):
-        chosen.setdefault(key[0], key)
-    return chosen
-
-
 def strategy_pairs(strategy: StrategyName, steps: list[Step], params: PairParams, check: Checker,
                    weak: dict[str, Response] | None) -> tuple[list[Pair], Counter[str]]:
     """One strategy's pairs with the causes of the steps that gave none."""
@@ -327,68 +296,14 @@ def build_pairs(
     """Returns (train pairs, test pairs, metrics) from the strategies in ``pair.strategy``.
 
     ``check(text, constraints)`` verifies a response that was not verified before (random and weak
-    answers); ``weak`` holds the weak model's answers for ``model_gap``. Pairs are deduplicated
-    (the first strategy in the list wins) and split by seed: the pairs of ``test_roots`` (the
-    ``split`` stage's held-out seeds) are the test pairs. (The pair stage does the same over round
+    answers); ``weak`` holds the weak model's answers for ``model_gap``. Pairs are matched or
+    deduplicated, split by seed (the pairs of ``test_roots``, the ``split`` stage's held-out seeds,
+    are the test pairs) and ordered by ``ecd.matching``'s rules. (The pair stage does the same over round
     files of any size: ``ecd.pair_stream``.)
     """
     wanted = params.match or params.strategy  # every matched strategy runs, so that the rows do not depend on pair.strategy
-    made_by: dict[str, tuple[list[Any], Counter[str]]] = {
-        s: strategy_pairs(s, steps, params, check, weak) for s in dict.fromkeys([*wanted, *params.strategy])}
-    return combine(made_by, params, test_roots, len(steps))
-
-
-def combine(made_by: Mapping[str, tuple[list[Any], Counter[str]]], params: PairParams, test_roots: set[str], steps: int
-            ) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    """Each strategy's pairs (with the causes of the steps that gave none) made into the table's two
-    splits and the stage's metrics: matched rows or deduplication, the split by seed, the order.
-    Pairs are read by key only (``pair["row_id"]``), so the same code orders pairs or their stubs."""
-    pairs: dict[str, Any] = {}
-    dropped: dict[str, Counter[str]] = {}
-    matched_rows: int | None = None
-    if params.match:
-        chosen = matched_steps({s: made_by[s][0] for s in params.match})
-        matched_rows = len(chosen)
-        for strategy in params.strategy:
-            made, causes = made_by[strategy]
-            at_step = by_step(made)
-            # a row already taken from another step is a duplicate; a row another strategy cannot pair, unmatched
-            causes["duplicate"] += len(made) - len(at_step) + sum(k[0] in chosen and chosen[k[0]] != k for k in at_step)
-            causes["unmatched"] += sum(k[0] not in chosen for k in at_step)
-            for key in chosen.values():
-                pair = at_step.get(key)  # a strategy outside the match (an extra arm) may lack a row
-                if pair is None:
-                    causes["no_pair_on_matched_row"] += 1
-                else:
-                    pairs[pair["id"]] = pair
-            dropped[strategy] = causes
-    else:
-        for strategy in params.strategy:
-            made, causes = made_by[strategy]
-            for pair in made:
-                if pair["id"] in pairs:
-                    causes["duplicate"] += 1
-                else:
-                    pairs[pair["id"]] = pair
-            dropped[strategy] = causes
-    matched = bool(params.match)
-    train = order([p for p in pairs.values() if p["root_id"] not in test_roots], params.curriculum, matched)
-    test = order([p for p in pairs.values() if p["root_id"] in test_roots], "none", matched)
-    every = train + test
-    counts = card_counts(train, test)
-    metrics = {
-        "steps": steps,
-        "pairs": len(pairs),
-        "train_pairs": len(train),
-        "test_pairs": len(test),
-        "train_roots": len({p["root_id"] for p in train}),
-        "test_roots": len({p["root_id"] for p in test}),
-        "curriculum": params.curriculum,
-        "matched_rows": matched_rows if matched_rows is not None else len({p["row_id"] for p in pairs.values()}),
-        "dropped_by_cause": {k: dict(sorted(v.items())) for k, v in dropped.items()},
-        "pairs_by_strategy": counts["strategy"],
-        "pairs_by_round": counts["round"],
-        "pairs_by_new_constraint": counts["added constraint"],
-        "mean_rejected_pass_fraction": round(sum(p["rejected_pass_fraction"] for p in every) / max(len(every), 1), 4),
-    }
-    return train, test, metrics
+    made_by = {s: strategy_pairs(s, steps, params, check, weak) for s in dict.fromkeys([*wanted, *params.strategy])}
+    _, train, test, metrics = combine({s: (Columns.of(made, STUB_FIELDS), causes) for s, (made, causes) in made_by.items()},
+                                      params, test_roots, len(steps))
+    every = [pair for s in params.strategy for pair in made_by[s][0]]
+    return [every[i] for i in train.tolist()], [every[i] for i in test.tolist()], metrics

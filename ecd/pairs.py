@@ -17,6 +17,10 @@ from ecd.errors import EcdError
 from ecd.layout import stage_params
 from ecd.records import atomic_path, content_id, write_text
 from ecd.schema import Message, Pair
+from ecd.stubs import Columns, field
+
+#: the rows a card counts: pairs, or their stubs as columns
+Rows = Sequence[Pair] | Sequence[dict[str, Any]] | Columns
 
 #: every kwarg of IFEval's schema with its type, then ecd's own types' kwargs; a pair's kwargs fill
 #: the ones its constraints use and leave the others null, as the Hugging Face copy of IFEval does
@@ -80,17 +84,23 @@ SHIPPED_SEEDS = ("data/self-instruct/seed_tasks.jsonl",
 
 
 
-def card_counts(train: Sequence[Any], test: Sequence[Any]) -> dict[str, dict[str, int]]:
+def _both(train: Rows, test: Rows, name: str) -> list[Any]:
+    return field(train, name) + field(test, name)
+
+
+def card_counts(train: Rows, test: Rows) -> dict[str, dict[str, int]]:
     """The counts a card states, computed from the rows themselves (so a test can recount them);
-    rows are pairs or their stubs (``ecd.pair_stream``)."""
-    rows = [*train, *test]
+    rows are pairs or their stubs (``ecd.stubs``)."""
+    def count(name: str) -> dict[str, int]:
+        return dict(sorted(Counter(c for values in _both(train, test, name) for c in values).items()))
+
     return {
         "split": {"train": len(train), "test": len(test)},
-        "strategy": dict(sorted(Counter(p["strategy"] for p in rows).items())),
-        "round": dict(sorted(Counter(str(p["round"]) for p in rows).items())),
-        "added constraint": dict(sorted(Counter(c for p in rows for c in p["new_constraints"]).items())),
-        "constraint in prompt": dict(sorted(Counter(c for p in rows for c in p["instruction_id_list"]).items())),
-        "missed constraint": dict(sorted(Counter(c for p in rows for c in p["missed_constraints"]).items())),
+        "strategy": dict(sorted(Counter(_both(train, test, "strategy")).items())),
+        "round": dict(sorted(Counter(str(r) for r in _both(train, test, "round")).items())),
+        "added constraint": count("new_constraints"),
+        "constraint in prompt": count("instruction_id_list"),
+        "missed constraint": count("missed_constraints"),
     }
 
 
@@ -146,11 +156,10 @@ $tables
 """)
 
 
-def dataset_card(train: Sequence[Any], test: Sequence[Any], metrics: dict[str, Any], params: Any,
+def dataset_card(train: Rows, test: Rows, metrics: dict[str, Any], params: Any,
                  pass_rates: dict[str, float] | None = None) -> str:
     """``README.md`` for the pairs (or their stubs): models, params hash, licence, and counts
     recomputed from the rows."""
-    rows = [*train, *test]
     if params.seeds.source == SHIPPED_SEEDS[0]:
         seeds, licence = SHIPPED_SEEDS[1], SHIPPED_SEEDS[2]
     else:
@@ -160,12 +169,12 @@ def dataset_card(train: Sequence[Any], test: Sequence[Any], metrics: dict[str, A
         licence=licence,
         strategies=", ".join(params.pair.strategy),
         min_pass=f"{params.pair.min_rejected_pass_fraction:.0%}",
-        teachers=", ".join(sorted({p["chosen_model"] for p in rows})) or "(none)",
-        rejected=", ".join(sorted({p["rejected_model"] for p in rows})) or "(none)",
+        teachers=", ".join(sorted(set(_both(train, test, "chosen_model")))) or "(none)",
+        rejected=", ".join(sorted(set(_both(train, test, "rejected_model")))) or "(none)",
         judge=params.judge.model if params.judge else "none (every constraint is checked by code)",
         # the sections that decide the pairs' content (the pair stage's params): their hash identifies the build
         params_hash=content_id(params.model_dump(include=stage_params("pair"))),
-        n_pairs=len(rows), n_train=len(train), n_test=len(test),
+        n_pairs=len(train) + len(test), n_train=len(train), n_test=len(test),
         seeds=seeds,
         train_roots=metrics["train_roots"], test_roots=metrics["test_roots"],
         train_order=f"easy to hard by {curriculum}" if curriculum != "none" else "by id (train shuffled)",

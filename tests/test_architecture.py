@@ -15,7 +15,7 @@ PARTS: dict[str, set[str]] = {
     "foundation": {"errors", "schema", "layout", "records", "record_index", "progress", "cache", "stage", "contrast", "workers"},
     "domain": {"constraints", "params"},
     "model access": {"backends", "registry", "resources"},
-    "data": {"seeds", "rounds", "sampling", "evolve", "evolve_stream", "screening", "judge", "verification", "split", "pairing", "pair_stream", "pairs", "hub"},
+    "data": {"seeds", "rounds", "sampling", "evolve", "evolve_stream", "screening", "judge", "verification", "split", "stubs", "pairs", "matching", "pairing", "pair_stream", "hub"},
     "training": {"student", "training", "tracking", "trl_patch", "rewards", "grpo"},
     "evaluation": {"evaluation", "uncertainty"},
     "reporting": {"report_tables", "seed_runs", "report", "charts", "grid", "profiles", "study", "study_report", "diagnosis", "viewer"},
