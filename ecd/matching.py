@@ -33,41 +33,62 @@ from ecd.stubs import STUB_FIELDS, Columns, field, texts
 Index: TypeAlias = npt.NDArray[np.int64]
 
 
-def _step_keys(stubs: Columns) -> npt.NDArray[Any]:
-    """One bytes key per pair for its step: row id, round and chain (ids are hex: ``:`` parts them)."""
+def _changes(columns: list[npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
+    """For rows sorted by ``columns``: where a row's values differ from the previous row's (the first row: True)."""
+    n = len(columns[0])
+    new = np.zeros(n, dtype=bool)
+    new[:1] = True
+    for c in columns:
+        new[1:] |= c[1:] != c[:-1]
+    return new
+
+
+def by_step(stubs: Columns) -> Index:
+    """The index of each step's (row, round, chain) first pair by id, in table order."""
     c = stubs.columns
-    return np.char.add(np.char.add(np.char.add(c["row_id"], b":"), np.char.add(c["round"].astype(np.bytes_), b":")),
-                       c["chain"])
-
-
-def by_step(stubs: Columns) -> tuple[Index, npt.NDArray[Any]]:
-    """(the index of each step's first pair by id, those steps' keys)."""
     if not len(stubs):
-        return np.array([], dtype=np.int64), np.array([], "S1")
-    by_id = np.argsort(stubs.columns["id"], kind="stable")
-    keys = _step_keys(stubs)
-    _, first = np.unique(keys[by_id], return_index=True)
-    index = np.sort(by_id[first])
-    return index, keys[index]
+        return np.array([], dtype=np.int64)
+    order = np.lexsort((c["id"], c["chain"], c["round"], c["row_id"]))  # stable: equal ids keep table order
+    step = [c["row_id"][order], c["round"][order], c["chain"][order]]
+    return np.sort(order[_changes(step)])
 
 
-def matched_steps(made: Mapping[str, Columns]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """(the steps' keys, their rows' ids): for each row every strategy of ``made`` can pair, the step
-    all of them take it from, the earliest by (round, chain)."""
-    steps = {s: by_step(stubs) for s, stubs in made.items()}
-    keys = [k for _, k in steps.values()]
-    common = keys[0]
-    for other in keys[1:]:
-        common = np.intersect1d(common, other, assume_unique=True)
-    first = next(iter(made.values()))
-    index, step_keys = next(iter(steps.values()))
-    order = np.argsort(step_keys)  # each common key's pair in the first strategy, through a sort of its keys
-    at = index[order[np.searchsorted(step_keys[order], common)]]
-    rows = first.columns["row_id"][at]
-    earliest = np.lexsort((rows, first.sort_key("chain")[at], first.columns["round"][at]))
-    _, one = np.unique(rows[earliest], return_index=True)
-    chosen = earliest[one]
-    return common[chosen], rows[chosen]
+def matched_steps(made: Mapping[str, Columns], others: Mapping[str, Columns]
+                  ) -> tuple[dict[str, tuple[Index, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]], int]:
+    """Each row (prompt and chosen answer) that every strategy of ``made`` can pair is taken from one
+    step for all of them: the earliest (round, chain) among the steps where each has a pair. For each
+    strategy of ``made`` and ``others``: (its pairs by step, :func:`by_step`; which of them are on
+    their row's matched step; which rows are matched at all), and how many rows are matched."""
+    tables = {**others, **made}
+    first = {s: by_step(t) for s, t in tables.items()}
+    names = list(tables)
+
+    def joined(name: str) -> npt.NDArray[Any]:
+        return np.concatenate([tables[s].columns[name][first[s]] for s in names])
+
+    row, rnd, chain = joined("row_id"), joined("round"), joined("chain")
+    order = np.lexsort((chain, rnd, row))  # by row, then the earliest (round, chain) first
+    step_no = np.empty(len(order), dtype=np.int64)  # the same number for the same step, in that order
+    step_no[order] = np.cumsum(_changes([row[order], rnd[order], chain[order]])) - 1
+    row_no = np.empty(len(order), dtype=np.int64)
+    row_no[order] = np.cumsum(_changes([row[order]])) - 1
+    steps, rows = int(step_no.max(initial=-1)) + 1, int(row_no.max(initial=-1)) + 1
+    at = np.cumsum([0, *[len(first[s]) for s in names]])
+    seen = np.zeros(steps, dtype=np.int64)  # how many matched strategies have a pair on each step
+    for k, s in enumerate(names):
+        if s in made:
+            seen[step_no[at[k]:at[k + 1]]] += 1
+    common = np.flatnonzero(seen == len(made))
+    row_of = np.empty(steps, dtype=np.int64)
+    row_of[step_no] = row_no
+    matched, earliest = np.unique(row_of[common], return_index=True)
+    chosen = np.full(rows, -1, dtype=np.int64)  # each row's matched step (-1: none)
+    chosen[matched] = common[earliest]
+    out = {}
+    for k, s in enumerate(names):
+        mine, mine_rows = step_no[at[k]:at[k + 1]], row_no[at[k]:at[k + 1]]
+        out[s] = (first[s], chosen[mine_rows] == mine, chosen[mine_rows] >= 0)
+    return out, len(matched)
 
 
 def combine(made_by: Mapping[str, tuple[Columns, Counter[str]]], params: PairParams, test_roots: set[str], steps: int
@@ -81,19 +102,18 @@ def combine(made_by: Mapping[str, tuple[Columns, Counter[str]]], params: PairPar
     dropped: dict[str, Counter[str]] = {}
     matched_rows: int | None = None
     if params.match:
-        chosen_keys, chosen_rows = matched_steps({s: made_by[s][0] for s in params.match})
-        matched_rows = len(chosen_keys)
+        at_step, matched_rows = matched_steps({s: made_by[s][0] for s in params.match},
+                                              {s: made_by[s][0] for s in params.strategy if s not in params.match})
         picked = []
         for strategy in params.strategy:
             made, causes = made_by[strategy]
-            index, keys = by_step(made)
-            exact = np.isin(keys, chosen_keys)
-            known_row = np.isin(made.columns["row_id"][index], chosen_rows)
-            causes["duplicate"] += len(made) - len(index) + int(np.sum(known_row & ~exact))
-            causes["unmatched"] += int(np.sum(~known_row))
-            if int(np.sum(exact)) < matched_rows:  # a strategy outside the match (an extra arm) may lack a row
-                causes["no_pair_on_matched_row"] += matched_rows - int(np.sum(exact))
-            picked.append(index[exact] + offsets[strategy])
+            first, on, known = at_step[strategy]
+            # a row already taken from another step is a duplicate; a row another strategy cannot pair, unmatched
+            causes["duplicate"] += len(made) - len(first) + int(np.sum(known & ~on))
+            causes["unmatched"] += int(np.sum(~known))
+            if int(np.sum(on)) < matched_rows:  # a strategy outside the match (an extra arm) may lack a row
+                causes["no_pair_on_matched_row"] += matched_rows - int(np.sum(on))
+            picked.append(first[on] + offsets[strategy])
             dropped[strategy] = causes
         chosen = np.concatenate(picked) if picked else np.array([], dtype=np.int64)
         _, last = np.unique(every.columns["id"][chosen[::-1]], return_index=True)  # the later strategy's pair of an id

@@ -30,11 +30,11 @@ from ecd.params import PairParams
 from ecd.records import content_id
 from ecd.rounds import Rounds, share_rounds, worker_rounds
 from ecd.schema import Instruction, Pair, Response, Step, assistant, user
-from ecd.stubs import STUB_FIELDS, USABLE_FIELDS, Columns
+from ecd.stubs import MATCH_FIELDS, STUB_FIELDS, USABLE_FIELDS, Columns, Kind
 
 
-def _stubs(pairs: Sequence[Mapping[str, Any]]) -> Columns:
-    return Columns.of(pairs, STUB_FIELDS)
+def _stubs(pairs: Sequence[Mapping[str, Any]], spec: Mapping[str, Kind] = STUB_FIELDS) -> Columns:
+    return Columns.of(pairs, spec)
 
 
 def _usable(steps: Sequence[Step]) -> Columns:
@@ -58,6 +58,7 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
     chunks and ``random``'s checks run in that many worker processes, by code (``check`` must be
     ``check_all``'s: no judge)."""
     wanted = list(dict.fromkeys([*(params.match or params.strategy), *params.strategy]))
+    spec = {s: STUB_FIELDS if s in params.strategy else MATCH_FIELDS for s in wanted}  # matched, not written: less
     share_rounds(rounds)
     parts: dict[str, list[Columns]] = {s: [] for s in wanted}
     causes: dict[str, Counter[str]] = {s: Counter() for s in wanted}
@@ -73,8 +74,8 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
         from ecd.rounds import chunk_seeds
         from ecd.workers import ordered_map
 
-        per_work = min(per_chunk, chunk_seeds(rounds, workers))
-        jobs = ((str(rounds.dir), rnd, refs, params, "ecd" in wanted)
+        per_work = min(per_chunk, chunk_seeds(rounds, workers), STEP_CHUNK_SEEDS)
+        jobs = ((str(rounds.dir), rnd, refs, params, spec.get("ecd"))
                 for rnd in round_names for refs in rounds.step_ref_chunks(rnd, per_work))
         for stubs, found, usable, n in ordered_map(_step_chunk, jobs, workers):
             count += n
@@ -87,18 +88,20 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
             count += len(chunk)
             if "ecd" in wanted:
                 pairs, found = ecd_pairs(chunk, params)
-                parts["ecd"].append(_stubs(pairs))
+                parts["ecd"].append(_stubs(pairs, spec["ecd"]))
                 causes["ecd"].update(found)
             if "seed_answer" in wanted:
                 pairs, found = seed_answer_pairs(chunk, params, check, seed_answers)
-                parts["seed_answer"].append(_stubs(pairs))
+                parts["seed_answer"].append(_stubs(pairs, spec["seed_answer"]))
                 causes["seed_answer"].update(found)
             usable_parts.append(_usable(chunk))
-    made: dict[str, tuple[Columns, Counter[str]]] = {s: (Columns.concat(parts.pop(s), STUB_FIELDS), causes[s]) for s in ("ecd", "seed_answer") if s in wanted}
+    made: dict[str, tuple[Columns, Counter[str]]] = {s: (Columns.concat(parts.pop(s), spec[s]), causes[s])
+                                                     for s in ("ecd", "seed_answer") if s in wanted}
     usable = Columns.concat(usable_parts, USABLE_FIELDS)
     del usable_parts
     if "random" in wanted:
-        made["random"] = (_random_stubs(rounds, usable, params, check, workers, causes["random"]), causes["random"])
+        made["random"] = (_random_stubs(rounds, usable, params, check, workers, causes["random"], spec["random"]),
+                          causes["random"])
         causes["random"]["chosen_fails"] += count - len(usable)
     weak: dict[str, Response] = {}
     if "model_gap" in wanted:
@@ -106,34 +109,41 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
         seen: set[str] = set()
         for chunk in steps():
             pairs, found = model_gap_pairs(chunk, weak, params, check, seen)
-            parts["model_gap"].append(_stubs(pairs))
+            parts["model_gap"].append(_stubs(pairs, spec["model_gap"]))
             causes["model_gap"].update(found)
-        made["model_gap"] = (Columns.concat(parts.pop("model_gap"), STUB_FIELDS), causes["model_gap"])
+        made["model_gap"] = (Columns.concat(parts.pop("model_gap"), spec["model_gap"]), causes["model_gap"])
     every, train, test, metrics = combine(made, params, test_roots, count)
     return every.take(train), every.take(test), metrics, weak
 
+
+#: the most seeds one chunk of step references sent to a worker holds: a reference carries its rejected
+#: answer's verdicts (a few kB as Python objects), and twice as many chunks as workers are in flight
+STEP_CHUNK_SEEDS = 500
 
 #: the most usable steps one ``random`` chunk holds
 RANDOM_CHUNK = 2_000
 
 
-def _step_chunk(job: tuple[str, str, list[tuple[int, Any]], PairParams, bool]) -> tuple[Columns, Counter[str], Columns, int]:
+def _step_chunk(job: tuple[str, str, list[tuple[int, Any]], PairParams, Mapping[str, Kind] | None]
+                ) -> tuple[Columns, Counter[str], Columns, int]:
     """A chunk of one round's step references read whole and paired in a worker process: (``ecd``'s
-    pairs as stubs, its drop causes, the usable steps' references, how many steps)."""
-    folder, rnd, refs, params, want_ecd = job
+    pairs as stubs with the fields of ``spec``, its drop causes, the usable steps' references, how
+    many steps). ``spec`` None: no ``ecd`` pairs."""
+    folder, rnd, refs, params, spec = job
     rounds = worker_rounds(folder)
     steps = [rounds.whole_step(rnd, ref, line) for line, ref in refs]
     pairs: list[Pair] = []
     causes: Counter[str] = Counter()
-    if want_ecd:
+    if spec is not None:
         pairs, causes = ecd_pairs(steps, params)
-    return _stubs(pairs), causes, _usable(steps), len(steps)
+    return _stubs(pairs, spec or STUB_FIELDS), causes, _usable(steps), len(steps)
 
 
 Item = tuple[dict[str, Any], list[dict[str, Any]]]  #: a usable step's reference and its candidate negatives'
 
 
-def _random_items(rounds: Rounds, items: list[Item], params: PairParams, check: Checker) -> Columns:
+def _random_items(rounds: Rounds, items: list[Item], params: PairParams, check: Checker, spec: Mapping[str, Kind]
+                  ) -> Columns:
     """``random``'s pairs, as stubs, for each (entry, candidate negatives) of a chunk that gives one
     (the others' causes are the entries less the pairs)."""
     out: list[dict[str, Any]] = []
@@ -142,19 +152,19 @@ def _random_items(rounds: Rounds, items: list[Item], params: PairParams, check: 
                            (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check)
         if pair is not None:
             out.append(_less_texts(pair))
-    return _stubs(out)
+    return _stubs(out, spec)
 
 
-def _random_chunk(job: tuple[str, list[Item], PairParams]) -> Columns:
+def _random_chunk(job: tuple[str, list[Item], PairParams, Mapping[str, Kind]]) -> Columns:
     """:func:`_random_items` in a worker process, checked by code."""
     from ecd.verification import check_all
 
-    folder, items, params = job
-    return _random_items(worker_rounds(folder), items, params, check_all)
+    folder, items, params, spec = job
+    return _random_items(worker_rounds(folder), items, params, check_all, spec)
 
 
 def _random_stubs(rounds: Rounds, usable: Columns, params: PairParams, check: Checker, workers: int,
-                  causes: Counter[str]) -> Columns:
+                  causes: Counter[str], spec: Mapping[str, Kind]) -> Columns:
     """``random_pairs_of`` over the usable steps' references, as stubs (a pair's texts are never
     held beyond its chunk): the draws here, in order (by seed, chain and round), then chunks of
     (entry, candidates) checked in ``workers`` worker processes (``check`` must then be
@@ -185,10 +195,10 @@ def _random_stubs(rounds: Rounds, usable: Columns, params: PairParams, check: Ch
             yield chunk(drawn)
 
     if workers > 1:
-        found = Columns.concat(ordered_map(_random_chunk, ((str(rounds.dir), items, params) for items in chunks()), workers),
-                               STUB_FIELDS)
+        found = Columns.concat(ordered_map(_random_chunk, ((str(rounds.dir), items, params, spec) for items in chunks()),
+                                           workers), spec)
     else:
-        found = Columns.concat((_random_items(rounds, items, params, check) for items in chunks()), STUB_FIELDS)
+        found = Columns.concat((_random_items(rounds, items, params, check, spec) for items in chunks()), spec)
     tried = len(ordered) - causes["no_other_seed"]
     if tried > len(found):  # no key for none, as random_pairs_of
         causes["rejected_passes"] += tried - len(found)
@@ -240,7 +250,6 @@ def whole_pair(stub: Mapping[str, Any], rounds: Rounds, weak: dict[str, Response
 def write_split(path: Path, rows: Iterator[dict[str, Any]], features: Any, work: Path) -> None:
     """Write rows to a Parquet file through an Arrow file on disk (``work``): memory holds a batch,
     and the bytes are those of ``Dataset.from_dict(...).to_parquet``."""
-    from datasets import Dataset
     from datasets.arrow_writer import ArrowWriter
 
     work.mkdir(parents=True, exist_ok=True)
@@ -249,8 +258,46 @@ def write_split(path: Path, rows: Iterator[dict[str, Any]], features: Any, work:
         for row in rows:
             writer.write(row)
         writer.finalize()
-    Dataset.from_file(str(arrow)).to_parquet(str(path))
+    _parquet_from_arrow(arrow, path, features)
     arrow.unlink()
+
+
+def _parquet_from_arrow(arrow: Path, path: Path, features: Any) -> None:
+    """``Dataset.from_file(arrow).to_parquet(path)``, byte for byte, with the Arrow file read as a
+    stream: ``datasets`` reads it through a memory map, whose pages count as the process's memory
+    as they are read (the whole file by the end: 1.1 GB of train pairs at 52,500 seeds). Row groups,
+    options and metadata are the ones ``datasets``' Parquet writer chooses for that file (100 MB row
+    groups, content-defined chunking); ``tests/test_data_at_scale.py`` checks the bytes."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from datasets.arrow_writer import get_parquet_column_options
+    from datasets.io.parquet import ParquetDatasetWriter
+
+    plan = ParquetDatasetWriter(Dataset.from_file(str(arrow)), str(path))  # its choices; the map itself is not read
+    size, cdc, page_index = plan.batch_size, plan.use_content_defined_chunking, plan.write_page_index
+    schema = features.arrow_schema
+    del plan
+    writer = pq.ParquetWriter(str(path), schema=schema, use_content_defined_chunking=cdc, write_page_index=page_index,
+                              **get_parquet_column_options(features, schema))
+    with pa.OSFile(str(arrow), "rb") as source:
+        held: list[pa.RecordBatch] = []
+        count = 0
+        for batch in pa.ipc.open_stream(source):
+            held.append(batch)
+            count += batch.num_rows
+            while count >= size:  # a row group of ``size`` rows, as datasets slices its table
+                table = pa.Table.from_batches(held, schema=batch.schema)
+                writer.write_table(table.slice(0, size))
+                rest = table.slice(size)
+                held, count = rest.to_batches(), rest.num_rows
+        if count:
+            writer.write_table(pa.Table.from_batches(held, schema=held[0].schema))
+    if cdc is not False:
+        writer.add_key_value_metadata({"content_defined_chunking": json.dumps(cdc)})
+    writer.close()
 
 
 #: the most stubs one chunk of ``save_stubs``' worker processes reads back whole

@@ -26,6 +26,10 @@ STUB_FIELDS: dict[str, Kind] = {
     "rejected_model": "value", "n_constraints": "int", "new_constraints": "value", "missed_constraints": "value",
     "rejected_pass_fraction": "float", "model_gap": "float", "difficulty": "float", "instruction_id_list": "value"}
 
+#: what matching reads of a strategy that is matched but not written (``pair.match`` less ``pair.strategy``:
+#: ``random`` in the default run), and ``model_gap``'s draw of the instructions others can pair
+MATCH_FIELDS: dict[str, Kind] = {name: STUB_FIELDS[name] for name in ("id", "row_id", "round", "chain", "instruction_id")}
+
 #: what ``random`` and ``model_gap`` keep of each usable step (its chosen answer passes)
 USABLE_FIELDS: dict[str, Kind] = {"round": "int", "chain": "text", "root_id": "text", "instruction_id": "text",
                                   "chosen_id": "text"}
@@ -62,8 +66,10 @@ class Columns:
 
     @classmethod
     def concat(cls, parts: Iterable[Columns], spec: Mapping[str, Kind]) -> Columns:
-        """The parts' rows one part after the other (the value tables merged)."""
+        """The parts' rows one part after the other (the value tables merged; one part: itself)."""
         parts = list(parts)
+        if len(parts) == 1 and parts[0].spec == dict(spec):
+            return parts[0]
         columns: dict[str, npt.NDArray[Any]] = {}
         tables: dict[str, list[Any]] = {}
         for name, kind in spec.items():

@@ -120,6 +120,32 @@ def test_the_pair_stage_writes_what_save_pairs_writes(data_half: Project, tmp_pa
     shutil.rmtree(tmp_path / "pairs")
 
 
+def test_parquet_written_from_a_stream_is_datasets_own_in_row_groups_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pair stage reads its Arrow file as a stream, not a memory map; with row groups cut small
+    (datasets' 100 MB made 20 kB) the Parquet file still has datasets' own bytes, group for group."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset, config
+    from datasets.arrow_writer import ArrowWriter
+
+    from ecd import pair_stream
+    from ecd.pairs import features
+
+    monkeypatch.setattr(config, "MAX_ROW_GROUP_SIZE", "20KB")
+    feats = features()
+    rows = [{name: None for name in feats} | {"id": f"{k:016x}", "prompt": [{"role": "user", "content": "word " * (k % 37)}],
+                                             "kwargs": [{"num_words": k}], "round": k % 4, "instruction_id_list": ["a"] * (k % 3)}
+            for k in range(2_500)]
+    arrow = tmp_path / "rows.arrow"
+    with ArrowWriter(features=feats, path=str(arrow), writer_batch_size=1000) as writer:
+        for row in rows:
+            writer.write(row)
+        writer.finalize()
+    Dataset.from_file(str(arrow)).to_parquet(str(tmp_path / "datasets.parquet"))
+    pair_stream._parquet_from_arrow(arrow, tmp_path / "stream.parquet", feats)
+    assert pq.ParquetFile(tmp_path / "datasets.parquet").num_row_groups > 3
+    assert (tmp_path / "stream.parquet").read_bytes() == (tmp_path / "datasets.parquet").read_bytes()
+
+
 def test_the_record_index_finds_every_record_of_a_key_in_file_order_and_tells_shared_hashes_apart(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ecd import record_index as R
