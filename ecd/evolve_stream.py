@@ -29,8 +29,8 @@ def evolve_files(rnd: str, prev: str, evolve: EvolveParams, backend: Backend, ju
     """The ``evolve@rN`` stage: evolve every chain of round ``prev``'s state into round ``rnd``, a
     chunk of seeds at a time: small chunks read and planned in worker processes (``ecd.workers``,
     sent the state's references), the teacher asked here for up to ``ECD_CHUNK_SEEDS`` seeds' plans
-    at once (a model keeps its batch full), the replies screened in the workers, in order; writes the round's instructions, chains and metrics and returns
-    the metrics."""
+    at once (a model keeps its batch full), the replies screened in the workers, in order; writes
+    the round's instructions, chains and metrics and returns the metrics."""
     from ecd import layout
     from ecd.backends import apply_failure_policy
     from ecd.records import jsonl_writer, write_json
@@ -62,11 +62,14 @@ def evolve_files(rnd: str, prev: str, evolve: EvolveParams, backend: Backend, ju
             add_counts(counts, part)
 
         batch: list[Plan] = []
+        roots: set[str] = set()  # the batch's seeds
+        per_batch = seeds_per_chunk()
         for plans in ordered_map(plan_refs, chunks, workers):
             batch += plans
-            if len({p[0]["root_id"] for p in batch}) >= seeds_per_chunk():
+            roots.update(p[0]["root_id"] for p in plans)
+            if len(roots) >= per_batch:
                 finish(batch)
-                batch = []
+                batch, roots = [], set()
         if batch:
             finish(batch)
         apply_failure_policy(backend, calls, f"evolve {rnd}")  # over the round's calls, before any file is in place

@@ -108,11 +108,12 @@ def combine(made_by: Mapping[str, tuple[Columns, Counter[str]]], params: PairPar
         for strategy in params.strategy:
             made, causes = made_by[strategy]
             first, on, known = at_step[strategy]
+            hits = int(np.sum(on))
             # a row already taken from another step is a duplicate; a row another strategy cannot pair, unmatched
             causes["duplicate"] += len(made) - len(first) + int(np.sum(known & ~on))
             causes["unmatched"] += int(np.sum(~known))
-            if int(np.sum(on)) < matched_rows:  # a strategy outside the match (an extra arm) may lack a row
-                causes["no_pair_on_matched_row"] += matched_rows - int(np.sum(on))
+            if hits < matched_rows:  # a strategy outside the match (an extra arm) may lack a row
+                causes["no_pair_on_matched_row"] += matched_rows - hits
             picked.append(first[on] + offsets[strategy])
             dropped[strategy] = causes
         chosen = np.concatenate(picked) if picked else np.array([], dtype=np.int64)
@@ -155,8 +156,8 @@ def combine(made_by: Mapping[str, tuple[Columns, Counter[str]]], params: PairPar
 def _order(stubs: Columns, index: Index, curriculum: str, matched: bool) -> Index:
     """``index`` ordered by pair id, or matched rows by row then strategy; easy to hard by their
     ``difficulty`` first when a curriculum is on."""
-    part = stubs.take(index)
-    keys = [part.sort_key("strategy"), part.columns["row_id"]] if matched else [part.columns["id"]]
+    c = stubs.columns
+    keys = [stubs.sort_key("strategy")[index], c["row_id"][index]] if matched else [c["id"][index]]
     if curriculum != "none":
-        keys.append(part.columns["difficulty"])
+        keys.append(c["difficulty"][index])
     return index[np.lexsort(keys)]

@@ -44,11 +44,6 @@ def _usable(steps: Sequence[Step]) -> Columns:
                        for s in steps if chosen_passes(s)], USABLE_FIELDS)
 
 
-def _less_texts(pair: Pair) -> dict[str, Any]:
-    """A pair's stub fields only."""
-    return {name: cast(dict[str, Any], pair)[name] for name in STUB_FIELDS}
-
-
 def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test_roots: set[str], check: Checker,
                 sample_weak: Callable[[list[Instruction]], dict[str, Response]], per_chunk: int, workers: int = 1
                 ) -> tuple[Columns, Columns, dict[str, Any], dict[str, Response]]:
@@ -146,12 +141,12 @@ def _random_items(rounds: Rounds, items: list[Item], params: PairParams, check: 
                   ) -> Columns:
     """``random``'s pairs, as stubs, for each (entry, candidate negatives) of a chunk that gives one
     (the others' causes are the entries less the pairs)."""
-    out: list[dict[str, Any]] = []
+    out: list[Pair] = []
     for u, others in items:
         pair = random_pair(rounds.step(f"r{u['round']}", u["chain"]),
                            (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check)
         if pair is not None:
-            out.append(_less_texts(pair))
+            out.append(pair)
     return _stubs(out, spec)
 
 
@@ -280,9 +275,8 @@ def _parquet_from_arrow(arrow: Path, path: Path, features: Any) -> None:
     size, cdc, page_index = plan.batch_size, plan.use_content_defined_chunking, plan.write_page_index
     schema = features.arrow_schema
     del plan
-    writer = pq.ParquetWriter(str(path), schema=schema, use_content_defined_chunking=cdc, write_page_index=page_index,
-                              **get_parquet_column_options(features, schema))
-    with pa.OSFile(str(arrow), "rb") as source:
+    with pq.ParquetWriter(str(path), schema=schema, use_content_defined_chunking=cdc, write_page_index=page_index,
+                          **get_parquet_column_options(features, schema)) as writer, pa.OSFile(str(arrow), "rb") as source:
         held: list[pa.RecordBatch] = []
         count = 0
         for batch in pa.ipc.open_stream(source):
@@ -295,9 +289,8 @@ def _parquet_from_arrow(arrow: Path, path: Path, features: Any) -> None:
                 held, count = rest.to_batches(), rest.num_rows
         if count:
             writer.write_table(pa.Table.from_batches(held, schema=held[0].schema))
-    if cdc is not False:
-        writer.add_key_value_metadata({"content_defined_chunking": json.dumps(cdc)})
-    writer.close()
+        if cdc is not False:
+            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(cdc)})
 
 
 #: the most stubs one chunk of ``save_stubs``' worker processes reads back whole

@@ -55,7 +55,7 @@ class Columns:
         for name, kind in spec.items():
             values = [row[name] for row in rows]
             if kind == "text":
-                columns[name] = np.array([v.encode() for v in values], dtype=np.bytes_) if values else np.array([], "S1")
+                columns[name] = texts(values)
             elif kind == "value":
                 codes: dict[Any, int] = {}
                 columns[name] = np.array([codes.setdefault(tuple(v) if isinstance(v, list) else v, len(codes))
@@ -116,7 +116,7 @@ class Columns:
 
     def rows(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
         """Rows ``start`` to ``stop`` as dicts of Python values."""
-        part = self.take(np.arange(start, min(len(self), len(self) if stop is None else stop)))
+        part = self.take(np.arange(start, len(self) if stop is None else min(stop, len(self))))
         fields = {name: part.values(name) for name in self.spec}
         return [dict(zip(fields, row)) for row in zip(*fields.values())]
 
