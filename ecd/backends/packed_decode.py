@@ -40,6 +40,8 @@ from ecd.backends.kv_pool import Pool, held_bytes, kv_shape, length_class
 #: on every layer (no sliding window, no soft-capping): the packed loop is exact for them
 PACKED_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 _NAME = "ecd_packed"
+#: fewest tokens worth copying from another row rather than reading (a chat template's opening alone is more)
+MIN_SHARED = 8
 
 
 def supports_packed(model: Any) -> bool:
@@ -63,6 +65,7 @@ class PackedStats:
     preempted: int = 0  #: rows that gave their cache up to make room, to be read again later
     peak_cache_bytes: int = 0  #: bytes of keys and values the rows in flight hold (in whole pages)
     peak_step_tokens: int = 0  #: tokens in one step's packed sequence
+    shared_tokens: int = 0  #: prompt tokens whose keys and values were copied from a row in flight, not read
 
 
 @dataclass
@@ -171,7 +174,7 @@ def _packed_attention(model: Any) -> Iterator[None]:
 def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens: int, eos_ids: set[int],
                     width: int, cache_tokens: int, step_tokens: int = 512, pick: Picker = greedy,
                     device: Any = "cpu", on_done: Callable[[int, Generated], None] | None = None,
-                    stats: PackedStats | None = None) -> list[Generated]:
+                    stats: PackedStats | None = None, share_prefixes: bool = True) -> list[Generated]:
     """Generate for every prompt (token ids), at most ``width`` rows and ``cache_tokens`` cached tokens
     in flight and ``step_tokens`` tokens a step; results in prompt order, ``on_done(i, result)`` as each
     finishes (requests are started in order, so early requests finish early).
@@ -181,7 +184,12 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
     would overflow, the newest row gives its cache up and is read again later, prompt and answer so
     far (vLLM's preemption by recomputation; its answer is unchanged). A row longer than the budget
     still runs, alone. ``pick`` chooses each row's next token from its logits (greedy by default; a
-    sampler keyed by the request index keeps each request's own random stream)."""
+    sampler keyed by the request index keeps each request's own random stream).
+
+    A prompt that begins with tokens a row in flight has already read (a chat template's system
+    prompt, a task template's instructions) copies that row's keys and values for them instead of
+    reading them again (``share_prefixes``; vLLM's and SGLang's prefix caching, here only between rows
+    in flight, so it holds no memory of its own)."""
     import torch
 
     if any(not p for p in prompts):
@@ -194,7 +202,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
     waiting = list(range(len(prompts)))
     waiting.reverse()  # popped from the end: request order
     flight: list[int] = []  # admission order
-    preemptions = 0
+    preemptions = shared = 0
     step_tokens = max(step_tokens, 16)
     kv_or_v = torch.arange(2, device=device)[:, None, None]
     head = torch.arange(kv_heads, device=device)[None, :, None]
@@ -233,6 +241,25 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
             del classes[pool.cap]
         r.pool = None
 
+    def share(i: int) -> int:
+        """Copy into row ``i`` (just placed, nothing cached) the keys and values of the longest start of
+        its tokens that a row in flight has cached; returns how many (at least one token is left to read,
+        for the logits of its next pick)."""
+        r = rows[i]
+        best, donor = 0, None
+        for j in flight:
+            d = rows[j]
+            if j != i and d.n > best and d.feed[0] == r.feed[0]:
+                length = _common_prefix(d.feed, r.feed, min(d.n, len(r.feed) - 1))
+                if length > best:
+                    best, donor = length, d
+        if donor is None or best < MIN_SHARED:
+            return 0
+        assert r.pool is not None and donor.pool is not None
+        r.pool.kv[:, :, r.slot, :, :best] = donor.pool.kv[:, :, donor.slot, :, :best]
+        r.n = best
+        return best
+
     def finish(i: int, stopped: bool, stop_token: int | None = None) -> None:
         leave(i)
         r = rows.pop(i)
@@ -254,6 +281,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
     def plan() -> tuple[list[int], list[int], list[tuple[int, int]], list[int], list[int], _Step]:
         """This step's packed token ids and positions, the rows fed (with their token counts), the rows
         that pick a token and their rows of the packed sequence."""
+        nonlocal shared
         while True:
             decoding = [i for i in flight if rows[i].next_id is not None]
             cached = sum(rows[i].n for i in flight) + len(decoding)  # after this step's decoding tokens
@@ -273,9 +301,11 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
             i = waiting.pop()
             flight.append(i)
             place(i, len(rows[i].feed))
-            t = min(len(rows[i].feed), budget)
+            copied = share(i) if share_prefixes else 0
+            shared += copied
+            t = min(len(rows[i].feed) - copied, budget)
             chunks.append((i, t))
-            budget, cached = budget - t, cached + t
+            budget, cached = budget - t, cached + copied + t
         for i in decoding:
             place(i, rows[i].n + 1)
         ids: list[int] = []
@@ -334,6 +364,7 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
                 stats.peak_step_tokens = max(stats.peak_step_tokens, len(ids))
                 stats.peak_cache_bytes = max(stats.peak_cache_bytes, sum(held_bytes(rows[i].n, (layers, kv_heads, head_dim), dtype.itemsize) for i in flight))
                 stats.preempted = preemptions
+                stats.shared_tokens = shared
             logits = model(input_ids=torch.tensor([ids], device=device),
                            position_ids=torch.tensor([positions], device=device), use_cache=False,
                            logits_to_keep=torch.tensor(logit_rows, dtype=torch.long, device=device), ecd_step=step).logits[0]
@@ -350,4 +381,18 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
                     finish(i, False)
                     continue
                 r.next_id = token
+    if stats is not None:
+        stats.shared_tokens = shared
     return results  # type: ignore[return-value]
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    """How many leading tokens ``a`` and ``b`` share, at most ``limit`` (a binary search on slices compared in C)."""
+    low, high = 0, min(limit, len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
