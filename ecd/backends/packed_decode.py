@@ -19,11 +19,14 @@ model. Here:
   room for their prompt and ``max_new_tokens`` (``cache_tokens``); a long prompt waits for room
   instead of widening everyone. A pool's memory is committed page by page as its rows write and
   given back as they leave, so what is resident follows the tokens actually cached.
+- **An opening read once.** A prompt that starts as one a row in flight has read (a chat template's
+  system prompt, a task's instructions) copies that row's keys and values for it.
 
-A row's tokens do not depend on its neighbours: every product is per token, every attention call
-per row or masked per row (tested against ``generate`` one prompt at a time, on short and long
-prompts). ``bench/generation.py`` measures it against plain ``generate`` and ``transformers``'
-continuous batching (``docs/generation.md``).
+A row's products are per token and its attention per row or masked per row, so its neighbours reach
+it only through the last bits of attention's sums, whose order follows the call's shape (measured in
+``docs/generation.md``: logits within 1e-4); greedy answers are tested against ``generate`` one prompt
+at a time, on short, long and mixed prompts. ``bench/generation.py`` measures it against plain
+``generate`` and ``transformers``' continuous batching.
 """
 
 from __future__ import annotations
