@@ -253,6 +253,14 @@ def _key(arm: str, set_name: str, args: argparse.Namespace) -> str:
     return hashlib.sha256(code + settings).hexdigest()[:16]
 
 
+def _cpu() -> str:
+    """The processor's name as the kernel gives it (``platform.processor()`` is only the architecture on Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def main() -> None:
     from ecd.params import ModelParams
 
@@ -275,7 +283,7 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f"commit {commit}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores; greedy, "
+    print(f"commit {commit}; {_cpu()}, {os.cpu_count()} cores; greedy, "
           f"{args.max_new_tokens} new tokens; ecd width {args.width}", flush=True)
     for set_name in args.sets:
         results = {}
