@@ -384,8 +384,6 @@ def generate_packed(model: Any, prompts: Sequence[list[int]], *, max_new_tokens:
                     finish(i, False)
                     continue
                 r.next_id = token
-    if stats is not None:
-        stats.shared_tokens = shared
     return results  # type: ignore[return-value]
 
 
