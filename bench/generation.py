@@ -104,7 +104,7 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
            for m in messages]
     if arm in ("padded", "ecd-unshared"):
         from ecd.backends.decode import pack_linears
-        from ecd.backends.kv_pool import cache_bytes_per_token
+        from ecd.backends.kv_pool import cache_tokens
         from ecd.backends.packed_decode import generate_packed
         from ecd.backends.padded_decode import generate_continuous
 
@@ -112,13 +112,16 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         pack_linears(model)
         loaded = _resident_gb()
         start = time.perf_counter()
-        report = lambda i, g: first or first.append(time.perf_counter() - start)  # noqa: E731
+
+        def report(i: int, g) -> None:
+            first or first.append(time.perf_counter() - start)
+
         if arm == "padded":
             out = generate_continuous(model, ids, max_new_tokens=args.max_new_tokens, eos_ids={eos},
                                       pad_id=tok.pad_token_id, width=args.width, on_done=report)
         else:
             out = generate_packed(model, ids, max_new_tokens=args.max_new_tokens, eos_ids={eos}, width=args.width,
-                                  cache_tokens=int(args.cache_gib * 2**30 / cache_bytes_per_token(model.config, 4)),
+                                  cache_tokens=cache_tokens(model.config, args.cache_gib, 4),
                                   on_done=report, share_prefixes=False)
         wall = time.perf_counter() - start
         answers = [g.tokens for g in out]
@@ -140,13 +143,13 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
         from ecd.backends.decode import pack_linears
-        from ecd.backends.kv_pool import cache_bytes_per_token
+        from ecd.backends.kv_pool import cache_tokens
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, disable_mmap=True).eval()
         pack_linears(model)  # the same matrix kernels as ours: the comparison is of the scheduling and the cache
         loaded = _resident_gb()
         page = 256
-        pages = int(args.cache_gib * 2**30 / cache_bytes_per_token(model.config, 4) / page)
+        pages = cache_tokens(model.config, args.cache_gib, 4) // page
         config = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=eos,
                                   pad_token_id=tok.pad_token_id)
         cb = ContinuousBatchingConfig(page_size=page, num_blocks=pages, max_batch_tokens=args.step_tokens,
@@ -183,10 +186,9 @@ def serve(set_name: str, args: argparse.Namespace, path: Path, messages: list, t
         port = s.getsockname()[1]
     from transformers import AutoConfig
 
-    from ecd.backends.kv_pool import cache_bytes_per_token
+    from ecd.backends.kv_pool import cache_tokens
 
-    per_token = cache_bytes_per_token(AutoConfig.from_pretrained(path), 4)  # fp32, as served
-    pages = int(args.cache_gib * 2**30 / per_token / 256)
+    pages = cache_tokens(AutoConfig.from_pretrained(path), args.cache_gib, 4) // 256  # fp32, as served
     log = open(RESULTS / "serve.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "transformers"), "serve", str(path), "--host", "127.0.0.1",
                              "--port", str(port), "--device", "cpu", "--dtype", "float32", "--continuous-batching",

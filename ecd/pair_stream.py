@@ -33,10 +33,6 @@ from ecd.schema import Instruction, Pair, Response, Step, assistant, user
 from ecd.stubs import MATCH_FIELDS, STUB_FIELDS, USABLE_FIELDS, Columns, Kind
 
 
-def _stubs(pairs: Sequence[Mapping[str, Any]], spec: Mapping[str, Kind] = STUB_FIELDS) -> Columns:
-    return Columns.of(pairs, spec)
-
-
 def _usable(steps: Sequence[Step]) -> Columns:
     """The usable steps' references (``USABLE_FIELDS``), for ``random`` and ``model_gap``."""
     return Columns.of([{"round": s["round"], "chain": s["chain"], "root_id": s["root_id"],
@@ -83,11 +79,11 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
             count += len(chunk)
             if "ecd" in wanted:
                 pairs, found = ecd_pairs(chunk, params)
-                parts["ecd"].append(_stubs(pairs, spec["ecd"]))
+                parts["ecd"].append(Columns.of(pairs, spec["ecd"]))
                 causes["ecd"].update(found)
             if "seed_answer" in wanted:
                 pairs, found = seed_answer_pairs(chunk, params, check, seed_answers)
-                parts["seed_answer"].append(_stubs(pairs, spec["seed_answer"]))
+                parts["seed_answer"].append(Columns.of(pairs, spec["seed_answer"]))
                 causes["seed_answer"].update(found)
             usable_parts.append(_usable(chunk))
     made: dict[str, tuple[Columns, Counter[str]]] = {s: (Columns.concat(parts.pop(s), spec[s]), causes[s])
@@ -104,7 +100,7 @@ def build_stubs(rounds: Rounds, round_names: list[str], params: PairParams, test
         seen: set[str] = set()
         for chunk in steps():
             pairs, found = model_gap_pairs(chunk, weak, params, check, seen)
-            parts["model_gap"].append(_stubs(pairs, spec["model_gap"]))
+            parts["model_gap"].append(Columns.of(pairs, spec["model_gap"]))
             causes["model_gap"].update(found)
         made["model_gap"] = (Columns.concat(parts.pop("model_gap"), spec["model_gap"]), causes["model_gap"])
     every, train, test, metrics = combine(made, params, test_roots, count)
@@ -131,7 +127,7 @@ def _step_chunk(job: tuple[str, str, list[tuple[int, Any]], PairParams, Mapping[
     causes: Counter[str] = Counter()
     if spec is not None:
         pairs, causes = ecd_pairs(steps, params)
-    return _stubs(pairs, spec or STUB_FIELDS), causes, _usable(steps), len(steps)
+    return Columns.of(pairs, spec or STUB_FIELDS), causes, _usable(steps), len(steps)
 
 
 Item = tuple[dict[str, Any], list[dict[str, Any]]]  #: a usable step's reference and its candidate negatives'
@@ -147,7 +143,7 @@ def _random_items(rounds: Rounds, items: list[Item], params: PairParams, check: 
                            (rounds.response(o["chosen_id"], [f"r{o['round']}"]) for o in others), params, check)
         if pair is not None:
             out.append(pair)
-    return _stubs(out, spec)
+    return Columns.of(out, spec)
 
 
 def _random_chunk(job: tuple[str, list[Item], PairParams, Mapping[str, Kind]]) -> Columns:

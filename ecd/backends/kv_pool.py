@@ -33,6 +33,11 @@ def cache_bytes_per_token(cfg: Any, element_size: int) -> int:
     return layers * 2 * kv_heads * head_dim * element_size
 
 
+def cache_tokens(cfg: Any, gib: float, element_size: int) -> int:
+    """How many tokens' keys and values ``gib`` GiB holds (``kv_cache_gib`` as the packed loop's budget)."""
+    return int(gib * 2**30 / cache_bytes_per_token(cfg, element_size))
+
+
 def length_class(length: int) -> int:
     """The smallest pool capacity (64, 80, 112, 144, ...: about 1.25× apart, multiples of 16) that holds ``length``."""
     cap = _FIRST_CLASS

@@ -7,7 +7,7 @@ from typing import Any
 
 from ecd.backends.base import SAMPLING_SETTINGS, Backend, Completion, OnDone, Request
 from ecd.backends.decode import Generated, SeededSampler, as_list, greedy, pack_linears
-from ecd.backends.kv_pool import cache_bytes_per_token
+from ecd.backends.kv_pool import cache_tokens
 from ecd.backends.packed_decode import generate_packed, supports_packed
 from ecd.backends.padded_decode import generate_continuous
 from ecd.errors import EcdError
@@ -104,8 +104,8 @@ class TransformersBackend(Backend):
 
         if torch.device(self._device).type == "cpu" and supports_packed(model):
             generate_packed(model, prompts, max_new_tokens=p.max_new_tokens, eos_ids=eos, width=p.batch_size,
-                            cache_tokens=int(p.kv_cache_gib * 2**30 / cache_bytes_per_token(
-                                model.config, next(model.parameters()).element_size())),
+                            cache_tokens=cache_tokens(model.config, p.kv_cache_gib,
+                                                      next(model.parameters()).element_size()),
                             step_tokens=p.step_tokens, pick=pick, device=self._device, on_done=report)
         else:  # attention the packed loop does not compute (sliding windows, soft-capping, other families),
             # and GPUs, where a step is bound by kernel launches and the padded loop's few large ones won
