@@ -256,11 +256,18 @@ def _key(arm: str, set_name: str, args: argparse.Namespace) -> str:
 
 
 def _cpu() -> str:
-    """The processor's name as the kernel gives it (``platform.processor()`` is only the architecture on Linux)."""
+    """The processor's name as the kernel gives it (``platform.processor()`` is only the architecture on Linux),
+    with its family and model: a virtual machine's name can be as bare as "AMD EPYC", which covers
+    generations that ran this benchmark at different speeds (a Zen 3 with AVX2, a Zen 4 with AVX-512)."""
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.exists() else []
-    return names[0] if names else platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def main() -> None:
