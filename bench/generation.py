@@ -114,7 +114,7 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
 
         def report(i: int, g) -> None:
-            first or first.append(time.perf_counter() - start)
+            _mark_first(first, start)
 
         if arm == "padded":
             out = generate_continuous(model, ids, max_new_tokens=args.max_new_tokens, eos_ids={eos},
@@ -134,7 +134,7 @@ def child(arm: str, set_name: str, args: argparse.Namespace) -> dict:
             with torch.inference_mode():
                 out = model.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
             answers += [cut(row) for row in out[:, batch["input_ids"].shape[1]:].tolist()]
-            first or first.append(time.perf_counter() - start)
+            _mark_first(first, start)
         wall = time.perf_counter() - start
     elif arm == "serve-cb":
         return serve(set_name, args, path, messages, tok)
@@ -234,7 +234,13 @@ def _answers(backend, requests: list, first: list[float], start: float) -> list:
     """The backend's completions in order, the time to the first one kept in ``first``."""
     from ecd.backends import answer_all
 
-    return answer_all(backend, requests, lambda i, c: first or first.append(time.perf_counter() - start))
+    return answer_all(backend, requests, lambda i, c: _mark_first(first, start))
+
+
+def _mark_first(first: list[float], start: float) -> None:
+    """Keep in ``first`` the seconds since ``start`` at the first finished answer (later ones leave it)."""
+    if not first:
+        first.append(time.perf_counter() - start)
 
 
 def _result(arm: str, set_name: str, args: argparse.Namespace, wall: float, tokens: int, first: float,
